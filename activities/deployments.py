@@ -1,0 +1,99 @@
+"""Activities that read and write deployment state in the control-plane database."""
+
+from __future__ import annotations
+
+from sqlalchemy import select, update
+from temporalio import activity
+
+from activities.contracts import ReplicaSet, RouteKey, StatusUpdate
+from core.contracts import DeploymentStatus
+from core.db import Database
+from core.models import Deployment, Replica, utcnow
+
+
+class DeploymentActivities:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    @activity.defn
+    async def set_deployment_status(self, change: StatusUpdate) -> None:
+        """Idempotent. A deployment that reached a final status keeps it, so a late or repeated
+        update (say, SUPERSEDED arriving after FAILED) never rewrites history."""
+        async with self.db.transaction() as session:
+            deployment = await session.get(Deployment, change.deployment_id, with_for_update=True)
+            if deployment is None:
+                raise LookupError(f"deployment {change.deployment_id} does not exist")
+            if DeploymentStatus(deployment.status).is_final and deployment.status != change.status:
+                activity.logger.info(
+                    "deployment %s is already %s; not setting %s",
+                    deployment.id,
+                    deployment.status,
+                    change.status,
+                )
+                return
+            deployment.status = change.status.value
+            for field in ("message", "failed_step", "image_digest", "image_ref"):
+                value = getattr(change, field)
+                if value is not None:
+                    setattr(deployment, field, value)
+            if change.status.is_final and deployment.finished_at is None:
+                deployment.finished_at = utcnow()
+
+    @activity.defn
+    async def record_replicas(self, replica_set: ReplicaSet) -> None:
+        async with self.db.transaction() as session:
+            for status in replica_set.replicas:
+                replica = await session.get(Replica, status.replica_id)
+                if replica is None:
+                    replica = Replica(id=status.replica_id, deployment_id=replica_set.deployment_id)
+                    session.add(replica)
+                replica.node = replica_set.node
+                replica.address = status.address
+                replica.container_id = status.container_id
+                replica.state = status.state.value
+
+    @activity.defn
+    async def activate_deployment(self, change: StatusUpdate) -> None:
+        """Make this deployment the one ACTIVE deployment of its service and environment; the one it
+        replaces becomes REMOVED. Idempotent."""
+        async with self.db.transaction() as session:
+            deployment = await session.get(Deployment, change.deployment_id, with_for_update=True)
+            if deployment is None:
+                raise LookupError(f"deployment {change.deployment_id} does not exist")
+            others = select(Deployment.id).where(
+                Deployment.service_id == deployment.service_id,
+                Deployment.environment_id == deployment.environment_id,
+                Deployment.id != deployment.id,
+            )
+            await session.execute(
+                update(Deployment)
+                .where(Deployment.id.in_(others), Deployment.status == DeploymentStatus.ACTIVE.value)
+                .values(status=DeploymentStatus.REMOVED.value, finished_at=utcnow())
+                .execution_options(synchronize_session=False)
+            )
+            await session.execute(
+                update(Replica)
+                .where(Replica.deployment_id.in_(others))
+                .values(state="removed")
+                .execution_options(synchronize_session=False)
+            )
+            deployment.status = DeploymentStatus.ACTIVE.value
+            deployment.message = change.message
+            deployment.failed_step = None
+            deployment.finished_at = deployment.finished_at or utcnow()
+
+    @activity.defn
+    async def mark_replicas_removed(self, key: RouteKey) -> None:
+        """After an orphan sweep: every replica of a non-active deployment is gone."""
+        async with self.db.transaction() as session:
+            inactive = select(Deployment.id).where(
+                Deployment.service_id == key.service_id,
+                Deployment.environment_id == key.environment_id,
+                Deployment.status != DeploymentStatus.ACTIVE.value,
+            )
+            await session.execute(
+                update(Replica)
+                .where(Replica.deployment_id.in_(inactive))
+                .values(state="removed")
+                .execution_options(synchronize_session=False)
+            )

@@ -1,0 +1,44 @@
+"""Errors users can act on: every 4xx names the field (when there is one) and the reason."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+
+class NotFound(StarletteHTTPException):
+    def __init__(self, kind: str, identifier: str) -> None:
+        super().__init__(404, f"{kind} {identifier!r} not found")
+
+
+class Conflict(StarletteHTTPException):
+    def __init__(self, detail: str) -> None:
+        super().__init__(409, detail)
+
+
+def _field(loc: tuple[int | str, ...]) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path")]
+    return ".".join(parts) or "body"
+
+
+async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+    errors = [{"field": _field(tuple(e["loc"])), "reason": e["msg"]} for e in exc.errors()]
+    malformed = any(e.get("type") == "json_invalid" for e in exc.errors())
+    status = 400 if malformed else 422
+    summary = (
+        "malformed JSON body" if malformed else "; ".join(f"{e['field']}: {e['reason']}" for e in errors)
+    )
+    return JSONResponse({"detail": summary, "errors": errors}, status_code=status)
+
+
+async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    return JSONResponse(
+        {"detail": exc.detail, "errors": []}, status_code=exc.status_code, headers=exc.headers
+    )
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
+    app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]

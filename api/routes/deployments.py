@@ -1,0 +1,96 @@
+from __future__ import annotations
+
+from fastapi import APIRouter, status
+from sqlalchemy import select
+from starlette.exceptions import HTTPException
+
+from api.deps import CurrentActor, SessionDep, SettingsDep, TemporalDep
+from api.releases import submit_deploy
+from api.schemas import DeploymentCreate, DeploymentRead
+from api.store import audit, environment_by_name, get_or_404
+from core.contracts import DeploymentStatus, DeployRequest
+from core.models import Deployment, Service, new_id
+from core.naming import deploy_workflow_id
+
+router = APIRouter(tags=["deployments"])
+
+
+@router.post(
+    "/v1/services/{service_id}/deployments",
+    status_code=status.HTTP_202_ACCEPTED,
+    operation_id="create_deployment",
+)
+async def create_deployment(
+    service_id: str,
+    body: DeploymentCreate,
+    session: SessionDep,
+    settings: SettingsDep,
+    temporal: TemporalDep,
+    actor: CurrentActor,
+) -> DeploymentRead:
+    """Deploy the service's image (or `image`, which becomes the service's image) to an environment.
+
+    Answers at once with the QUEUED deployment; follow it with `GET /v1/deployments/{id}`."""
+    service = await get_or_404(session, Service, service_id)
+    environment = await environment_by_name(session, service.project_id, body.environment)
+    if body.image:
+        service.image = body.image
+    deployment_id = new_id("dep")
+    config = {
+        "port": service.port,
+        "replicas": service.replicas,
+        "health_check_path": service.health_check_path,
+    }
+    deployment = Deployment(
+        id=deployment_id,
+        service_id=service.id,
+        environment_id=environment.id,
+        image=service.image,
+        config=config,
+        status=DeploymentStatus.QUEUED.value,
+        workflow_id=deploy_workflow_id(service.id, environment.id, deployment_id),
+    )
+    session.add(deployment)
+    audit(session, actor, "deployment.create", deployment_id, service_id=service.id, image=service.image)
+    await session.commit()
+
+    request = DeployRequest(
+        deployment_id=deployment_id,
+        service_id=service.id,
+        service_name=service.name,
+        environment_id=environment.id,
+        environment_name=environment.name,
+        image=service.image,
+        replicas=service.replicas,
+        port=service.port,
+        health_check_path=service.health_check_path,
+    )
+    try:
+        await submit_deploy(temporal, settings, request)
+    except HTTPException as exc:
+        deployment.status = DeploymentStatus.FAILED.value
+        deployment.failed_step = "submit"
+        deployment.message = str(exc.detail)
+        await session.commit()
+        raise
+    await session.refresh(deployment)
+    return DeploymentRead.model_validate(deployment)
+
+
+@router.get("/v1/services/{service_id}/deployments", operation_id="list_deployments")
+async def list_deployments(
+    service_id: str, session: SessionDep, _: CurrentActor, environment: str | None = None
+) -> list[DeploymentRead]:
+    """The service's deployments, newest first."""
+    service = await get_or_404(session, Service, service_id)
+    query = select(Deployment).where(Deployment.service_id == service.id)
+    if environment is not None:
+        env = await environment_by_name(session, service.project_id, environment)
+        query = query.where(Deployment.environment_id == env.id)
+    deployments = await session.scalars(query.order_by(Deployment.created_at.desc(), Deployment.id))
+    return [DeploymentRead.model_validate(d) for d in deployments]
+
+
+@router.get("/v1/deployments/{deployment_id}", operation_id="get_deployment")
+async def get_deployment(deployment_id: str, session: SessionDep, _: CurrentActor) -> DeploymentRead:
+    return DeploymentRead.model_validate(await get_or_404(session, Deployment, deployment_id))

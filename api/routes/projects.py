@@ -1,0 +1,68 @@
+from __future__ import annotations
+
+from fastapi import APIRouter, status
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from api.deps import CurrentActor, SessionDep
+from api.errors import Conflict
+from api.schemas import EnvironmentCreate, EnvironmentRead, ProjectCreate, ProjectRead
+from api.store import audit, get_or_404
+from core.models import Environment, Project
+
+router = APIRouter(prefix="/v1/projects", tags=["projects"])
+
+DEFAULT_ENVIRONMENT = "production"
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, operation_id="create_project")
+async def create_project(body: ProjectCreate, session: SessionDep, actor: CurrentActor) -> ProjectRead:
+    """Create a project; it gets a `production` environment."""
+    project = Project(name=body.name)
+    session.add(project)
+    try:
+        await session.flush()
+    except IntegrityError:
+        raise Conflict(f"name: a project named {body.name!r} already exists") from None
+    session.add(Environment(project_id=project.id, name=DEFAULT_ENVIRONMENT))
+    audit(session, actor, "project.create", project.id, name=project.name)
+    await session.commit()
+    return ProjectRead.model_validate(project)
+
+
+@router.get("", operation_id="list_projects")
+async def list_projects(session: SessionDep, _: CurrentActor) -> list[ProjectRead]:
+    projects = await session.scalars(select(Project).order_by(Project.created_at))
+    return [ProjectRead.model_validate(p) for p in projects]
+
+
+@router.get("/{project_id}", operation_id="get_project")
+async def get_project(project_id: str, session: SessionDep, _: CurrentActor) -> ProjectRead:
+    return ProjectRead.model_validate(await get_or_404(session, Project, project_id))
+
+
+@router.get("/{project_id}/environments", operation_id="list_environments")
+async def list_environments(project_id: str, session: SessionDep, _: CurrentActor) -> list[EnvironmentRead]:
+    await get_or_404(session, Project, project_id)
+    environments = await session.scalars(
+        select(Environment).where(Environment.project_id == project_id).order_by(Environment.created_at)
+    )
+    return [EnvironmentRead.model_validate(e) for e in environments]
+
+
+@router.post(
+    "/{project_id}/environments", status_code=status.HTTP_201_CREATED, operation_id="create_environment"
+)
+async def create_environment(
+    project_id: str, body: EnvironmentCreate, session: SessionDep, actor: CurrentActor
+) -> EnvironmentRead:
+    await get_or_404(session, Project, project_id)
+    environment = Environment(project_id=project_id, name=body.name)
+    session.add(environment)
+    try:
+        await session.flush()
+    except IntegrityError:
+        raise Conflict(f"name: environment {body.name!r} already exists in this project") from None
+    audit(session, actor, "environment.create", environment.id, name=body.name, project_id=project_id)
+    await session.commit()
+    return EnvironmentRead.model_validate(environment)

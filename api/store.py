@@ -1,0 +1,55 @@
+"""Lookups and writes the routes share: 404s with the kind and id, audit events."""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from api.errors import NotFound
+from core.models import AuditEvent, Base, Environment, Route, Service
+from core.naming import service_hostname
+
+M = TypeVar("M", bound=Base)
+
+
+async def get_or_404(session: AsyncSession, model: type[M], identifier: str) -> M:
+    instance = await session.get(model, identifier)
+    if instance is None:
+        raise NotFound(model.__name__.lower(), identifier)
+    return instance
+
+
+async def environment_by_name(session: AsyncSession, project_id: str, name: str) -> Environment:
+    environment = await session.scalar(
+        select(Environment).where(Environment.project_id == project_id, Environment.name == name)
+    )
+    if environment is None:
+        raise NotFound("environment", name)
+    return environment
+
+
+async def service_urls(
+    session: AsyncSession, service: Service, apps_domain: str, edge_url: str
+) -> dict[str, str]:
+    environments = await session.scalars(
+        select(Environment).where(Environment.project_id == service.project_id)
+    )
+    return {env.name: service_url(service, env, apps_domain, edge_url) for env in environments}
+
+
+def service_url(service: Service, environment: Environment, apps_domain: str, edge_url: str) -> str:
+    scheme, _, authority = edge_url.partition("://")
+    port = authority.rsplit(":", 1)[1] if ":" in authority else ""
+    host = service_hostname(service.name, environment.name, apps_domain)
+    return f"{scheme}://{host}{':' + port if port else ''}"
+
+
+async def routed_deployment(session: AsyncSession, service_id: str, environment_id: str) -> str | None:
+    route = await session.get(Route, (service_id, environment_id))
+    return route.deployment_id if route else None
+
+
+def audit(session: AsyncSession, actor: str, action: str, target: str, **detail: Any) -> None:
+    session.add(AuditEvent(actor=actor, action=action, target=target, detail=detail))

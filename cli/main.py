@@ -1,0 +1,133 @@
+"""The `dockyard` command line."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from typing import Annotated
+
+import typer
+
+from cli.platform import load_or_create_secrets
+from core.settings import Settings, SettingsError, load_settings
+
+app = typer.Typer(help="Dockyard: a self-hosted PaaS.", no_args_is_help=True, add_completion=False)
+
+
+def _settings(*, with_local_secrets: bool = True) -> Settings:
+    """Settings from the environment; for a local installation, its generated secrets fill the gaps."""
+    try:
+        state_dir = load_settings().state_dir
+        if with_local_secrets:
+            for name, value in load_or_create_secrets(state_dir).items():
+                os.environ.setdefault(name, value)
+        return load_settings()
+    except SettingsError as exc:
+        typer.secho(str(exc), fg=typer.colors.RED, err=True)
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def up(
+    example: Annotated[bool, typer.Option(help="Build and deploy the bundled example service.")] = False,
+    detach: Annotated[
+        bool, typer.Option("--detach", "-d", help="Run in the background; stop with `down`.")
+    ] = False,
+) -> None:
+    """Start the whole platform on this machine; Ctrl-C stops every process it started."""
+    settings = _settings()
+    if detach:
+        _up_detached(settings, example)
+        return
+    from cli.up import run_platform
+
+    raise typer.Exit(run_platform(settings, example=example))
+
+
+def _up_detached(settings: Settings, example: bool) -> None:
+    from cli.up import ready_file
+
+    log = settings.state_dir / "logs" / "up.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    ready_file(settings).unlink(missing_ok=True)
+    argv = [sys.executable, "-m", "cli", "up", *(["--example"] if example else [])]
+    with log.open("ab") as out:
+        process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    while process.poll() is None and not ready_file(settings).exists():
+        time.sleep(0.2)
+    if process.poll() is not None:
+        typer.secho(
+            f"dockyard up failed (exit {process.returncode}); see {log}", fg=typer.colors.RED, err=True
+        )
+        raise typer.Exit(1)
+    typer.echo(ready_file(settings).read_text())
+    typer.echo(f"running in the background (pid {process.pid}); stop it with `dockyard down`")
+
+
+@app.command()
+def down() -> None:
+    """Stop a platform started with `dockyard up --detach`."""
+    from cli.up import pid_file
+
+    settings = _settings()
+    path = pid_file(settings)
+    if not path.exists():
+        typer.echo("dockyard is not running")
+        return
+    pid = int(path.read_text())
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        path.unlink(missing_ok=True)
+        typer.echo("dockyard was not running (stale pid file removed)")
+        return
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            typer.echo("dockyard stopped")
+            return
+        time.sleep(0.2)
+    typer.secho(f"dockyard (pid {pid}) did not stop within 90s", fg=typer.colors.RED, err=True)
+    raise typer.Exit(1)
+
+
+@app.command()
+def api() -> None:
+    """Run the control-plane API."""
+    from api.main import run
+
+    run(_settings())
+
+
+@app.command()
+def worker() -> None:
+    """Run a Temporal worker for Dockyard's workflows and activities."""
+    from workflows.worker import run_worker
+
+    asyncio.run(run_worker(_settings()))
+
+
+@app.command()
+def agent() -> None:
+    """Run the node agent (settings: DOCKYARD_AGENT_*)."""
+    from agent.main import run
+    from agent.settings import AgentSettings
+
+    _settings()  # a local installation's generated agent token, when none is given
+    run(AgentSettings())  # type: ignore[call-arg]
+
+
+@app.command()
+def migrate() -> None:
+    """Upgrade the database schema to the newest revision."""
+    from core.db import migrate as run_migrations
+
+    settings = _settings(with_local_secrets=False)
+    run_migrations(settings.database_url)
+    typer.echo(f"database at newest revision: {settings.database_url.split('@')[-1]}")

@@ -1,0 +1,177 @@
+"""What `dockyard up` runs, as data: generated secrets, rendered configs and the process list."""
+
+from __future__ import annotations
+
+import secrets
+import shutil
+import sys
+from pathlib import Path
+from string import Template
+from urllib.parse import urlsplit
+
+import bcrypt
+from pydantic import SecretStr
+
+from cli.supervisor import ProcessSpec
+from core.settings import Settings
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+INFRA = REPO_ROOT / "infra"
+SECRET_NAMES = ("DOCKYARD_API_TOKEN", "DOCKYARD_AGENT_TOKEN", "DOCKYARD_REGISTRY_PASSWORD")
+DOCKER_SOCKET = Path("/var/run/docker.sock")
+
+
+def load_or_create_secrets(state_dir: Path) -> dict[str, str]:
+    """Secrets of a local installation, generated once and kept in `<state>/secrets.env` (mode 600)."""
+    path = state_dir / "secrets.env"
+    values: dict[str, str] = {}
+    if path.exists():
+        for line in path.read_text().splitlines():
+            name, _, value = line.partition("=")
+            if name in SECRET_NAMES and value:
+                values[name] = value
+    missing = [name for name in SECRET_NAMES if name not in values]
+    if missing:
+        values.update({name: secrets.token_urlsafe(32) for name in missing})
+        state_dir.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        path.write_text("".join(f"{name}={values[name]}\n" for name in SECRET_NAMES))
+    return values
+
+
+def _hostport(url_or_address: str) -> tuple[str, int]:
+    parts = urlsplit(url_or_address if "://" in url_or_address else f"tcp://{url_or_address}")
+    if parts.hostname is None or parts.port is None:
+        raise ValueError(f"{url_or_address!r} needs an explicit host and port")
+    return parts.hostname, parts.port
+
+
+def _render(template: Path, target: Path, **values: str) -> Path:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(Template(template.read_text()).substitute(values))
+    return target
+
+
+def render_registry_config(settings: Settings, run_dir: Path) -> Path:
+    password = settings.registry_password.get_secret_value() if settings.registry_password else ""
+    htpasswd = run_dir / "registry.htpasswd"
+    hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=10)).decode()
+    htpasswd.write_text(f"{settings.registry_username}:{hashed}\n")
+    return _render(
+        INFRA / "registry" / "config.yml.tmpl",
+        run_dir / "registry.yml",
+        storage_dir=str(settings.state_dir / "registry"),
+        address=settings.registry_host,
+        htpasswd_file=str(htpasswd),
+    )
+
+
+def render_traefik_config(settings: Settings, run_dir: Path) -> Path:
+    token = settings.api_token.get_secret_value() if settings.api_token else ""
+    http_host, http_port = _hostport(settings.edge_http_url)
+    https_host, https_port = _hostport(settings.edge_https_url)
+    api_host, api_port = _hostport(settings.traefik_api_url)
+    return _render(
+        INFRA / "traefik" / "traefik.yml.tmpl",
+        run_dir / "traefik.yml",
+        edge_http_address=f"{http_host}:{http_port}",
+        edge_https_address=f"{https_host}:{https_port}",
+        traefik_api_address=f"{api_host}:{api_port}",
+        control_plane_url=settings.public_api_url,
+        api_token=token,
+    )
+
+
+def _binary(name: str) -> str:
+    found = shutil.which(name) or shutil.which(name, path=str(Path(sys.executable).parent))
+    if found is None:
+        raise FileNotFoundError(f"{name} is not installed (run scripts/install.sh)")
+    return found
+
+
+def docker_needs_starting() -> bool:
+    return not DOCKER_SOCKET.exists()
+
+
+def platform_processes(settings: Settings, run_dir: Path, *, start_docker: bool) -> list[ProcessSpec]:
+    """Every process of a local platform, in start order."""
+    temporal_host, temporal_port = _hostport(settings.temporal_address)
+    _, ui_port = _hostport(settings.temporal_ui_url)
+    registry_host, registry_port = _hostport(settings.registry_host)
+    redis_host, redis_port = _hostport(settings.redis_url)
+    agent_host, agent_port = _hostport(settings.agent_url)
+    dockyard = [sys.executable, "-m", "cli"]
+    processes: list[ProcessSpec] = []
+    if start_docker:
+        processes.append(
+            ProcessSpec("dockerd", [_binary("dockerd")], ready_path=DOCKER_SOCKET, ready_timeout=60)
+        )
+    processes += [
+        ProcessSpec(
+            "temporal",
+            ["bash", str(INFRA / "temporal" / "dev-server.sh")],
+            env={
+                "PATH": f"{Path(sys.executable).parent}:{_path()}",
+                "TEMPORAL_IP": temporal_host,
+                "TEMPORAL_PORT": str(temporal_port),
+                "TEMPORAL_UI_PORT": str(ui_port),
+                "TEMPORAL_DB_FILE": str(settings.state_dir / "temporal.db"),
+            },
+            ready_tcp=(temporal_host, temporal_port),
+            ready_url=settings.temporal_ui_url,
+        ),
+        ProcessSpec(
+            "registry",
+            [_binary("docker-registry"), "serve", str(render_registry_config(settings, run_dir))],
+            ready_url=f"{settings.registry_url()}/v2/",
+            ready_tcp=(registry_host, registry_port),
+        ),
+        ProcessSpec(
+            "redis",
+            [
+                _binary("redis-server"),
+                "--bind",
+                redis_host,
+                "--port",
+                str(redis_port),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(run_dir),
+            ],
+            ready_tcp=(redis_host, redis_port),
+        ),
+        ProcessSpec("api", [*dockyard, "api"], ready_url=f"{settings.public_api_url}/healthz"),
+        ProcessSpec(
+            "traefik",
+            [_binary("traefik"), f"--configFile={render_traefik_config(settings, run_dir)}"],
+            ready_url=f"{settings.traefik_api_url}/ping",
+        ),
+        ProcessSpec(
+            "agent",
+            [*dockyard, "agent"],
+            env={
+                "DOCKYARD_AGENT_LISTEN_HOST": agent_host,
+                "DOCKYARD_AGENT_LISTEN_PORT": str(agent_port),
+                "DOCKYARD_AGENT_NODE_ADDRESS": agent_host,
+                "DOCKYARD_AGENT_REGISTRY_HOST": settings.registry_host,
+                "DOCKYARD_AGENT_REGISTRY_USERNAME": settings.registry_username,
+                "DOCKYARD_AGENT_REGISTRY_PASSWORD": _secret(settings.registry_password),
+            },
+            ready_url=f"{settings.agent_url}/healthz",
+        ),
+        ProcessSpec("worker", [*dockyard, "worker"], ready_timeout=30),
+    ]
+    return processes
+
+
+def _secret(value: SecretStr | None) -> str:
+    return value.get_secret_value() if value else ""
+
+
+def _path() -> str:
+    import os
+
+    return os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin")

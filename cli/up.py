@@ -1,0 +1,74 @@
+"""`dockyard up`: start every process of a local platform, print where to reach it, stop it all."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from pathlib import Path
+
+import typer
+
+from cli.platform import docker_needs_starting, platform_processes
+from cli.supervisor import ProcessFailed, Supervisor
+from core.settings import Settings
+
+
+def pid_file(settings: Settings) -> Path:
+    return settings.state_dir / "dockyard.pid"
+
+
+def ready_file(settings: Settings) -> Path:
+    return settings.state_dir / "run" / "ready.txt"
+
+
+def summary(settings: Settings, example_url: str | None) -> str:
+    lines = [
+        "Dockyard is up.",
+        f"  API:              {settings.public_api_url}  (OpenAPI docs: {settings.public_api_url}/docs)",
+        f"  API token:        {settings.state_dir / 'secrets.env'} (DOCKYARD_API_TOKEN)",
+        f"  Temporal Web UI:  {settings.temporal_ui_url}",
+        f"  Traefik:          {settings.edge_http_url}  (dashboard: {settings.traefik_api_url}/dashboard/)",
+        f"  Registry:         {settings.registry_url()}",
+    ]
+    if example_url:
+        lines.append(f"  Example service:  {example_url}")
+    return "\n".join(lines)
+
+
+def run_platform(settings: Settings, *, example: bool) -> int:
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    run_dir = settings.state_dir / "run"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    pid_file(settings).write_text(str(os.getpid()))
+    supervisor = Supervisor(settings.state_dir / "logs")
+    try:
+        for spec in platform_processes(settings, run_dir, start_docker=docker_needs_starting()):
+            if stop.is_set():
+                return 130
+            typer.echo(f"starting {spec.name} ...")
+            supervisor.start(spec)
+        example_url = None
+        if example:
+            from cli.example import deploy_example
+
+            typer.echo("deploying the example service ...")
+            example_url = deploy_example(settings)
+        text = summary(settings, example_url)
+        typer.echo(text + "\nPress Ctrl-C to stop.")
+        ready_file(settings).write_text(text)
+        while not stop.wait(0.5):
+            if exited := supervisor.exited():
+                typer.secho(f"stopping: process exited unexpectedly: {exited}", fg=typer.colors.RED, err=True)
+                return 1
+        return 0
+    except (ProcessFailed, FileNotFoundError, RuntimeError) as exc:
+        typer.secho(str(exc), fg=typer.colors.RED, err=True)
+        return 1
+    finally:
+        typer.echo("stopping ...")
+        supervisor.stop_all()
+        ready_file(settings).unlink(missing_ok=True)
+        pid_file(settings).unlink(missing_ok=True)

@@ -1,0 +1,130 @@
+"""Typed contracts shared by the API, the workflows and activities, and the node agent.
+
+These are the only shapes that cross a process boundary (HTTP or Temporal payloads).
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+REPLICA_ID_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,127}$"
+
+
+class DeploymentStatus(StrEnum):
+    QUEUED = "QUEUED"
+    BUILDING = "BUILDING"
+    DEPLOYING = "DEPLOYING"
+    ACTIVE = "ACTIVE"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+    SUPERSEDED = "SUPERSEDED"
+    REMOVED = "REMOVED"
+
+    @property
+    def is_final(self) -> bool:
+        return self in _FINAL_STATUSES
+
+
+_FINAL_STATUSES = {
+    DeploymentStatus.ACTIVE,
+    DeploymentStatus.FAILED,
+    DeploymentStatus.CANCELLED,
+    DeploymentStatus.SUPERSEDED,
+    DeploymentStatus.REMOVED,
+}
+
+
+class Contract(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --- node agent ---------------------------------------------------------------------------------
+
+
+class HealthCheck(Contract):
+    """How the agent decides a replica is healthy: an HTTP GET on `path` answering 2xx/3xx,
+    or, with no path, a TCP connection to the published port."""
+
+    path: str | None = Field(default=None, pattern=r"^/")
+    timeout_seconds: float = Field(default=2.0, gt=0, le=60)
+
+
+class ReplicaSpec(Contract):
+    """Everything a node agent needs to run one replica. Replicas are immutable: one id, one spec."""
+
+    replica_id: str = Field(pattern=REPLICA_ID_PATTERN)
+    service_id: str
+    environment_id: str
+    deployment_id: str
+    image: str = Field(description="image reference pinned by digest: registry/name@sha256:...")
+    port: int = Field(default=8080, ge=1, le=65535, description="port the process listens on (also $PORT)")
+    env: dict[str, str] = Field(default_factory=dict)
+    command: list[str] | None = None
+    health_check: HealthCheck = Field(default_factory=HealthCheck)
+
+
+class ReplicaState(StrEnum):
+    CREATED = "created"
+    RUNNING = "running"
+    RESTARTING = "restarting"
+    EXITED = "exited"
+    MISSING = "missing"
+
+
+class ReplicaStatus(Contract):
+    replica_id: str
+    state: ReplicaState
+    healthy: bool = False
+    address: str | None = Field(default=None, description="host:port the replica is published on")
+    container_id: str | None = None
+    service_id: str | None = None
+    environment_id: str | None = None
+    deployment_id: str | None = None
+    image: str | None = None
+    message: str | None = None
+
+
+class NodeInfo(Contract):
+    name: str
+    address: str
+    docker_version: str
+
+
+class AgentError(Contract):
+    """The body of every agent error: which step failed and why, in words a user can act on."""
+
+    step: str
+    reason: str
+    replica_id: str | None = None
+
+
+# --- workflows ------------------------------------------------------------------------------------
+
+
+class DeployRequest(Contract):
+    """A request to release one deployment of a service in an environment."""
+
+    deployment_id: str
+    service_id: str
+    service_name: str
+    environment_id: str
+    environment_name: str
+    image: str = Field(description="image reference as the user gave it (tag or digest)")
+    replicas: int = Field(default=1, ge=1, le=100)
+    port: int = Field(default=8080, ge=1, le=65535)
+    env: dict[str, str] = Field(default_factory=dict)
+    health_check_path: str | None = None
+
+
+class DeployAccepted(Contract):
+    deployment_id: str
+    workflow_id: str
+
+
+class DeployResult(Contract):
+    deployment_id: str
+    status: DeploymentStatus
+    image_digest: str | None = None
+    message: str | None = None

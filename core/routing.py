@@ -1,0 +1,55 @@
+"""Traefik dynamic configuration, rendered from the routes Dockyard publishes (pure)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+WEB_ENTRYPOINT = "web"
+WEBSECURE_ENTRYPOINT = "websecure"
+
+
+@dataclass(frozen=True)
+class RouteView:
+    name: str
+    hostname: str
+    servers: tuple[str, ...]
+
+
+def render_traefik_config(routes: Iterable[RouteView]) -> dict[str, Any]:
+    """One router per entrypoint (plain HTTP and TLS) and one load-balanced service per route.
+
+    Routes without servers are left out: Traefik would answer 503 for them, and leaving the
+    router away gives a clean 404 instead.
+    """
+    routers: dict[str, Any] = {}
+    services: dict[str, Any] = {}
+    for route in sorted(routes, key=lambda r: r.name):
+        if not route.servers:
+            continue
+        rule = f"Host(`{route.hostname}`)"
+        routers[route.name] = {"rule": rule, "service": route.name, "entryPoints": [WEB_ENTRYPOINT]}
+        routers[f"{route.name}-tls"] = {
+            "rule": rule,
+            "service": route.name,
+            "entryPoints": [WEBSECURE_ENTRYPOINT],
+            "tls": {},
+        }
+        services[route.name] = {
+            "loadBalancer": {
+                "servers": [{"url": f"http://{address}"} for address in sorted(route.servers)],
+                "passHostHeader": True,
+            }
+        }
+    if not routers:
+        return {}
+    return {"http": {"routers": routers, "services": services}}
+
+
+def served_servers(traefik_service: dict[str, Any]) -> set[str]:
+    """Addresses of the servers Traefik's API reports UP for a service (`/api/http/services/{name}`)."""
+    status = traefik_service.get("serverStatus") or {}
+    servers = traefik_service.get("loadBalancer", {}).get("servers", [])
+    urls = [server.get("url", "") for server in servers]
+    return {url.removeprefix("http://") for url in urls if status.get(url, "UP") == "UP"}

