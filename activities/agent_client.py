@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import httpx
@@ -60,7 +61,10 @@ class AgentClient:
 
     async def remove_replica(self, replica_id: str, grace_seconds: float) -> None:
         await self._call(
-            "remove", "DELETE", f"/v1/replicas/{replica_id}", params={"grace_seconds": grace_seconds}
+            "remove",
+            "DELETE",
+            f"/v1/replicas/{replica_id}",
+            params={"grace_seconds": math.ceil(grace_seconds)},
         )
 
     async def node_info(self) -> NodeInfo:

@@ -3,52 +3,21 @@ registry, and deployed through the API like any other service."""
 
 from __future__ import annotations
 
-import io
-import tarfile
 import time
 from pathlib import Path
 
 import docker
 import httpx
 
+from cli.baseimage import ensure_busybox_base
 from core.settings import Settings
 
 EXAMPLE_DIR = Path(__file__).parent / "example"
-BASE_IMAGE = "dockyard/busybox:local"
-BUSYBOX = Path("/bin/busybox")
-APPLETS = ("sh", "httpd", "echo", "cat", "ls", "sleep", "env", "wget", "mkdir", "rm", "true")
-
-
-def busybox_rootfs() -> bytes:
-    """A minimal root filesystem (tar) with a static busybox and its applets."""
-    if not BUSYBOX.exists():
-        raise RuntimeError("/bin/busybox is missing: apt-get install busybox-static")
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as tar:
-        for folder in ("bin", "www", "tmp"):
-            info = tarfile.TarInfo(folder)
-            info.type, info.mode = tarfile.DIRTYPE, 0o1777 if folder == "tmp" else 0o755
-            tar.addfile(info)
-        tar.add(str(BUSYBOX), arcname="bin/busybox")
-        for applet in APPLETS:
-            link = tarfile.TarInfo(f"bin/{applet}")
-            link.type, link.linkname = tarfile.SYMTYPE, "busybox"
-            tar.addfile(link)
-    return buffer.getvalue()
-
-
-def ensure_base_image(client: docker.DockerClient) -> str:
-    try:
-        client.images.get(BASE_IMAGE)
-    except docker.errors.ImageNotFound:
-        repository, tag = BASE_IMAGE.split(":")
-        client.api.import_image_from_data(busybox_rootfs(), repository=repository, tag=tag)
-    return BASE_IMAGE
 
 
 def build_and_push(settings: Settings, client: docker.DockerClient, repository: str, tag: str) -> str:
     """Build the example image and push it; returns `registry/repository:tag`."""
-    ensure_base_image(client)
+    ensure_busybox_base(client)
     target = f"{settings.registry_host}/{repository}"
     client.images.build(path=str(EXAMPLE_DIR), tag=f"{target}:{tag}", rm=True, pull=False)
     password = settings.registry_password.get_secret_value() if settings.registry_password else ""

@@ -143,7 +143,7 @@ def platform_processes(settings: Settings, run_dir: Path, *, start_docker: bool)
             ],
             ready_tcp=(redis_host, redis_port),
         ),
-        ProcessSpec("api", [*dockyard, "api"], ready_url=f"{settings.public_api_url}/healthz"),
+        ProcessSpec("api", [*dockyard, "api"], ready_url=f"{settings.public_api_url}/healthz", restart=True),
         ProcessSpec(
             "traefik",
             [_binary("traefik"), f"--configFile={render_traefik_config(settings, run_dir)}"],
@@ -161,8 +161,9 @@ def platform_processes(settings: Settings, run_dir: Path, *, start_docker: bool)
                 "DOCKYARD_AGENT_REGISTRY_PASSWORD": _secret(settings.registry_password),
             },
             ready_url=f"{settings.agent_url}/healthz",
+            restart=True,
         ),
-        ProcessSpec("worker", [*dockyard, "worker"], ready_timeout=30),
+        ProcessSpec("worker", [*dockyard, "worker"], restart=True),
     ]
     return processes
 

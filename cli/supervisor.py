@@ -29,6 +29,7 @@ class ProcessSpec:
     ready_path: Path | None = None
     ready_timeout: float = 60.0
     stop_timeout: float = 15.0
+    restart: bool = False  # restarted when it dies (Dockyard's own stateless processes)
 
 
 class ProcessFailed(Exception):
@@ -42,11 +43,17 @@ def _die_with_parent() -> None:
 
 
 class Supervisor:
-    def __init__(self, log_dir: Path) -> None:
+    def __init__(self, log_dir: Path, run_dir: Path) -> None:
         self.log_dir = log_dir
+        self.run_dir = run_dir
         self.children: list[tuple[ProcessSpec, subprocess.Popen[bytes]]] = []
+        self.restarts: dict[str, int] = {}
 
     def start(self, spec: ProcessSpec) -> None:
+        self.children.append((spec, self._spawn(spec)))
+        self._wait_ready(spec, self.children[-1][1], self.log_dir / f"{spec.name}.log")
+
+    def _spawn(self, spec: ProcessSpec) -> subprocess.Popen[bytes]:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.log_dir / f"{spec.name}.log"
         with log_path.open("ab") as log:
@@ -58,8 +65,8 @@ class Supervisor:
                 stderr=subprocess.STDOUT,
                 preexec_fn=_die_with_parent,
             )
-        self.children.append((spec, process))
-        self._wait_ready(spec, process, log_path)
+        (self.run_dir / f"{spec.name}.pid").write_text(str(process.pid))
+        return process
 
     def _wait_ready(self, spec: ProcessSpec, process: subprocess.Popen[bytes], log_path: Path) -> None:
         deadline = time.monotonic() + spec.ready_timeout
@@ -75,8 +82,18 @@ class Supervisor:
             time.sleep(0.1)
         raise ProcessFailed(f"{spec.name} not ready within {spec.ready_timeout:g}s; see {log_path}")
 
-    def exited(self) -> list[tuple[str, int]]:
-        return [(spec.name, p.returncode) for spec, p in self.children if p.poll() is not None]
+    def check(self) -> list[tuple[str, int]]:
+        """Restart restartable children that died; return the others that died (name, exit code)."""
+        failed = []
+        for index, (spec, process) in enumerate(self.children):
+            if process.poll() is None:
+                continue
+            if spec.restart:
+                self.restarts[spec.name] = self.restarts.get(spec.name, 0) + 1
+                self.children[index] = (spec, self._spawn(spec))
+            else:
+                failed.append((spec.name, process.returncode))
+        return failed
 
     def stop_all(self) -> None:
         for spec, process in reversed(self.children):

@@ -36,6 +36,22 @@ def summary(settings: Settings, example_url: str | None) -> str:
     return "\n".join(lines)
 
 
+def stop_service_containers() -> None:
+    """Stop (not remove) the containers of deployed services, so nothing is left running.
+    The next deploy of a service starts fresh replicas."""
+    import docker
+
+    try:
+        client = docker.from_env()
+    except docker.errors.DockerException:
+        return  # dockerd was ours and is gone, and its containers with it
+    try:
+        for container in client.containers.list(filters={"label": "dockyard.managed=true"}):
+            container.stop(timeout=10)
+    finally:
+        client.close()
+
+
 def run_platform(settings: Settings, *, example: bool) -> int:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -43,7 +59,7 @@ def run_platform(settings: Settings, *, example: bool) -> int:
     run_dir = settings.state_dir / "run"
     run_dir.mkdir(parents=True, exist_ok=True)
     pid_file(settings).write_text(str(os.getpid()))
-    supervisor = Supervisor(settings.state_dir / "logs")
+    supervisor = Supervisor(settings.state_dir / "logs", run_dir)
     try:
         for spec in platform_processes(settings, run_dir, start_docker=docker_needs_starting()):
             if stop.is_set():
@@ -60,7 +76,7 @@ def run_platform(settings: Settings, *, example: bool) -> int:
         typer.echo(text + "\nPress Ctrl-C to stop.")
         ready_file(settings).write_text(text)
         while not stop.wait(0.5):
-            if exited := supervisor.exited():
+            if exited := supervisor.check():
                 typer.secho(f"stopping: process exited unexpectedly: {exited}", fg=typer.colors.RED, err=True)
                 return 1
         return 0
@@ -70,5 +86,6 @@ def run_platform(settings: Settings, *, example: bool) -> int:
     finally:
         typer.echo("stopping ...")
         supervisor.stop_all()
+        stop_service_containers()
         ready_file(settings).unlink(missing_ok=True)
         pid_file(settings).unlink(missing_ok=True)

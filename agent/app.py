@@ -1,0 +1,77 @@
+"""The node agent's FastAPI app: `create_app(settings)`; `agent.main.run` serves it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from agent.auth import AuthenticationFailed, Authenticator, BearerTokenAuthenticator
+from agent.errors import AgentFailure
+from agent.replicas import Replicas
+from agent.routes import router
+from agent.runtime import DockerRuntime, Runtime
+from agent.settings import AgentSettings
+from core.contracts import AgentError
+
+
+def create_app(
+    settings: AgentSettings,
+    runtime: Runtime | None = None,
+    authenticator: Authenticator | None = None,
+) -> FastAPI:
+    """The agent's API. A runtime passed in stays the caller's to close; one made here closes on shutdown."""
+    owned = runtime is None
+    docker_runtime: Runtime = runtime if runtime is not None else DockerRuntime(settings.docker_host)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        if owned:
+            docker_runtime.close()
+
+    app = FastAPI(title="Dockyard node agent", version="1", lifespan=lifespan)
+    app.state.settings = settings
+    app.state.replicas = Replicas(settings, docker_runtime)
+    app.state.authenticator = authenticator or BearerTokenAuthenticator(settings.token)
+    app.include_router(router)
+    _add_error_handlers(app)
+
+    @app.get("/healthz", operation_id="healthz", tags=["agent"])
+    async def healthz() -> dict[str, str]:
+        """Liveness of the agent process itself; needs no token and does not touch Docker."""
+        return {"status": "ok", "node": settings.node_name}
+
+    return app
+
+
+def _error(status_code: int, error: AgentError, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(error.model_dump(mode="json"), status_code=status_code, headers=headers)
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(AgentFailure)
+    async def agent_failure(request: Request, exc: AgentFailure) -> JSONResponse:
+        return _error(exc.status_code, exc.error)
+
+    @app.exception_handler(AuthenticationFailed)
+    async def authentication_failed(request: Request, exc: AuthenticationFailed) -> JSONResponse:
+        error = AgentError(step="authenticate", reason=exc.reason)
+        return _error(401, error, headers={"WWW-Authenticate": exc.challenge})
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        replica_id = request.path_params.get("replica_id")
+        return _error(422, AgentError(step="validate", reason=problems, replica_id=replica_id))
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        error = AgentError(step="request", reason=str(exc.detail))
+        return _error(exc.status_code, error, headers=getattr(exc, "headers", None))

@@ -1,0 +1,54 @@
+"""Is a replica answering? An HTTP GET on its health path (<400), or a TCP connect without one."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import httpx
+
+from core.contracts import HealthCheck
+
+
+async def probe(address: str, check: HealthCheck) -> bool:
+    """Probe `host:port`; never raises, a failure of any kind is simply "not healthy"."""
+    if check.path is None:
+        return await _tcp_probe(address, check.timeout_seconds)
+    return await _http_probe(f"http://{address}{check.path}", check.timeout_seconds)
+
+
+async def _http_probe(url: str, timeout_seconds: float) -> bool:
+    # trust_env=False: a replica on a node address must never be reached through an HTTP proxy.
+    async with httpx.AsyncClient(timeout=timeout_seconds, trust_env=False, follow_redirects=False) as http:
+        try:
+            response = await http.get(url)
+        except httpx.HTTPError:
+            return False
+    return response.status_code < 400
+
+
+# Docker's userland proxy accepts every connection on a published port and only then finds the process
+# is not listening, closing the connection at once. A connect alone would call that healthy, so a
+# connection that ends within this settle time counts as refused.
+_TCP_SETTLE_SECONDS = 0.25
+
+
+async def _tcp_probe(address: str, timeout_seconds: float) -> bool:
+    host, _, port = address.rpartition(":")
+    try:
+        async with asyncio.timeout(timeout_seconds):
+            reader, writer = await asyncio.open_connection(host.strip("[]"), int(port))
+    except (OSError, TimeoutError, ValueError):
+        return False
+    try:
+        async with asyncio.timeout(min(_TCP_SETTLE_SECONDS, timeout_seconds)):
+            answered = await reader.read(1)
+        return answered != b""
+    except TimeoutError:
+        return True
+    except OSError:
+        return False
+    finally:
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()

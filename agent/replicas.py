@@ -1,0 +1,179 @@
+"""Ensure-style replica lifecycle on one node: every call is safe to repeat any number of times.
+
+PUT    ensure:  image present? --no--> pull by digest
+                container exists? --no--> create (409 from Docker = someone else just did)
+                running? --no--> start
+                -> status (probed)
+DELETE remove:  SIGTERM, SIGKILL after the grace, remove; a missing container is already removed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from agent import containers
+from agent.errors import AgentFailure
+from agent.health import probe
+from agent.runtime import Conflict, DockerError, DockerUnavailable, PullFailed, Runtime
+from agent.settings import AgentSettings
+from core.contracts import NodeInfo, ReplicaSpec, ReplicaState, ReplicaStatus
+
+T = TypeVar("T")
+
+# Docker states in which a container needs `start` to run again. "restarting" is Docker's own
+# restart policy at work; "paused" and "dead" need a human and are only reported.
+_STARTABLE = {"created", "exited"}
+# How long a create that lost a name race waits for the winner's container to become visible.
+_CONCURRENT_CREATE_SECONDS = 10.0
+
+
+class Replicas:
+    def __init__(self, settings: AgentSettings, runtime: Runtime) -> None:
+        self.settings = settings
+        self.runtime = runtime
+        # One lock per replica id, alive only while some call holds or awaits it.
+        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+
+    async def ensure(self, spec: ReplicaSpec) -> ReplicaStatus:
+        if problem := containers.image_problem(spec.image):
+            raise AgentFailure(422, "validate", f"image: {problem}", spec.replica_id)
+        async with self._lock(spec.replica_id):
+            attrs = await self._inspect(spec.replica_id)
+            if attrs is None:
+                await self._ensure_image(spec)
+                attrs = await self._create(spec)
+            self._check_same_spec(attrs, spec)
+            if attrs["State"]["Status"] in _STARTABLE:
+                await self._docker("start", spec.replica_id, self.runtime.start, attrs["Id"])
+                attrs = await self._inspect(spec.replica_id)
+                if attrs is None:
+                    raise AgentFailure(
+                        500, "start", "the container was removed while starting", spec.replica_id
+                    )
+        return await self._probed(attrs)
+
+    async def status(self, replica_id: str) -> ReplicaStatus:
+        attrs = await self._inspect(replica_id)
+        if attrs is None:
+            reason = f"no container {containers.container_name(replica_id)} on node {self.settings.node_name}"
+            raise AgentFailure(404, "find", reason, replica_id)
+        return await self._probed(attrs)
+
+    async def list(
+        self,
+        service_id: str | None = None,
+        environment_id: str | None = None,
+        deployment_id: str | None = None,
+    ) -> list[ReplicaStatus]:
+        """Every managed container matching the ids given. Not probed: `healthy` is always False here."""
+        filters = containers.managed_filters(service_id, environment_id, deployment_id)
+        found = await self._docker("list", None, self.runtime.list, filters)
+        statuses = [containers.replica_status(attrs, self.settings.node_address) for attrs in found]
+        return sorted(statuses, key=lambda status: status.replica_id)
+
+    async def remove(self, replica_id: str, grace_seconds: int | None = None) -> None:
+        grace = self.settings.stop_timeout_seconds if grace_seconds is None else grace_seconds
+        async with self._lock(replica_id):
+            name = containers.container_name(replica_id)
+            await self._docker("remove", replica_id, self.runtime.remove, name, grace)
+
+    async def node(self) -> NodeInfo:
+        version = await self._docker("node", None, self.runtime.version)
+        return NodeInfo(
+            name=self.settings.node_name, address=self.settings.node_address, docker_version=version
+        )
+
+    # --- steps -------------------------------------------------------------------------------------
+
+    async def _inspect(self, replica_id: str) -> dict[str, Any] | None:
+        name = containers.container_name(replica_id)
+        return await self._docker("inspect", replica_id, self.runtime.inspect, name)
+
+    async def _ensure_image(self, spec: ReplicaSpec) -> None:
+        if await self._docker("pull", spec.replica_id, self.runtime.has_image, spec.image):
+            return
+        # Credentials go to the platform registry only, never to whatever host an image names.
+        own = containers.image_registry(spec.image) == self.settings.registry_host
+        auth = self.settings.registry_auth() if own else None
+        try:
+            await asyncio.to_thread(self.runtime.pull, spec.image, auth)
+        except PullFailed as exc:
+            raise AgentFailure(502, "pull", f"{exc.reason} for image {spec.image}", spec.replica_id) from None
+        except DockerUnavailable as exc:
+            raise AgentFailure(503, "pull", exc.reason, spec.replica_id) from None
+        except DockerError as exc:
+            raise AgentFailure(502, "pull", f"{exc.reason} for image {spec.image}", spec.replica_id) from None
+
+    async def _create(self, spec: ReplicaSpec) -> dict[str, Any]:
+        kwargs = containers.create_kwargs(spec, self.settings.node_address)
+        try:
+            await asyncio.to_thread(self.runtime.create, kwargs)
+        except Conflict:
+            # Another process created it first: ensure means "exists", not "I made it". Docker reserves
+            # the name before the container is registered, so the winner's container may not be
+            # inspectable yet: wait for it to appear.
+            return await self._created_elsewhere(spec.replica_id)
+        except DockerUnavailable as exc:
+            raise AgentFailure(503, "create", exc.reason, spec.replica_id) from None
+        except DockerError as exc:
+            raise AgentFailure(500, "create", exc.reason, spec.replica_id) from None
+        attrs = await self._inspect(spec.replica_id)
+        if attrs is None:
+            raise AgentFailure(
+                500, "create", "the container was removed right after it was created", spec.replica_id
+            )
+        return attrs
+
+    async def _created_elsewhere(self, replica_id: str) -> dict[str, Any]:
+        deadline = asyncio.get_running_loop().time() + _CONCURRENT_CREATE_SECONDS
+        while (attrs := await self._inspect(replica_id)) is None:
+            if asyncio.get_running_loop().time() > deadline:
+                reason = (
+                    f"Docker reports a container named {containers.container_name(replica_id)} "
+                    f"but it did not appear within {_CONCURRENT_CREATE_SECONDS}s"
+                )
+                raise AgentFailure(500, "create", reason, replica_id)
+            await asyncio.sleep(0.05)
+        return attrs
+
+    def _check_same_spec(self, attrs: dict[str, Any], spec: ReplicaSpec) -> None:
+        labels = containers.labels_of(attrs)
+        name = containers.container_name(spec.replica_id)
+        if labels.get(containers.LABEL_MANAGED) != "true":
+            raise AgentFailure(
+                409, "ensure", f"container {name} exists and is not managed by Dockyard", spec.replica_id
+            )
+        if labels.get(containers.LABEL_SPEC) != containers.spec_fingerprint(spec):
+            raise AgentFailure(
+                409,
+                "ensure",
+                f"replica {spec.replica_id} already runs a different spec "
+                f"(image {attrs['Config']['Image']}); "
+                "replicas are immutable: give the new spec a new replica id",
+                spec.replica_id,
+            )
+
+    async def _probed(self, attrs: dict[str, Any]) -> ReplicaStatus:
+        status = containers.replica_status(attrs, self.settings.node_address)
+        if status.state is not ReplicaState.RUNNING or status.address is None:
+            return status
+        healthy = await probe(status.address, containers.health_check_of(attrs))
+        return status.model_copy(update={"healthy": healthy})
+
+    async def _docker(self, step: str, replica_id: str | None, call: Callable[..., T], *args: Any) -> T:
+        try:
+            return await asyncio.to_thread(call, *args)
+        except DockerUnavailable as exc:
+            raise AgentFailure(503, step, exc.reason, replica_id) from None
+        except DockerError as exc:
+            raise AgentFailure(500, step, exc.reason, replica_id) from None
+
+    def _lock(self, replica_id: str) -> asyncio.Lock:
+        lock = self._locks.get(replica_id)
+        if lock is None:
+            lock = asyncio.Lock()
+            self._locks[replica_id] = lock
+        return lock

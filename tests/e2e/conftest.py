@@ -1,0 +1,148 @@
+"""The whole platform, started the way the README starts it (`dockyard up`), on its own ports."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import docker
+import httpx
+import pytest
+
+from tests.support.components import REPO_ROOT
+from tests.support.images import build_http_image
+from tests.support.registry import free_port
+
+DOCKYARD = [sys.executable, "-m", "cli"]
+FINAL = {"ACTIVE", "FAILED", "SUPERSEDED", "CANCELLED", "REMOVED"}
+
+
+@dataclass
+class Platform:
+    env: dict[str, str]
+    state_dir: Path
+    api: httpx.Client
+    edge_url: str
+    registry_host: str
+    registry_auth: dict[str, str]
+
+    def secrets(self) -> dict[str, str]:
+        lines = (self.state_dir / "secrets.env").read_text().splitlines()
+        return dict(line.split("=", 1) for line in lines if "=" in line)
+
+    def create_service(self, project: str, name: str, image: str, **fields: Any) -> dict[str, Any]:
+        created = self.api.post("/v1/projects", json={"name": project})
+        assert created.status_code == 201, created.text
+        service = self.api.post(
+            f"/v1/projects/{created.json()['id']}/services", json={"name": name, "image": image, **fields}
+        )
+        assert service.status_code == 201, service.text
+        return service.json()  # type: ignore[no-any-return]
+
+    def deploy(self, service_id: str, **body: Any) -> dict[str, Any]:
+        response = self.api.post(f"/v1/services/{service_id}/deployments", json=body)
+        assert response.status_code == 202, response.text
+        return response.json()  # type: ignore[no-any-return]
+
+    def wait_final(self, deployment_id: str, timeout: float = 120) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            deployment = self.api.get(f"/v1/deployments/{deployment_id}").json()
+            if deployment["status"] in FINAL or time.monotonic() > deadline:
+                return deployment  # type: ignore[no-any-return]
+            time.sleep(0.1)
+
+    def get(self, service: dict[str, Any], path: str = "/") -> httpx.Response:
+        """A request through Traefik, with the service's hostname."""
+        host = service["urls"]["production"].split("://", 1)[1].split(":")[0]
+        return httpx.get(f"{self.edge_url}{path}", headers={"Host": host}, timeout=10)
+
+
+def platform_env(state_dir: Path) -> dict[str, str]:
+    ports = {
+        name: free_port()
+        for name in ("api", "temporal", "ui", "registry", "redis", "http", "https", "traefik", "agent")
+    }
+    return {
+        "DOCKYARD_STATE_DIR": str(state_dir),
+        "DOCKYARD_API_PORT": str(ports["api"]),
+        "DOCKYARD_TEMPORAL_ADDRESS": f"127.0.0.1:{ports['temporal']}",
+        "DOCKYARD_TEMPORAL_UI_URL": f"http://127.0.0.1:{ports['ui']}",
+        "DOCKYARD_REGISTRY_HOST": f"127.0.0.1:{ports['registry']}",
+        "DOCKYARD_REDIS_URL": f"redis://127.0.0.1:{ports['redis']}/0",
+        "DOCKYARD_EDGE_HTTP_URL": f"http://127.0.0.1:{ports['http']}",
+        "DOCKYARD_EDGE_HTTPS_URL": f"https://127.0.0.1:{ports['https']}",
+        "DOCKYARD_TRAEFIK_API_URL": f"http://127.0.0.1:{ports['traefik']}",
+        "DOCKYARD_AGENT_URL": f"http://127.0.0.1:{ports['agent']}",
+        "DOCKYARD_HEALTH_TIMEOUT_SECONDS": "30",
+    }
+
+
+def run_dockyard(env: dict[str, str], *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*DOCKYARD, *args],
+        env={**os.environ, **env},
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture(scope="session")
+def platform(docker_client: docker.DockerClient, workdir: Path) -> Iterator[Platform]:
+    state_dir = workdir / "platform"
+    env = platform_env(state_dir)
+    started = run_dockyard(env, "up", "--detach")
+    if started.returncode != 0:
+        log = (state_dir / "logs" / "up.log").read_text(errors="replace")
+        pytest.fail(f"dockyard up failed:\n{started.stdout}\n{started.stderr}\n{log}", pytrace=False)
+    secrets = dict(
+        line.split("=", 1) for line in (state_dir / "secrets.env").read_text().splitlines() if "=" in line
+    )
+    api = httpx.Client(
+        base_url=f"http://127.0.0.1:{env['DOCKYARD_API_PORT']}",
+        headers={"Authorization": f"Bearer {secrets['DOCKYARD_API_TOKEN']}"},
+        timeout=30,
+    )
+    try:
+        yield Platform(
+            env=env,
+            state_dir=state_dir,
+            api=api,
+            edge_url=env["DOCKYARD_EDGE_HTTP_URL"],
+            registry_host=env["DOCKYARD_REGISTRY_HOST"],
+            registry_auth={"username": "dockyard", "password": secrets["DOCKYARD_REGISTRY_PASSWORD"]},
+        )
+    finally:
+        api.close()
+        stopped = run_dockyard(env, "down")
+        assert stopped.returncode == 0, stopped.stderr
+
+
+@pytest.fixture(scope="session")
+def app_images(docker_client: docker.DockerClient, platform: Platform) -> AppImages:
+    return AppImages(docker_client, platform)
+
+
+class AppImages:
+    """Tiny HTTP apps built here (busybox base, no network) and pushed to the platform's registry."""
+
+    def __init__(self, client: docker.DockerClient, platform: Platform) -> None:
+        self.client = client
+        self.platform = platform
+
+    def push(self, repository: str, tag: str, body: str, start_delay: float = 0) -> str:
+        target = f"{self.platform.registry_host}/{repository}"
+        build_http_image(self.client, f"{target}:{tag}", body, start_delay=start_delay)
+        for line in self.client.images.push(
+            target, tag=tag, auth_config=self.platform.registry_auth, stream=True, decode=True
+        ):
+            assert "error" not in line, line
+        return f"{target}:{tag}"

