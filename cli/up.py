@@ -7,6 +7,7 @@ import signal
 import threading
 from pathlib import Path
 
+import httpx
 import typer
 
 from cli.platform import docker_needs_starting, platform_processes
@@ -36,9 +37,24 @@ def summary(settings: Settings, example_url: str | None) -> str:
     return "\n".join(lines)
 
 
-def stop_service_containers() -> None:
-    """Stop (not remove) the containers of deployed services, so nothing is left running.
+def service_containers(settings: Settings) -> list[str]:
+    """Container ids of the replicas this platform's agent runs (asked before the agent stops)."""
+    token = settings.agent_token.get_secret_value() if settings.agent_token else ""
+    try:
+        response = httpx.get(
+            f"{settings.agent_url}/v1/replicas", headers={"Authorization": f"Bearer {token}"}, timeout=10
+        )
+        response.raise_for_status()
+    except httpx.HTTPError:
+        return []
+    return [replica["container_id"] for replica in response.json() if replica.get("container_id")]
+
+
+def stop_containers(container_ids: list[str]) -> None:
+    """Stop (not remove) the replicas of deployed services, so nothing is left running.
     The next deploy of a service starts fresh replicas."""
+    if not container_ids:
+        return
     import docker
 
     try:
@@ -46,8 +62,11 @@ def stop_service_containers() -> None:
     except docker.errors.DockerException:
         return  # dockerd was ours and is gone, and its containers with it
     try:
-        for container in client.containers.list(filters={"label": "dockyard.managed=true"}):
-            container.stop(timeout=10)
+        for container_id in container_ids:
+            try:
+                client.containers.get(container_id).stop(timeout=10)
+            except docker.errors.NotFound:
+                pass
     finally:
         client.close()
 
@@ -85,7 +104,8 @@ def run_platform(settings: Settings, *, example: bool) -> int:
         return 1
     finally:
         typer.echo("stopping ...")
+        containers = service_containers(settings)
         supervisor.stop_all()
-        stop_service_containers()
+        stop_containers(containers)
         ready_file(settings).unlink(missing_ok=True)
         pid_file(settings).unlink(missing_ok=True)
