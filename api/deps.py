@@ -10,8 +10,8 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.exceptions import HTTPException
-from temporalio.client import Client
 
+from api.releases import TemporalConnection
 from core.db import Database
 from core.settings import Settings
 
@@ -31,8 +31,10 @@ async def get_session(db: Annotated[Database, Depends(get_db)]) -> AsyncIterator
         yield session
 
 
-async def get_temporal(request: Request) -> Client:
-    return await request.app.state.temporal.get()  # type: ignore[no-any-return]
+def get_temporal(request: Request) -> TemporalConnection:
+    # Not connected here: a route connects after it has recorded what it was asked to do, so a
+    # Temporal outage leaves a FAILED deployment behind (and never masks a 401 or a 404).
+    return request.app.state.temporal  # type: ignore[no-any-return]
 
 
 def current_actor(
@@ -50,5 +52,5 @@ def current_actor(
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
-TemporalDep = Annotated[Client, Depends(get_temporal)]
+TemporalDep = Annotated[TemporalConnection, Depends(get_temporal)]
 CurrentActor = Annotated[str, Depends(current_actor)]

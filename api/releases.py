@@ -5,15 +5,23 @@ from __future__ import annotations
 import asyncio
 
 from starlette.exceptions import HTTPException
-from temporalio.client import Client, WithStartWorkflowOperation, WorkflowUpdateFailedError
+from temporalio.client import (
+    Client,
+    WithStartWorkflowOperation,
+    WorkflowExecutionStatus,
+    WorkflowUpdateFailedError,
+)
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.service import RPCError
 
 from core.contracts import DeployAccepted, DeployRequest
-from core.naming import service_workflow_id
+from core.naming import deploy_workflow_id, service_workflow_id
 from core.settings import Settings
 from core.temporal import connect, search_attributes
 from workflows.service import ServiceWorkflow, ServiceWorkflowInput
+
+# How long a deploy waits for a worker to accept it before it is answered as queued.
+ACCEPT_WAIT_SECONDS = 3.0
 
 
 class TemporalConnection:
@@ -36,8 +44,16 @@ class TemporalConnection:
             return self._client
 
 
-async def submit_deploy(client: Client, settings: Settings, request: DeployRequest) -> DeployAccepted:
-    """Start the service's entity workflow if needed and send it the deploy, in one call."""
+async def submit_deploy(
+    temporal: TemporalConnection, settings: Settings, request: DeployRequest
+) -> DeployAccepted:
+    """Start the service's entity workflow if needed and send it the deploy, in one call.
+
+    A worker accepts the update within milliseconds. With no worker polling, the SDK would wait
+    for acceptance forever; after ACCEPT_WAIT_SECONDS the deploy is left admitted on the started
+    workflow (a worker receives it with its first workflow task) and reported as queued."""
+    client = await temporal.get()
+    workflow_id = service_workflow_id(request.service_id, request.environment_id)
     start = WithStartWorkflowOperation(
         ServiceWorkflow.run,
         ServiceWorkflowInput(
@@ -46,7 +62,7 @@ async def submit_deploy(client: Client, settings: Settings, request: DeployReque
             apps_domain=settings.apps_domain,
             drain_seconds=settings.drain_seconds,
         ),
-        id=service_workflow_id(request.service_id, request.environment_id),
+        id=workflow_id,
         task_queue=settings.temporal_task_queue,
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
         search_attributes=search_attributes(
@@ -54,11 +70,27 @@ async def submit_deploy(client: Client, settings: Settings, request: DeployReque
         ),
     )
     try:
-        accepted: DeployAccepted = await client.execute_update_with_start_workflow(
-            ServiceWorkflow.deploy, request, start_workflow_operation=start
-        )
+        async with asyncio.timeout(ACCEPT_WAIT_SECONDS):
+            accepted: DeployAccepted = await client.execute_update_with_start_workflow(
+                ServiceWorkflow.deploy, request, start_workflow_operation=start
+            )
+    except TimeoutError:
+        return await _queued_without_worker(client, workflow_id, request)
     except WorkflowUpdateFailedError as exc:
         raise HTTPException(409, f"deploy rejected: {exc.cause or exc}") from None
     except RPCError as exc:
         raise HTTPException(503, f"Temporal refused the deploy: {exc.message}") from None
     return accepted
+
+
+async def _queued_without_worker(client: Client, workflow_id: str, request: DeployRequest) -> DeployAccepted:
+    try:
+        description = await client.get_workflow_handle(workflow_id).describe()
+    except RPCError as exc:
+        raise HTTPException(503, f"Temporal did not start {workflow_id}: {exc.message}") from None
+    if description.status != WorkflowExecutionStatus.RUNNING:
+        raise HTTPException(503, f"Temporal did not start {workflow_id} (it is {description.status})")
+    return DeployAccepted(
+        deployment_id=request.deployment_id,
+        workflow_id=deploy_workflow_id(request.service_id, request.environment_id, request.deployment_id),
+    )

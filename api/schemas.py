@@ -70,6 +70,14 @@ class ServiceUpdate(Body):
     replicas: int | None = Field(default=None, ge=1, le=100)
     health_check_path: HealthPath | None = None
 
+    @field_validator("image", "port", "replicas")
+    @classmethod
+    def _not_null(cls, value: str | int | None) -> str | int | None:
+        # Only health_check_path may be cleared with null; these columns are NOT NULL.
+        if value is None:
+            raise ValueError("must not be null (leave the field out to keep the current value)")
+        return value
+
     @field_validator("image")
     @classmethod
     def _image(cls, value: str | None) -> str | None:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 DOCKER_HUB = "docker.io"
 _DIGEST = re.compile(r"^sha256:[a-f0-9]{64}$")
 _COMPONENT = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$")
-_TAG = re.compile(r"^[\w][\w.-]{0,127}$")
+_TAG = re.compile(r"^[\w][\w.-]{0,127}$", re.ASCII)
 
 
 class InvalidImageReference(ValueError):
@@ -43,7 +43,6 @@ class ImageReference:
 def parse_image_reference(text: str) -> ImageReference:
     """Parse `[registry/]name[:tag][@digest]` the way Docker does (docker.io and library/ implied)."""
     original = text
-    text = text.strip()
     if not text or any(c.isspace() for c in text):
         raise InvalidImageReference(f"invalid image reference {original!r}: empty or contains spaces")
     digest = None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import tomllib
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -88,7 +89,10 @@ class Settings(BaseSettings):
             path = Path(config_file)
             if not path.is_file():
                 raise SettingsError(f"DOCKYARD_CONFIG: no such file: {path}")
-            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+            try:
+                sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+            except tomllib.TOMLDecodeError as exc:
+                raise SettingsError(f"DOCKYARD_CONFIG: {path} is not valid TOML: {exc}") from None
         return tuple(sources)
 
     @field_validator("apps_domain")
@@ -119,10 +123,17 @@ class Settings(BaseSettings):
 
     def require(self, *names: str) -> None:
         """Fail with every missing setting named, for processes that cannot run without them."""
-        missing = [name for name in names if getattr(self, name) in (None, "")]
+        missing = [name for name in names if _is_missing(getattr(self, name))]
         if missing:
             variables = ", ".join(f"DOCKYARD_{name.upper()}" for name in missing)
             raise SettingsError(f"missing required settings: {variables}")
+
+
+def _is_missing(value: object) -> bool:
+    # DOCKYARD_API_TOKEN= (set but empty) arrives as SecretStr(""), which is neither None nor "".
+    if isinstance(value, SecretStr):
+        value = value.get_secret_value()
+    return value is None or value == ""
 
 
 class SettingsError(Exception):

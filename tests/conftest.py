@@ -16,6 +16,8 @@ from core.temporal import connect
 from tests.support.components import DockerEngine, PostgresServer, TemporalDevServer, unavailable
 from tests.support.registry import Registry
 
+pytest_plugins = ["tests.support.platform"]
+
 
 @pytest.fixture(scope="session")
 def workdir() -> Iterator[Path]:

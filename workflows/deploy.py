@@ -18,7 +18,7 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
+from temporalio.exceptions import ActivityError, ApplicationError, FailureError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
     from activities.agents import AgentActivities
@@ -207,4 +207,7 @@ def _reason(exc: BaseException) -> str:
     """The innermost message: what the activity said, not Temporal's wrapping."""
     while getattr(exc, "cause", None) is not None:
         exc = exc.cause  # type: ignore[attr-defined]
+    if isinstance(exc, FailureError):
+        # str() of an ApplicationError is "<type>: <message>"; the user is shown the message.
+        return exc.message or type(exc).__name__
     return str(exc) or type(exc).__name__

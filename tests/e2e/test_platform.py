@@ -13,7 +13,7 @@ import pytest
 
 from core.settings import load_settings
 from core.temporal import connect
-from tests.e2e.conftest import AppImages, Platform
+from tests.support.platform import AppImages, Platform
 
 pytestmark = pytest.mark.timeout(300)
 

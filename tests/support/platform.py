@@ -1,4 +1,7 @@
-"""The whole platform, started the way the README starts it (`dockyard up`), on its own ports."""
+"""The whole platform, started the way the README starts it (`dockyard up`), on its own ports.
+
+Registered as a pytest plugin by tests/conftest.py: the `platform` and `app_images` fixtures start it
+once per run, on first use (end-to-end tests and benchmarks)."""
 
 from __future__ import annotations
 

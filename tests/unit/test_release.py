@@ -1,0 +1,145 @@
+"""Business keys and the replica specs of a release: the exact data the node agents receive."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from core.contracts import REPLICA_ID_PATTERN, DeployRequest, HealthCheck, ReplicaSpec
+from core.naming import deploy_workflow_id, replica_id, route_name, service_hostname, service_workflow_id
+from core.release import replica_specs
+
+PINNED = "127.0.0.1:5000/acme/web@sha256:" + "b" * 64
+
+
+@pytest.mark.parametrize(
+    ("actual", "expected"),
+    [
+        pytest.param(
+            service_workflow_id("svc_1a2b", "env_3c4d"),
+            "service/svc_1a2b/env_3c4d",
+            id="service-workflow",
+        ),
+        pytest.param(
+            deploy_workflow_id("svc_1a2b", "env_3c4d", "dep_5e6f"),
+            "deploy/svc_1a2b/env_3c4d/dep_5e6f",
+            id="deploy-workflow",
+        ),
+        pytest.param(replica_id("dep_5e6f", 0), "dep-5e6f-0", id="replica-first"),
+        pytest.param(replica_id("dep_5e6f", 12), "dep-5e6f-12", id="replica-index"),
+        pytest.param(replica_id("dep-plain", 1), "dep-plain-1", id="replica-no-underscore"),
+        pytest.param(
+            service_hostname("web", "production", "apps.example.com"),
+            "web-production.apps.example.com",
+            id="hostname",
+        ),
+        pytest.param(service_hostname("api", "pr-7", "localhost"), "api-pr-7.localhost", id="preview"),
+        pytest.param(route_name("svc_1a2b", "env_3c4d"), "svc-1a2b-env-3c4d", id="route"),
+    ],
+)
+def test_naming(actual: str, expected: str) -> None:
+    assert actual == expected
+
+
+def request(**changes: Any) -> DeployRequest:
+    fields: dict[str, Any] = {
+        "deployment_id": "dep_5e6f",
+        "service_id": "svc_1a2b",
+        "service_name": "web",
+        "environment_id": "env_3c4d",
+        "environment_name": "production",
+        "image": "127.0.0.1:5000/acme/web:1",
+    }
+    return DeployRequest(**(fields | changes))
+
+
+def spec(index: int, **changes: Any) -> ReplicaSpec:
+    fields: dict[str, Any] = {
+        "replica_id": f"dep-5e6f-{index}",
+        "service_id": "svc_1a2b",
+        "environment_id": "env_3c4d",
+        "deployment_id": "dep_5e6f",
+        "image": PINNED,
+        "port": 8080,
+        "env": {
+            "DOCKYARD_SERVICE_NAME": "web",
+            "DOCKYARD_ENVIRONMENT_NAME": "production",
+            "DOCKYARD_DEPLOYMENT_ID": "dep_5e6f",
+        },
+        "command": None,
+        "health_check": HealthCheck(path=None, timeout_seconds=2.0),
+    }
+    return ReplicaSpec(**(fields | changes))
+
+
+DOCKYARD_ENV = {
+    "DOCKYARD_SERVICE_NAME": "web",
+    "DOCKYARD_ENVIRONMENT_NAME": "production",
+    "DOCKYARD_DEPLOYMENT_ID": "dep_5e6f",
+}
+
+
+@pytest.mark.parametrize(
+    ("given_request", "expected"),
+    [
+        pytest.param(request(), [spec(0)], id="defaults"),
+        pytest.param(request(replicas=3), [spec(0), spec(1), spec(2)], id="three-replicas"),
+        pytest.param(
+            request(port=3000, health_check_path="/healthz"),
+            [spec(0, port=3000, health_check=HealthCheck(path="/healthz"))],
+            id="port-and-health-path",
+        ),
+        pytest.param(
+            request(env={"DATABASE_URL": "postgres://db/app", "LOG_LEVEL": "debug"}),
+            [spec(0, env={"DATABASE_URL": "postgres://db/app", "LOG_LEVEL": "debug", **DOCKYARD_ENV})],
+            id="user-variables",
+        ),
+        pytest.param(
+            request(env={"DOCKYARD_DEPLOYMENT_ID": "forged", "DOCKYARD_SERVICE_NAME": "other"}),
+            [spec(0)],
+            id="platform-variables-win",
+        ),
+        pytest.param(
+            request(environment_name="pr-7", service_name="api"),
+            [
+                spec(
+                    0,
+                    env={
+                        "DOCKYARD_SERVICE_NAME": "api",
+                        "DOCKYARD_ENVIRONMENT_NAME": "pr-7",
+                        "DOCKYARD_DEPLOYMENT_ID": "dep_5e6f",
+                    },
+                )
+            ],
+            id="names-from-request",
+        ),
+    ],
+)
+def test_replica_specs(given_request: DeployRequest, expected: list[ReplicaSpec]) -> None:
+    assert replica_specs(given_request, PINNED) == expected
+
+
+def test_replica_specs_start_from_the_pinned_image_not_the_requested_tag() -> None:
+    specs = replica_specs(request(image="127.0.0.1:5000/acme/web:latest", replicas=2), PINNED)
+    assert {s.image for s in specs} == {PINNED}
+
+
+@given(
+    deployment_id=st.from_regex(r"\Adep_[a-f0-9]{12}\Z"),
+    replicas=st.integers(1, 100),
+    env=st.dictionaries(st.from_regex(r"\A[A-Z][A-Z0-9_]{0,15}\Z"), st.text(max_size=20), max_size=5),
+)
+def test_one_valid_unique_replica_per_requested_replica(
+    deployment_id: str, replicas: int, env: dict[str, str]
+) -> None:
+    specs = replica_specs(request(deployment_id=deployment_id, replicas=replicas, env=env), PINNED)
+    assert len(specs) == replicas
+    assert len({s.replica_id for s in specs}) == replicas
+    assert all(re.match(REPLICA_ID_PATTERN, s.replica_id) for s in specs)
+    assert all(s.deployment_id == deployment_id for s in specs)
+    assert all(s.env["DOCKYARD_DEPLOYMENT_ID"] == deployment_id for s in specs)
+    assert all(s.env[k] == v for s in specs for k, v in env.items() if not k.startswith("DOCKYARD_"))

@@ -1,0 +1,262 @@
+"""Dockyard's activities replaced under their real names, for workflow tests on a real Temporal server.
+
+Each fake records its call, keeps just enough state to answer like the real one (routes, replicas,
+status updates) and can be told to fail or to block until released:
+
+    fakes = FakeActivities()
+    gate = fakes.block("wait_replicas_healthy", deployment="dep-a")
+    fakes.fail("resolve_image", "image not found", type="ImageNotFound", deployment="dep-b")
+    Worker(client, task_queue=..., workflows=WORKFLOWS, activities=fakes.activities())
+    await gate.entered.wait(); ...; gate.release()
+
+Blocked fakes heartbeat, so Temporal can cancel them, and run on the test's event loop, so the test
+and the fakes share state without locks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.contracts import (
+    OrphanQuery,
+    ReplicaBatch,
+    ReplicaIds,
+    ReplicaSet,
+    ResolvedImage,
+    RouteKey,
+    RouteSpec,
+    StatusUpdate,
+)
+from core.contracts import DeploymentStatus, ReplicaState, ReplicaStatus
+from core.images import parse_image_reference
+
+NODE = "fake-node"
+
+
+def image_for(deployment_id: str) -> str:
+    """The image a test deploys for a deployment: its tag is the deployment id, so rules can match it."""
+    return f"registry.test/apps/web:{deployment_id}"
+
+
+@dataclass
+class Call:
+    name: str
+    arg: Any
+    deployment_id: str | None
+
+
+@dataclass
+class Gate:
+    """Where a blocked activity waits; `entered` is set once the activity reached it."""
+
+    entered: asyncio.Event = field(default_factory=asyncio.Event)
+    opened: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def release(self) -> None:
+        self.opened.set()
+
+
+@dataclass
+class Rule:
+    name: str
+    deployment_id: str | None
+    error: Callable[[], BaseException] | None = None
+    gate: Gate | None = None
+
+    def matches(self, call: Call) -> bool:
+        return call.name == self.name and self.deployment_id in (None, call.deployment_id)
+
+
+class FakeActivities:
+    def __init__(self) -> None:
+        self.calls: list[Call] = []
+        self.routes: dict[tuple[str, str], RouteSpec] = {}
+        self.updates: dict[str, list[StatusUpdate]] = defaultdict(list)
+        self.live_replicas: dict[str, str] = {}  # replica id -> deployment id
+        self._rules: list[Rule] = []
+
+    # --- what a test tells the fakes ----------------------------------------------------------------
+
+    def fail(
+        self, name: str, message: str, *, type: str = "FakeFailure", deployment: str | None = None
+    ) -> None:
+        """Make activity `name` fail (non-retryable) with `message` whenever it runs for `deployment`."""
+        error = lambda: ApplicationError(message, type=type, non_retryable=True)  # noqa: E731
+        self._rules.append(Rule(name, deployment, error=error))
+
+    def block(self, name: str, *, deployment: str | None = None) -> Gate:
+        gate = Gate()
+        self._rules.append(Rule(name, deployment, gate=gate))
+        return gate
+
+    def release_all(self) -> None:
+        for rule in self._rules:
+            if rule.gate is not None:
+                rule.gate.release()
+
+    # --- what a test reads back ---------------------------------------------------------------------
+
+    def names(self, deployment: str | None = None) -> list[str]:
+        return [c.name for c in self.calls if deployment is None or c.deployment_id == deployment]
+
+    def args(self, name: str, deployment: str | None = None) -> list[Any]:
+        return [c.arg for c in self.calls if c.name == name and deployment in (None, c.deployment_id)]
+
+    def status(self, deployment_id: str) -> DeploymentStatus | None:
+        updates = self.updates.get(deployment_id)
+        return updates[-1].status if updates else None
+
+    def statuses(self, deployment_id: str) -> list[DeploymentStatus]:
+        return [u.status for u in self.updates.get(deployment_id, [])]
+
+    def last_update(self, deployment_id: str) -> StatusUpdate:
+        return self.updates[deployment_id][-1]
+
+    async def wait_for(self, check: Callable[[], bool], what: str, timeout: float = 30) -> None:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while not check():
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(f"{what} not reached within {timeout:g}s; calls: {self.names()}")
+            await asyncio.sleep(0.02)
+
+    async def wait_final(self, *deployment_ids: str, timeout: float = 30) -> None:
+        def final() -> bool:
+            return all((s := self.status(d)) is not None and s.is_final for d in deployment_ids)
+
+        await self.wait_for(final, f"a final status for {', '.join(deployment_ids)}", timeout)
+
+    # --- the activities, under the names the real worker registers ---------------------------------
+
+    def activities(self) -> list[Callable[..., Any]]:
+        return [
+            self.set_deployment_status,
+            self.record_replicas,
+            self.activate_deployment,
+            self.mark_replicas_removed,
+            self.resolve_image,
+            self.ensure_replicas,
+            self.wait_replicas_healthy,
+            self.remove_replicas,
+            self.remove_orphan_replicas,
+            self.get_route,
+            self.publish_route,
+            self.unpublish_route,
+            self.wait_route_live,
+        ]
+
+    @activity.defn(name="set_deployment_status")
+    async def set_deployment_status(self, change: StatusUpdate) -> None:
+        await self._run("set_deployment_status", change, change.deployment_id)
+        self.updates[change.deployment_id].append(change)
+
+    @activity.defn(name="record_replicas")
+    async def record_replicas(self, replica_set: ReplicaSet) -> None:
+        await self._run("record_replicas", replica_set, replica_set.deployment_id)
+
+    @activity.defn(name="activate_deployment")
+    async def activate_deployment(self, change: StatusUpdate) -> None:
+        await self._run("activate_deployment", change, change.deployment_id)
+        self.updates[change.deployment_id].append(change)
+
+    @activity.defn(name="mark_replicas_removed")
+    async def mark_replicas_removed(self, key: RouteKey) -> None:
+        await self._run("mark_replicas_removed", key, None)
+
+    @activity.defn(name="resolve_image")
+    async def resolve_image(self, image: str) -> ResolvedImage:
+        ref = parse_image_reference(image)
+        await self._run("resolve_image", image, ref.tag)
+        digest = "sha256:" + hashlib.sha256(image.encode()).hexdigest()
+        return ResolvedImage(digest=digest, pinned=ref.pinned(digest))
+
+    @activity.defn(name="ensure_replicas")
+    async def ensure_replicas(self, batch: ReplicaBatch) -> ReplicaSet:
+        deployment_id = batch.specs[0].deployment_id
+        await self._run("ensure_replicas", batch, deployment_id)
+        self.live_replicas.update({spec.replica_id: deployment_id for spec in batch.specs})
+        return _replica_set(batch, healthy=False)
+
+    @activity.defn(name="wait_replicas_healthy")
+    async def wait_replicas_healthy(self, batch: ReplicaBatch) -> ReplicaSet:
+        await self._run("wait_replicas_healthy", batch, batch.specs[0].deployment_id)
+        return _replica_set(batch, healthy=True)
+
+    @activity.defn(name="remove_replicas")
+    async def remove_replicas(self, ids: ReplicaIds) -> None:
+        owners = {self.live_replicas.get(rid) for rid in ids.replica_ids} - {None}
+        await self._run("remove_replicas", ids, owners.pop() if len(owners) == 1 else None)
+        for rid in ids.replica_ids:
+            self.live_replicas.pop(rid, None)
+
+    @activity.defn(name="remove_orphan_replicas")
+    async def remove_orphan_replicas(self, query: OrphanQuery) -> list[str]:
+        await self._run("remove_orphan_replicas", query, query.keep_deployment_ids[0])
+        orphans = sorted(r for r, d in self.live_replicas.items() if d not in query.keep_deployment_ids)
+        for rid in orphans:
+            del self.live_replicas[rid]
+        return orphans
+
+    @activity.defn(name="get_route")
+    async def get_route(self, key: RouteKey) -> RouteSpec | None:
+        await self._run("get_route", key, None)
+        return self.routes.get((key.service_id, key.environment_id))
+
+    @activity.defn(name="publish_route")
+    async def publish_route(self, spec: RouteSpec) -> None:
+        await self._run("publish_route", spec, spec.deployment_id)
+        self.routes[(spec.service_id, spec.environment_id)] = spec
+
+    @activity.defn(name="unpublish_route")
+    async def unpublish_route(self, key: RouteKey) -> None:
+        await self._run("unpublish_route", key, None)
+        self.routes.pop((key.service_id, key.environment_id), None)
+
+    @activity.defn(name="wait_route_live")
+    async def wait_route_live(self, spec: RouteSpec) -> None:
+        await self._run("wait_route_live", spec, spec.deployment_id)
+
+    async def _run(self, name: str, arg: Any, deployment_id: str | None) -> None:
+        call = Call(name, arg, deployment_id)
+        self.calls.append(call)
+        for rule in [r for r in self._rules if r.matches(call)]:
+            if rule.gate is not None:
+                rule.gate.entered.set()
+                await _hold(rule.gate)
+            if rule.error is not None:
+                raise rule.error()
+
+
+async def _hold(gate: Gate) -> None:
+    """Wait until the gate opens, heartbeating so that a cancellation from Temporal reaches us."""
+    while not gate.opened.is_set():
+        activity.heartbeat()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(0.2):
+                await gate.opened.wait()
+
+
+def _replica_set(batch: ReplicaBatch, *, healthy: bool) -> ReplicaSet:
+    return ReplicaSet(
+        deployment_id=batch.specs[0].deployment_id,
+        node=NODE,
+        replicas=[
+            ReplicaStatus(
+                replica_id=spec.replica_id,
+                state=ReplicaState.RUNNING,
+                healthy=healthy,
+                address=f"{spec.replica_id}.{NODE}:{spec.port}",
+                container_id=f"container-{spec.replica_id}",
+                deployment_id=spec.deployment_id,
+            )
+            for spec in batch.specs
+        ],
+    )
