@@ -14,7 +14,7 @@ from activities.contracts import OrphanQuery, ReplicaBatch, ReplicaIds, ReplicaS
 from core.contracts import ReplicaState, ReplicaStatus
 from core.settings import Settings
 
-PROBE_INTERVAL_SECONDS = 0.1
+PROBE_INTERVAL_SECONDS = 0.05
 
 
 class AgentActivities:

@@ -126,6 +126,19 @@ def health_check_of(attrs: dict[str, Any]) -> HealthCheck:
     )
 
 
+def container_address(attrs: dict[str, Any]) -> str | None:
+    """`ip:port` of the replica inside its Docker network, reachable from the node itself.
+
+    Probing it needs no guesswork, unlike the published port, where Docker's userland proxy accepts
+    connections even when nothing listens behind it."""
+    port = labels_of(attrs).get(LABEL_PORT)
+    networks = (attrs.get("NetworkSettings") or {}).get("Networks") or {}
+    for network in networks.values():
+        if port and network.get("IPAddress"):
+            return f"{network['IPAddress']}:{port}"
+    return None
+
+
 def published_address(attrs: dict[str, Any], node_address: str) -> str | None:
     """`host:port` of the replica's published port, or None while it is not running."""
     port = labels_of(attrs).get(LABEL_PORT)

@@ -10,10 +10,13 @@ import httpx
 from core.contracts import HealthCheck
 
 
-async def probe(address: str, check: HealthCheck) -> bool:
-    """Probe `host:port`; never raises, a failure of any kind is simply "not healthy"."""
+async def probe(address: str, check: HealthCheck, *, direct: bool = False) -> bool:
+    """Probe `host:port`; never raises, a failure of any kind is simply "not healthy".
+
+    `direct` says the address is the process's own (not a port published through Docker's proxy),
+    so an accepted TCP connection is proof enough."""
     if check.path is None:
-        return await _tcp_probe(address, check.timeout_seconds)
+        return await _tcp_probe(address, check.timeout_seconds, 0 if direct else _TCP_SETTLE_SECONDS)
     return await _http_probe(f"http://{address}{check.path}", check.timeout_seconds)
 
 
@@ -33,15 +36,20 @@ async def _http_probe(url: str, timeout_seconds: float) -> bool:
 _TCP_SETTLE_SECONDS = 0.25
 
 
-async def _tcp_probe(address: str, timeout_seconds: float) -> bool:
+async def _tcp_probe(address: str, timeout_seconds: float, settle_seconds: float) -> bool:
     host, _, port = address.rpartition(":")
     try:
         async with asyncio.timeout(timeout_seconds):
             reader, writer = await asyncio.open_connection(host.strip("[]"), int(port))
     except (OSError, TimeoutError, ValueError):
         return False
+    if not settle_seconds:
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+        return True
     try:
-        async with asyncio.timeout(min(_TCP_SETTLE_SECONDS, timeout_seconds)):
+        async with asyncio.timeout(min(settle_seconds, timeout_seconds)):
             answered = await reader.read(1)
         return answered != b""
     except TimeoutError:

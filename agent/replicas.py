@@ -160,7 +160,9 @@ class Replicas:
         status = containers.replica_status(attrs, self.settings.node_address)
         if status.state is not ReplicaState.RUNNING or status.address is None:
             return status
-        healthy = await probe(status.address, containers.health_check_of(attrs))
+        direct = containers.container_address(attrs)
+        check = containers.health_check_of(attrs)
+        healthy = await (probe(direct, check, direct=True) if direct else probe(status.address, check))
         return status.model_copy(update={"healthy": healthy})
 
     async def _docker(self, step: str, replica_id: str | None, call: Callable[..., T], *args: Any) -> T:
