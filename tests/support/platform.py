@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,7 @@ class Platform:
     edge_url: str
     registry_host: str
     registry_auth: dict[str, str]
+    service_ids: list[str] = field(default_factory=list)
 
     def secrets(self) -> dict[str, str]:
         lines = (self.state_dir / "secrets.env").read_text().splitlines()
@@ -46,6 +47,7 @@ class Platform:
             f"/v1/projects/{created.json()['id']}/services", json={"name": name, "image": image, **fields}
         )
         assert service.status_code == 201, service.text
+        self.service_ids.append(service.json()["id"])
         return service.json()  # type: ignore[no-any-return]
 
     def deploy(self, service_id: str, **body: Any) -> dict[str, Any]:
@@ -114,19 +116,39 @@ def platform(docker_client: docker.DockerClient, workdir: Path) -> Iterator[Plat
         headers={"Authorization": f"Bearer {secrets['DOCKYARD_API_TOKEN']}"},
         timeout=30,
     )
+    platform = Platform(
+        env=env,
+        state_dir=state_dir,
+        api=api,
+        edge_url=env["DOCKYARD_EDGE_HTTP_URL"],
+        registry_host=env["DOCKYARD_REGISTRY_HOST"],
+        registry_auth={"username": "dockyard", "password": secrets["DOCKYARD_REGISTRY_PASSWORD"]},
+    )
     try:
-        yield Platform(
-            env=env,
-            state_dir=state_dir,
-            api=api,
-            edge_url=env["DOCKYARD_EDGE_HTTP_URL"],
-            registry_host=env["DOCKYARD_REGISTRY_HOST"],
-            registry_auth={"username": "dockyard", "password": secrets["DOCKYARD_REGISTRY_PASSWORD"]},
-        )
+        yield platform
     finally:
         api.close()
         stopped = run_dockyard(env, "down")
         assert stopped.returncode == 0, stopped.stderr
+    assert_nothing_left_running(state_dir, docker_client, platform.service_ids)
+
+
+def assert_nothing_left_running(state_dir: Path, client: docker.DockerClient, service_ids: list[str]) -> None:
+    """After `dockyard down` (or Ctrl-C): no process it started and no replica it ran is alive."""
+    alive = []
+    for pid_file in (state_dir / "run").glob("*.pid"):
+        try:
+            os.kill(int(pid_file.read_text()), 0)
+            alive.append(pid_file.stem)
+        except ProcessLookupError:
+            pass
+    assert alive == [], f"processes left running: {alive}"
+    running = [
+        c.name
+        for service_id in service_ids
+        for c in client.containers.list(filters={"label": f"dockyard.service={service_id}"})
+    ]
+    assert running == [], f"replicas left running: {running}"
 
 
 @pytest.fixture(scope="session")
