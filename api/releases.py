@@ -10,6 +10,7 @@ from temporalio.client import (
     WithStartWorkflowOperation,
     WorkflowExecutionStatus,
     WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
 )
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.service import RPCError
@@ -59,7 +60,6 @@ async def submit_deploy(
         ServiceWorkflowInput(
             service_id=request.service_id,
             environment_id=request.environment_id,
-            apps_domain=settings.apps_domain,
             drain_seconds=settings.drain_seconds,
         ),
         id=workflow_id,
@@ -74,7 +74,8 @@ async def submit_deploy(
             accepted: DeployAccepted = await client.execute_update_with_start_workflow(
                 ServiceWorkflow.deploy, request, start_workflow_operation=start
             )
-    except TimeoutError:
+    except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError):
+        # The SDK reports our timeout's cancellation as its own error type.
         return await _queued_without_worker(client, workflow_id, request)
     except WorkflowUpdateFailedError as exc:
         raise HTTPException(409, f"deploy rejected: {exc.cause or exc}") from None

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import secrets
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.errors import NotFound
 from core.models import AuditEvent, Base, Environment, Route, Service
-from core.naming import service_hostname
+from core.naming import service_hostname, service_slug_candidates
 
 M = TypeVar("M", bound=Base)
 
@@ -40,10 +42,16 @@ async def service_urls(
 
 
 def service_url(service: Service, environment: Environment, apps_domain: str, edge_url: str) -> str:
-    scheme, _, authority = edge_url.partition("://")
-    port = authority.rsplit(":", 1)[1] if ":" in authority else ""
-    host = service_hostname(service.name, environment.name, apps_domain)
-    return f"{scheme}://{host}{':' + port if port else ''}"
+    edge = urlsplit(edge_url)
+    host = service_hostname(service.slug, environment.name, apps_domain)
+    return f"{edge.scheme}://{host}{f':{edge.port}' if edge.port else ''}"
+
+
+async def allocate_slug(session: AsyncSession, service_name: str, project_name: str) -> str:
+    """The first free hostname label for a new service (see core.naming.service_slug_candidates)."""
+    candidates = service_slug_candidates(service_name, project_name, secrets.token_hex(3))
+    taken = set(await session.scalars(select(Service.slug).where(Service.slug.in_(candidates))))
+    return next(slug for slug in candidates if slug not in taken)
 
 
 async def routed_deployment(session: AsyncSession, service_id: str, environment_id: str) -> str | None:

@@ -111,6 +111,7 @@ class DeployRequest(Contract):
     service_name: str
     environment_id: str
     environment_name: str
+    hostname: str = Field(description="the hostname Traefik routes to the service in this environment")
     image: str = Field(description="image reference as the user gave it (tag or digest)")
     replicas: int = Field(default=1, ge=1, le=100)
     port: int = Field(default=8080, ge=1, le=65535)

@@ -61,11 +61,16 @@ class Environment(Base):
 
 class Service(Base):
     __tablename__ = "services"
-    __table_args__ = (UniqueConstraint("project_id", "name"),)
+    __table_args__ = (
+        UniqueConstraint("project_id", "name"),
+        UniqueConstraint("slug", name="uq_services_slug"),
+    )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=lambda: new_id("svc"))
     project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
     name: Mapped[str] = mapped_column(String(63))
+    # The service's part of its hostnames (`<slug>-<environment>.<apps domain>`), unique platform-wide.
+    slug: Mapped[str] = mapped_column(String(63))
     image: Mapped[str] = mapped_column(String(512))
     port: Mapped[int] = mapped_column(Integer, default=8080)
     replicas: Mapped[int] = mapped_column(Integer, default=1)

@@ -15,8 +15,19 @@ def replica_id(deployment_id: str, index: int) -> str:
     return f"{deployment_id.replace('_', '-')}-{index}"
 
 
-def service_hostname(service_name: str, environment_name: str, apps_domain: str) -> str:
-    return f"{service_name}-{environment_name}.{apps_domain}"
+def service_hostname(service_slug: str, environment_name: str, apps_domain: str) -> str:
+    return f"{service_slug}-{environment_name}.{apps_domain}"
+
+
+def service_slug_candidates(service_name: str, project_name: str, suffix: str) -> list[str]:
+    """The hostname label of a service, in order of preference: its name; when another project
+    already uses that, name and project; failing that, name and a random suffix. Each fits a
+    DNS label with room for `-<environment>` (environment names are at most 20 characters)."""
+    return [
+        service_name,
+        f"{service_name}-{project_name}"[:42].rstrip("-"),
+        f"{service_name[:35]}-{suffix}",
+    ]
 
 
 def route_name(service_id: str, environment_id: str) -> str:

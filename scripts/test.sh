@@ -9,6 +9,7 @@ cd "$(dirname "$0")/.."
 scripts/install.sh --dev
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
+.venv/bin/mypy core api workflows activities agent cli
 set +e
 .venv/bin/pytest "$@"
 status=$?

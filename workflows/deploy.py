@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -36,12 +36,13 @@ with workflow.unsafe.imports_passed_through():
     from activities.registry import RegistryActivities
     from activities.routing import RoutingActivities
     from core.contracts import DeploymentStatus, DeployRequest, DeployResult
-    from core.naming import service_hostname
     from core.release import replica_specs
 
+T = TypeVar("T")
+
 RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=5))
-QUICK = {"start_to_close_timeout": timedelta(seconds=30), "retry_policy": RETRY}
-SLOW = {
+QUICK: workflow.ActivityConfig = {"start_to_close_timeout": timedelta(seconds=30), "retry_policy": RETRY}
+SLOW: workflow.ActivityConfig = {
     "start_to_close_timeout": timedelta(minutes=15),
     "heartbeat_timeout": timedelta(seconds=30),
     "retry_policy": RETRY,
@@ -51,7 +52,6 @@ SLOW = {
 class DeployParams(DeployRequest):
     """A DeployRequest plus the platform settings the release depends on, fixed at start."""
 
-    apps_domain: str
     drain_seconds: float
 
 
@@ -72,15 +72,17 @@ class DeployWorkflow:
         except BaseException as exc:
             if is_cancelled_exception(exc):
                 await self._compensate()
-                await self._set_status(
-                    params, DeploymentStatus.SUPERSEDED, "superseded by a newer deployment"
+                await _to_the_end(
+                    self._set_status(params, DeploymentStatus.SUPERSEDED, "superseded by a newer deployment")
                 )
                 raise
             if not isinstance(exc, ActivityError | ApplicationError):
                 raise
             reason = _reason(exc)
             await self._compensate()
-            await self._set_status(params, DeploymentStatus.FAILED, reason, failed_step=self._step)
+            await _to_the_end(
+                self._set_status(params, DeploymentStatus.FAILED, reason, failed_step=self._step)
+            )
             raise ApplicationError(
                 f"{self._step} failed: {reason}", type="DeployFailed", non_retryable=True
             ) from exc
@@ -123,7 +125,7 @@ class DeployWorkflow:
         route = RouteSpec(
             service_id=params.service_id,
             environment_id=params.environment_id,
-            hostname=service_hostname(params.service_name, params.environment_name, params.apps_domain),
+            hostname=params.hostname,
             deployment_id=params.deployment_id,
             servers=[r.address for r in healthy.replicas if r.address],
         )
@@ -178,10 +180,9 @@ class DeployWorkflow:
         self._compensations.append((name, compensation))
 
     async def _compensate(self) -> None:
-        # Compensations are shielded from the cancellation that may have brought us here.
         for name, compensation in reversed(self._compensations):
             try:
-                await asyncio.shield(asyncio.ensure_future(compensation()))
+                await _to_the_end(compensation())
             except Exception as exc:
                 workflow.logger.error("compensation %r failed: %s", name, _reason(exc))
         self._compensations.clear()
@@ -201,6 +202,19 @@ class DeployWorkflow:
                 workflow.execute_activity_method(DeploymentActivities.set_deployment_status, update, **QUICK)
             )
         )
+
+
+async def _to_the_end(awaitable: Awaitable[T]) -> T:
+    """Await to completion even if the workflow is cancelled meanwhile: a newer deploy arriving
+    while a failed or superseded one compensates must not cut its compensations or its final
+    status short (a bare shield would, by raising CancelledError out of the loop)."""
+    task = asyncio.ensure_future(awaitable)
+    while True:
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if task.done():
+                return task.result()
 
 
 def _reason(exc: BaseException) -> str:

@@ -12,10 +12,11 @@ run, it ends SUPERSEDED); queued deploys that were never started are superseded 
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 
 from pydantic import Field
 from temporalio import workflow
-from temporalio.exceptions import ChildWorkflowError
+from temporalio.exceptions import ChildWorkflowError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
     from activities.contracts import StatusUpdate
@@ -26,12 +27,15 @@ with workflow.unsafe.imports_passed_through():
     from workflows.deploy import QUICK, DeployParams, DeployWorkflow
 
 
+RELEASED_IDS_KEPT = 200
+
+
 class ServiceWorkflowInput(Contract):
     service_id: str
     environment_id: str
-    apps_domain: str
     drain_seconds: float = 0.5
     queue: list[DeployRequest] = Field(default_factory=list)
+    released: list[str] = Field(default_factory=list, description="ids of the latest releases, oldest first")
 
 
 @workflow.defn
@@ -40,27 +44,37 @@ class ServiceWorkflow:
         self._queue: list[DeployRequest] = []
         self._current: workflow.ChildWorkflowHandle | None = None
         self._current_id: str | None = None
+        self._superseding = False  # this entity cancelled its current release for a newer deploy
+        # Deployment ids already released, so a replayed request can never move traffic back.
+        self._released: deque[str] = deque(maxlen=RELEASED_IDS_KEPT)
 
     @workflow.run
     async def run(self, args: ServiceWorkflowInput) -> None:
         self._queue.extend(args.queue)
+        self._released.extend(args.released)
         while True:
             await workflow.wait_condition(
                 lambda: bool(self._queue) or workflow.info().is_continue_as_new_suggested()
             )
             if not self._queue:
                 await workflow.wait_condition(workflow.all_handlers_finished)
-                workflow.continue_as_new(args.model_copy(update={"queue": []}))
+                workflow.continue_as_new(
+                    args.model_copy(update={"queue": list(self._queue), "released": list(self._released)})
+                )
             request = self._queue.pop()
-            for stale in self._queue:
-                await self._supersede(stale.deployment_id)
-            self._queue.clear()
+            self._current_id = request.deployment_id
+            # Older deploys leave the queue only once superseded (the validator still sees them); a
+            # deploy arriving meanwhile is newer than `request`: it stays queued and supersedes it.
+            for older in list(self._queue):
+                await self._supersede(older.deployment_id)
+                self._queue.remove(older)
             await self._release(args, request)
 
     @workflow.update
     async def deploy(self, request: DeployRequest) -> DeployAccepted:
         self._queue.append(request)
         if self._current is not None and not self._current.done():
+            self._superseding = True
             self._current.cancel()
         return DeployAccepted(
             deployment_id=request.deployment_id,
@@ -77,16 +91,17 @@ class ServiceWorkflow:
             self._current_id == request.deployment_id
         ):
             raise ValueError(f"deployment {request.deployment_id} is already queued")
+        if request.deployment_id in self._released:
+            raise ValueError(f"deployment {request.deployment_id} was already released; deploy anew instead")
 
     @workflow.query
     def current_deployment(self) -> str | None:
         return self._current_id
 
     async def _release(self, args: ServiceWorkflowInput, request: DeployRequest) -> None:
-        params = DeployParams(
-            **request.model_dump(), apps_domain=args.apps_domain, drain_seconds=args.drain_seconds
-        )
+        params = DeployParams(**request.model_dump(), drain_seconds=args.drain_seconds)
         self._current_id = request.deployment_id
+        self._released.append(request.deployment_id)
         try:
             self._current = await workflow.start_child_workflow(
                 DeployWorkflow.run,
@@ -98,13 +113,24 @@ class ServiceWorkflow:
                     deployment_id=request.deployment_id,
                 ),
             )
+            if self._queue:
+                # A newer deploy arrived while this one was starting, when there was nothing to cancel.
+                self._superseding = True
+                self._current.cancel()
             await self._current
-        except (ChildWorkflowError, asyncio.CancelledError) as exc:
+        except ChildWorkflowError as exc:
+            if is_cancelled_exception(exc) and not self._superseding:
+                # Nobody here cancelled it: the entity itself is being cancelled (say, from the
+                # Temporal UI), and Temporal passed that on to the release. End the entity too.
+                raise asyncio.CancelledError(
+                    f"service workflow cancelled during {request.deployment_id}"
+                ) from exc
             # The child has recorded FAILED or SUPERSEDED itself; the entity carries on.
             workflow.logger.info("deployment %s ended: %s", request.deployment_id, exc)
         finally:
             self._current = None
             self._current_id = None
+            self._superseding = False
 
     async def _supersede(self, deployment_id: str) -> None:
         await workflow.execute_activity_method(

@@ -10,7 +10,7 @@ from api.schemas import DeploymentCreate, DeploymentRead
 from api.store import audit, environment_by_name, get_or_404
 from core.contracts import DeploymentStatus, DeployRequest
 from core.models import Deployment, Service, new_id
-from core.naming import deploy_workflow_id
+from core.naming import deploy_workflow_id, service_hostname
 
 router = APIRouter(tags=["deployments"])
 
@@ -60,6 +60,7 @@ async def create_deployment(
         service_name=service.name,
         environment_id=environment.id,
         environment_name=environment.name,
+        hostname=service_hostname(service.slug, environment.name, settings.apps_domain),
         image=service.image,
         replicas=service.replicas,
         port=service.port,
@@ -67,12 +68,14 @@ async def create_deployment(
     )
     try:
         await submit_deploy(temporal, settings, request)
-    except HTTPException as exc:
+    except Exception as exc:
+        # Whatever went wrong, the deployment must not stay QUEUED with no workflow behind it.
+        error = exc if isinstance(exc, HTTPException) else HTTPException(503, f"could not submit: {exc!r}")
         deployment.status = DeploymentStatus.FAILED.value
         deployment.failed_step = "submit"
-        deployment.message = str(exc.detail)
+        deployment.message = str(error.detail)
         await session.commit()
-        raise
+        raise error from None
     await session.refresh(deployment)
     return DeploymentRead.model_validate(deployment)
 

@@ -7,7 +7,15 @@ from sqlalchemy.exc import IntegrityError
 from api.deps import CurrentActor, SessionDep, SettingsDep
 from api.errors import Conflict
 from api.schemas import ServiceCreate, ServiceRead, ServiceUpdate, ServiceUrl
-from api.store import audit, environment_by_name, get_or_404, routed_deployment, service_url, service_urls
+from api.store import (
+    allocate_slug,
+    audit,
+    environment_by_name,
+    get_or_404,
+    routed_deployment,
+    service_url,
+    service_urls,
+)
 from core.models import Project, Service
 from core.settings import Settings
 
@@ -25,8 +33,9 @@ async def _read(session: SessionDep, settings: Settings, service: Service) -> Se
 async def create_service(
     project_id: str, body: ServiceCreate, session: SessionDep, settings: SettingsDep, actor: CurrentActor
 ) -> ServiceRead:
-    await get_or_404(session, Project, project_id)
-    service = Service(project_id=project_id, **body.model_dump())
+    project = await get_or_404(session, Project, project_id)
+    slug = await allocate_slug(session, body.name, project.name)
+    service = Service(project_id=project_id, slug=slug, **body.model_dump())
     session.add(service)
     try:
         await session.flush()

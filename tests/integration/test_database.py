@@ -42,7 +42,13 @@ async def seed(
         project = Project(id=new_id("prj"), name=f"shop-{service}")
         session.add(project)
         await session.flush()
-        svc = Service(id=new_id("svc"), project_id=project.id, name=service, image="127.0.0.1:5000/web:1")
+        svc = Service(
+            id=new_id("svc"),
+            project_id=project.id,
+            name=service,
+            slug=f"{service}-{project.name}",
+            image="127.0.0.1:5000/web:1",
+        )
         envs = [Environment(id=new_id("env"), project_id=project.id, name=name) for name in environments]
         session.add_all([svc, *envs])
     return {"project": project.id, "service": svc.id, **{e.name: e.id for e in envs}}

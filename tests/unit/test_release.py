@@ -52,6 +52,7 @@ def request(**changes: Any) -> DeployRequest:
         "service_name": "web",
         "environment_id": "env_3c4d",
         "environment_name": "production",
+        "hostname": "web-production.apps.test",
         "image": "127.0.0.1:5000/acme/web:1",
     }
     return DeployRequest(**(fields | changes))

@@ -80,7 +80,8 @@ class FakeActivities:
     def __init__(self) -> None:
         self.calls: list[Call] = []
         self.routes: dict[tuple[str, str], RouteSpec] = {}
-        self.updates: dict[str, list[StatusUpdate]] = defaultdict(list)
+        self.updates: dict[str, list[StatusUpdate]] = defaultdict(list)  # every update, in order
+        self.current: dict[str, DeploymentStatus] = {}  # what the real activities would have stored
         self.live_replicas: dict[str, str] = {}  # replica id -> deployment id
         self._rules: list[Rule] = []
 
@@ -112,8 +113,7 @@ class FakeActivities:
         return [c.arg for c in self.calls if c.name == name and deployment in (None, c.deployment_id)]
 
     def status(self, deployment_id: str) -> DeploymentStatus | None:
-        updates = self.updates.get(deployment_id)
-        return updates[-1].status if updates else None
+        return self.current.get(deployment_id)
 
     def statuses(self, deployment_id: str) -> list[DeploymentStatus]:
         return [u.status for u in self.updates.get(deployment_id, [])]
@@ -121,18 +121,18 @@ class FakeActivities:
     def last_update(self, deployment_id: str) -> StatusUpdate:
         return self.updates[deployment_id][-1]
 
-    async def wait_for(self, check: Callable[[], bool], what: str, timeout: float = 30) -> None:
-        deadline = asyncio.get_running_loop().time() + timeout
+    async def wait_for(self, check: Callable[[], bool], what: str, within: float = 30) -> None:
+        deadline = asyncio.get_running_loop().time() + within
         while not check():
             if asyncio.get_running_loop().time() > deadline:
-                raise AssertionError(f"{what} not reached within {timeout:g}s; calls: {self.names()}")
+                raise AssertionError(f"{what} not reached within {within:g}s; calls: {self.names()}")
             await asyncio.sleep(0.02)
 
-    async def wait_final(self, *deployment_ids: str, timeout: float = 30) -> None:
+    async def wait_final(self, *deployment_ids: str, within: float = 30) -> None:
         def final() -> bool:
             return all((s := self.status(d)) is not None and s.is_final for d in deployment_ids)
 
-        await self.wait_for(final, f"a final status for {', '.join(deployment_ids)}", timeout)
+        await self.wait_for(final, f"a final status for {', '.join(deployment_ids)}", within)
 
     # --- the activities, under the names the real worker registers ---------------------------------
 
@@ -157,6 +157,9 @@ class FakeActivities:
     async def set_deployment_status(self, change: StatusUpdate) -> None:
         await self._run("set_deployment_status", change, change.deployment_id)
         self.updates[change.deployment_id].append(change)
+        current = self.current.get(change.deployment_id)
+        if current is None or not current.is_final:  # like the real one: a final status is kept
+            self.current[change.deployment_id] = change.status
 
     @activity.defn(name="record_replicas")
     async def record_replicas(self, replica_set: ReplicaSet) -> None:
@@ -166,6 +169,7 @@ class FakeActivities:
     async def activate_deployment(self, change: StatusUpdate) -> None:
         await self._run("activate_deployment", change, change.deployment_id)
         self.updates[change.deployment_id].append(change)
+        self.current[change.deployment_id] = DeploymentStatus.ACTIVE
 
     @activity.defn(name="mark_replicas_removed")
     async def mark_replicas_removed(self, key: RouteKey) -> None:

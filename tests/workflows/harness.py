@@ -1,8 +1,8 @@
 """One service+environment under test: deploys sent the way the API sends them, on a worker of our own.
 
-    async with harness(client) as dockyard:
-        await dockyard.deploy("dep-a")
-        await dockyard.fakes.wait_final("dep-a")
+async with harness(client) as dockyard:
+    await dockyard.deploy("dep-a")  # update-with-start, as POST /v1/services/{id}/deployments
+    result = await dockyard.result("dep-a")  # the child DeployWorkflow's result
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ class Dockyard:
             "service_name": "web",
             "environment_id": self.environment_id,
             "environment_name": "production",
+            "hostname": f"web-production.{APPS_DOMAIN}",
             "image": image_for(deployment_id),
             "replicas": 2,
             "health_check_path": "/healthz",
@@ -63,11 +64,15 @@ class Dockyard:
             deploy_workflow_id(self.service_id, self.environment_id, deployment_id), result_type=DeployResult
         )
 
-    async def result(self, deployment_id: str, timeout: float = 30) -> DeployResult:
+    async def result(self, deployment_id: str) -> DeployResult:
         """The DeployWorkflow's result, once the entity has started it (raises WorkflowFailureError)."""
-        async with asyncio.timeout(timeout):
-            while not await self.child_exists(deployment_id):
-                await asyncio.sleep(0.02)
+        for _ in range(1500):  # 30 s
+            if await self.child_exists(deployment_id):
+                break
+            await asyncio.sleep(0.02)
+        else:
+            raise AssertionError(f"the entity never started deployment {deployment_id}")
+        async with asyncio.timeout(60):
             result: DeployResult = await self.child(deployment_id).result()
         return result
 
@@ -107,15 +112,15 @@ def settings_for(task_queue: str, **changes: Any) -> Settings:
 
 
 @asynccontextmanager
-async def harness(client: Client, fakes: FakeActivities | None = None) -> AsyncIterator[Dockyard]:
+async def harness(client: Client, service_id: str | None = None) -> AsyncIterator[Dockyard]:
     """A worker running the real workflows with fake activities, on a task queue of its own."""
-    fakes = fakes or FakeActivities()
+    fakes = FakeActivities()
     task_queue = f"dockyard-test-{uuid.uuid4().hex[:12]}"
     dockyard = Dockyard(
         client=client,
         settings=settings_for(task_queue),
         fakes=fakes,
-        service_id=f"svc-{uuid.uuid4().hex[:8]}",
+        service_id=service_id or f"svc-{uuid.uuid4().hex[:8]}",
     )
     async with Worker(client, task_queue=task_queue, workflows=WORKFLOWS, activities=fakes.activities()):
         try:

@@ -143,7 +143,12 @@ async def test_a_route_that_never_goes_live_restores_the_previous_route(dockyard
     assert [spec.deployment_id for spec in published] == ["dep-a", "dep-b", "dep-a"]
     assert published[-1] == previous
     assert fakes.routes[key] == previous
-    assert fakes.names()[-4:] == ["wait_route_live", "publish_route", "remove_replicas", "set_deployment_status"]
+    assert fakes.names()[-4:] == [
+        "wait_route_live",
+        "publish_route",
+        "remove_replicas",
+        "set_deployment_status",
+    ]
     assert sorted(fakes.live_replicas) == ["dep-a-0", "dep-a-1"]
     final = fakes.last_update("dep-b")
     assert (final.status, final.failed_step, final.message) == (DeploymentStatus.FAILED, "route", message)
@@ -158,7 +163,12 @@ async def test_a_first_route_that_never_goes_live_is_unpublished(dockyard: Docky
         await dockyard.result("dep-a")
 
     fakes = dockyard.fakes
-    assert fakes.names()[-4:] == ["wait_route_live", "unpublish_route", "remove_replicas", "set_deployment_status"]
+    assert fakes.names()[-4:] == [
+        "wait_route_live",
+        "unpublish_route",
+        "remove_replicas",
+        "set_deployment_status",
+    ]
     assert fakes.args("unpublish_route") == [
         RouteKey(service_id=dockyard.service_id, environment_id=dockyard.environment_id)
     ]

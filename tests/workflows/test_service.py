@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 from starlette.exceptions import HTTPException
-from temporalio.client import WorkflowFailureError, WorkflowUpdateFailedError
+from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError, CancelledError
 
 from activities.contracts import ReplicaIds
@@ -20,8 +20,8 @@ pytestmark = pytest.mark.timeout(120)
 SUPERSEDED_UNSTARTED = "superseded by a newer deployment before it started"
 
 
-async def entered(gate: Gate, timeout: float = 30) -> None:
-    async with asyncio.timeout(timeout):
+async def entered(gate: Gate) -> None:
+    async with asyncio.timeout(30):
         await gate.entered.wait()
 
 
@@ -43,14 +43,18 @@ async def test_a_newer_deploy_supersedes_one_in_flight_and_its_compensations_run
     assert isinstance(superseded.value.cause, CancelledError)
     assert fakes.statuses("dep-a")[-1] is DeploymentStatus.SUPERSEDED
     assert fakes.last_update("dep-a").message == "superseded by a newer deployment"
-    assert fakes.args("remove_replicas", "dep-a") == [ReplicaIds(replica_ids=["dep-a-0", "dep-a-1"], grace_seconds=1)]
+    assert fakes.args("remove_replicas", "dep-a") == [
+        ReplicaIds(replica_ids=["dep-a-0", "dep-a-1"], grace_seconds=1)
+    ]
     assert "publish_route" not in fakes.names("dep-a")
     assert result_b.status is DeploymentStatus.ACTIVE
     assert fakes.routes[(dockyard.service_id, dockyard.environment_id)].deployment_id == "dep-b"
     assert sorted(fakes.live_replicas) == ["dep-b-0", "dep-b-1"]
 
 
-async def test_of_three_rapid_deploys_the_middle_one_is_superseded_before_it_starts(dockyard: Dockyard) -> None:
+async def test_of_three_rapid_deploys_the_middle_one_is_superseded_before_it_starts(
+    dockyard: Dockyard,
+) -> None:
     fakes = dockyard.fakes
     health = fakes.block("wait_replicas_healthy", deployment="dep-a")
     compensation = fakes.block("remove_replicas", deployment="dep-a")  # keeps A busy while B and C arrive
@@ -113,7 +117,9 @@ async def test_a_newer_deploy_does_not_cut_short_the_compensation_of_a_failed_on
     with pytest.raises(WorkflowFailureError):
         await dockyard.result("dep-b")
 
-    assert fakes.args("remove_replicas", "dep-b") == [ReplicaIds(replica_ids=["dep-b-0", "dep-b-1"], grace_seconds=1)]
+    assert fakes.args("remove_replicas", "dep-b") == [
+        ReplicaIds(replica_ids=["dep-b-0", "dep-b-1"], grace_seconds=1)
+    ]
     final_b = fakes.last_update("dep-b")
     assert (final_b.status, final_b.failed_step) == (DeploymentStatus.FAILED, "route")
     assert (await dockyard.result("dep-c")).status is DeploymentStatus.ACTIVE
@@ -155,3 +161,30 @@ async def test_a_deployment_already_in_flight_or_queued_is_rejected(dockyard: Do
     assert "deployment dep-b is already queued" in queued.value.detail
     assert fakes.status("dep-b") is DeploymentStatus.ACTIVE
     assert len(fakes.args("ensure_replicas", "dep-b")) == 1
+
+
+async def test_a_deployment_already_released_is_never_released_again(dockyard: Dockyard) -> None:
+    await dockyard.deploy("dep-a")
+    await dockyard.fakes.wait_final("dep-a")
+    await dockyard.deploy("dep-b")
+    await dockyard.fakes.wait_final("dep-b")
+
+    with pytest.raises(WorkflowUpdateFailedError) as replayed:
+        await dockyard.service.execute_update(ServiceWorkflow.deploy, dockyard.request("dep-a"))
+
+    assert isinstance(replayed.value.cause, ApplicationError)
+    assert "dep-a was already released" in replayed.value.cause.message
+    assert len(dockyard.fakes.args("ensure_replicas", "dep-a")) == 1
+
+
+async def test_cancelling_the_entity_cancels_its_release_and_ends_it(dockyard: Dockyard) -> None:
+    health = dockyard.fakes.block("wait_replicas_healthy", deployment="dep-a")
+    await dockyard.deploy("dep-a")
+    await entered(health)
+
+    await dockyard.service.cancel()
+    with pytest.raises(WorkflowFailureError):
+        await dockyard.service.result()
+
+    assert dockyard.fakes.status("dep-a") is DeploymentStatus.SUPERSEDED
+    assert (await dockyard.service.describe()).status == WorkflowExecutionStatus.CANCELED
