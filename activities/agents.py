@@ -11,6 +11,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.agent_client import AgentCallError, AgentClient
 from activities.contracts import OrphanQuery, ReplicaBatch, ReplicaIds, ReplicaSet
+from activities.heartbeat import heartbeating
 from core.contracts import ReplicaState, ReplicaStatus
 from core.settings import Settings
 
@@ -30,7 +31,7 @@ class AgentActivities:
     @activity.defn
     async def ensure_replicas(self, batch: ReplicaBatch) -> ReplicaSet:
         """Pull, create and start every replica (idempotent: the agent ensures by replica id)."""
-        async with self._agent() as agent:
+        async with self._agent() as agent, heartbeating():
             try:
                 statuses = await asyncio.gather(*(agent.ensure_replica(spec) for spec in batch.specs))
             except AgentCallError as exc:
@@ -91,7 +92,7 @@ class AgentActivities:
     @activity.defn
     async def remove_orphan_replicas(self, query: OrphanQuery) -> list[str]:
         """Remove every replica of the service+environment that belongs to no kept deployment."""
-        async with self._agent() as agent:
+        async with self._agent() as agent, heartbeating():
             owned = await agent.replicas(service_id=query.service_id, environment_id=query.environment_id)
             orphans = [r.replica_id for r in owned if r.deployment_id not in query.keep_deployment_ids]
             grace = self.settings.drain_seconds + 10

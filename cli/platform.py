@@ -33,7 +33,7 @@ def load_or_create_secrets(state_dir: Path) -> dict[str, str]:
     missing = [name for name in SECRET_NAMES if name not in values]
     if missing:
         values.update({name: secrets.token_urlsafe(32) for name in missing})
-        state_dir.mkdir(parents=True, exist_ok=True)
+        state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         path.touch(mode=0o600)
         path.write_text("".join(f"{name}={values[name]}\n" for name in SECRET_NAMES))
     return values
@@ -47,8 +47,15 @@ def _hostport(url_or_address: str) -> tuple[str, int]:
 
 
 def _render(template: Path, target: Path, **values: str) -> Path:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(Template(template.read_text()).substitute(values))
+    return _write_private(target, Template(template.read_text()).substitute(values))
+
+
+def _write_private(target: Path, text: str) -> Path:
+    """Generated configs carry credentials (the API token, the registry's password hash): owner only."""
+    target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    target.touch(mode=0o600)
+    target.chmod(0o600)
+    target.write_text(text)
     return target
 
 
@@ -58,7 +65,7 @@ def render_registry_config(settings: Settings, run_dir: Path) -> Path:
     # The registry checks the hash on every request. The password is 32 random bytes, not a human
     # one, so bcrypt's work factor adds nothing but latency: use the minimum.
     hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=4)).decode()
-    htpasswd.write_text(f"{settings.registry_username}:{hashed}\n")
+    _write_private(htpasswd, f"{settings.registry_username}:{hashed}\n")
     return _render(
         INFRA / "registry" / "config.yml.tmpl",
         run_dir / "registry.yml",

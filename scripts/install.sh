@@ -8,6 +8,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(docker.io docker-registry redis-server busybox-static ca-certificates)
+python="${PYTHON:-python3}"
+command -v "$python" >/dev/null || packages+=(python3)
+"$python" -c "import ensurepip, venv" 2>/dev/null || packages+=(python3-venv)
 extras="."
 if [[ "${1:-}" == "--dev" ]]; then
   packages+=(postgresql apache2-utils)
@@ -27,7 +30,6 @@ if (( ${#missing[@]} )); then
   pkill -x docker-registry 2>/dev/null || true
 fi
 
-python="${PYTHON:-python3}"
 if [[ ! -x .venv/bin/python ]]; then
   "$python" -m venv .venv
 fi

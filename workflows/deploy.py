@@ -44,7 +44,8 @@ RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_interv
 QUICK: workflow.ActivityConfig = {"start_to_close_timeout": timedelta(seconds=30), "retry_policy": RETRY}
 SLOW: workflow.ActivityConfig = {
     "start_to_close_timeout": timedelta(minutes=15),
-    "heartbeat_timeout": timedelta(seconds=30),
+    # Long steps heartbeat every second: a dead worker's step is retried elsewhere within 10 s.
+    "heartbeat_timeout": timedelta(seconds=10),
     "retry_policy": RETRY,
 }
 
