@@ -23,14 +23,20 @@ def _field(loc: tuple[int | str, ...]) -> str:
     return ".".join(parts) or "body"
 
 
-async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
     errors = [{"field": _field(tuple(e["loc"])), "reason": e["msg"]} for e in exc.errors()]
-    malformed = any(e.get("type") == "json_invalid" for e in exc.errors())
-    status = 400 if malformed else 422
-    summary = (
-        "malformed JSON body" if malformed else "; ".join(f"{e['field']}: {e['reason']}" for e in errors)
-    )
-    return JSONResponse({"detail": summary, "errors": errors}, status_code=status)
+    if any(e.get("type") == "json_invalid" for e in exc.errors()):
+        return _error(400, "malformed JSON body", errors)
+    content_type = request.headers.get("content-type", "")
+    if request.method in ("POST", "PUT", "PATCH") and "json" not in content_type:
+        # FastAPI only parses JSON bodies sent as JSON; say so instead of "body: not a dictionary".
+        reason = f"send the body as JSON with Content-Type: application/json (got {content_type or 'none'})"
+        return _error(415, reason, [{"field": "body", "reason": reason}])
+    return _error(422, "; ".join(f"{e['field']}: {e['reason']}" for e in errors), errors)
+
+
+def _error(status: int, detail: str, errors: list[dict[str, str]]) -> JSONResponse:
+    return JSONResponse({"detail": detail, "errors": errors}, status_code=status)
 
 
 async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:

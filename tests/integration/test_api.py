@@ -239,6 +239,15 @@ async def test_malformed_json_is_a_400(api: httpx.AsyncClient, content: str) -> 
     assert ok(await api.get("/v1/projects")) == []
 
 
+@pytest.mark.parametrize("content_type", [None, "text/plain", "application/x-www-form-urlencoded"])
+async def test_a_body_not_sent_as_json_is_told_so(api: httpx.AsyncClient, content_type: str | None) -> None:
+    headers = {"Content-Type": content_type} if content_type else {}
+    response = await api.post("/v1/projects", content='{"name": "shop"}', headers=headers)
+    assert response.status_code == 415
+    assert "Content-Type: application/json" in response.json()["detail"]
+    assert ok(await api.get("/v1/projects")) == []
+
+
 @pytest.mark.parametrize(
     ("method", "path", "body", "detail"),
     [
