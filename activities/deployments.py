@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from redis.asyncio import Redis
 from sqlalchemy import select, update
 from temporalio import activity
 
+from activities.build_logs import read_build_log
 from activities.contracts import ReplicaSet, RouteKey, StatusUpdate
 from core.contracts import DeploymentStatus
 from core.db import Database
@@ -12,8 +14,25 @@ from core.models import Deployment, Replica, utcnow
 
 
 class DeploymentActivities:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, redis_url: str | None = None) -> None:
         self.db = db
+        self.redis_url = redis_url
+
+    @activity.defn
+    async def save_build_log(self, deployment_id: str) -> None:
+        """Keep the whole build log with the deployment (Redis holds it only for a while)."""
+        if self.redis_url is None:
+            raise RuntimeError("no Redis configured: build logs cannot be saved")
+        redis = Redis.from_url(self.redis_url)
+        try:
+            lines = await read_build_log(redis, deployment_id)
+        finally:
+            await redis.aclose()
+        async with self.db.transaction() as session:
+            deployment = await session.get(Deployment, deployment_id, with_for_update=True)
+            if deployment is None:
+                raise LookupError(f"deployment {deployment_id} does not exist")
+            deployment.build_log = "\n".join(lines)
 
     @activity.defn
     async def set_deployment_status(self, change: StatusUpdate) -> None:

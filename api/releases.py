@@ -61,6 +61,8 @@ async def submit_deploy(
             service_id=request.service_id,
             environment_id=request.environment_id,
             drain_seconds=settings.drain_seconds,
+            build_task_queue=settings.build_task_queue,
+            build_timeout_seconds=settings.build_timeout_seconds,
         ),
         id=workflow_id,
         task_queue=settings.temporal_task_queue,

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from pathlib import PurePosixPath
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from core.contracts import DeploymentStatus
 from core.images import InvalidImageReference, parse_image_reference
@@ -54,17 +55,53 @@ class EnvironmentRead(Read):
     created_at: datetime
 
 
-class ServiceCreate(Body):
+def _relative_path(value: str) -> str:
+    path = PurePosixPath(value)
+    if not value or path.is_absolute() or ".." in path.parts or "\0" in value:
+        raise ValueError("must be a relative path inside the source, without '..'")
+    return value
+
+
+RelativePath = Annotated[str, Field(max_length=255), AfterValidator(_relative_path)]
+RepoUrl = Annotated[str, Field(max_length=1024, pattern=r"^(https?://|ssh://|git@|file://)\S+$")]
+
+
+class BuildFields(Body):
+    """How code is built; leave out to detect it (Dockerfile, or Nixpacks-style auto-detection)."""
+
+    root_directory: RelativePath | None = Field(default=None, description="build from this subdirectory")
+    dockerfile_path: RelativePath | None = None
+    build_command: str | None = Field(default=None, max_length=4096)
+    start_command: str | None = Field(default=None, max_length=4096)
+
+
+class ServiceCreate(BuildFields):
+    """A service runs `image`, or code from `repo_url` (at `repo_branch`), or code uploaded with
+    each deploy (`dockyard deploy PATH`) when neither is given."""
+
     name: ServiceName
-    image: str = Field(max_length=512, description="image reference, e.g. registry:5000/app:1.2")
+    image: str | None = Field(default=None, max_length=512, description="image, e.g. registry:5000/app:1.2")
+    repo_url: RepoUrl | None = None
+    repo_branch: str | None = Field(default=None, max_length=255, pattern=r"^[^\s~^:?*\[\\]+$")
     port: int = Field(default=8080, ge=1, le=65535, description="port the service listens on ($PORT)")
     replicas: int = Field(default=1, ge=1, le=100)
     health_check_path: HealthPath | None = None
 
-    _image = field_validator("image")(_valid_image)
+    @field_validator("image")
+    @classmethod
+    def _image(cls, value: str | None) -> str | None:
+        return None if value is None else _valid_image(value)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ServiceCreate:
+        if self.image and self.repo_url:
+            raise ValueError("image and repo_url: give one source, not both")
+        if self.repo_branch and not self.repo_url:
+            raise ValueError("repo_branch: needs repo_url")
+        return self
 
 
-class ServiceUpdate(Body):
+class ServiceUpdate(BuildFields):
     image: str | None = Field(default=None, max_length=512)
     port: int | None = Field(default=None, ge=1, le=65535)
     replicas: int | None = Field(default=None, ge=1, le=100)
@@ -88,7 +125,13 @@ class ServiceRead(Read):
     id: str
     project_id: str
     name: str
-    image: str
+    image: str | None
+    repo_url: str | None
+    repo_branch: str | None
+    root_directory: str | None
+    dockerfile_path: str | None
+    build_command: str | None
+    start_command: str | None
     port: int
     replicas: int
     health_check_path: str | None
@@ -100,6 +143,11 @@ class DeploymentCreate(Body):
     environment: EnvironmentName = "production"
     image: str | None = Field(
         default=None, max_length=512, description="deploy this image and make it the service's image"
+    )
+    ref: str | None = Field(
+        default=None,
+        max_length=255,
+        description="for a repository service: the branch, tag or commit to build",
     )
 
     @field_validator("image")
@@ -113,7 +161,9 @@ class DeploymentRead(Read):
     service_id: str
     environment_id: str
     status: DeploymentStatus
-    image: str
+    source: dict[str, Any]
+    builder: str | None
+    image: str | None
     image_digest: str | None
     image_ref: str | None
     failed_step: str | None

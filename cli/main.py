@@ -12,6 +12,8 @@ from typing import Annotated
 
 import typer
 
+from cli import deploy as deploy_command
+from cli import plan as plan_command
 from cli.platform import load_or_create_secrets
 from core.settings import Settings, SettingsError, load_settings
 
@@ -106,11 +108,13 @@ def api() -> None:
 
 
 @app.command()
-def worker() -> None:
-    """Run a Temporal worker for Dockyard's workflows and activities."""
-    from workflows.worker import run_worker
+def worker(
+    role: Annotated[str, typer.Option(help="all | orchestrator | builder")] = "all",
+) -> None:
+    """Run Temporal workers for Dockyard's workflows, activities and builds."""
+    from workflows.worker import Role, run_worker
 
-    asyncio.run(run_worker(_settings()))
+    asyncio.run(run_worker(_settings(), Role(role)))
 
 
 @app.command()
@@ -131,3 +135,7 @@ def migrate() -> None:
     settings = _settings(with_local_secrets=False)
     run_migrations(settings.database_url)
     typer.echo(f"database at newest revision: {settings.database_url.split('@')[-1]}")
+
+
+deploy_command.register(app, _settings)
+plan_command.register(app)

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import threading
 from pathlib import Path
 
 import httpx
 import typer
 
-from cli.platform import docker_needs_starting, platform_processes
+from cli.platform import INFRA, docker_needs_starting, platform_processes
 from cli.supervisor import ProcessFailed, Supervisor
 from core.settings import Settings
 
@@ -71,6 +72,27 @@ def stop_containers(container_ids: list[str]) -> None:
         client.close()
 
 
+def ensure_build_base_image(settings: Settings) -> None:
+    """Builds from code start FROM Dockyard's Debian image in its own registry: no public registry."""
+    password = settings.registry_password.get_secret_value() if settings.registry_password else ""
+    result = subprocess.run(
+        [
+            "bash",
+            str(INFRA / "images" / "build-base-images.sh"),
+            settings.registry_host,
+            settings.registry_username,
+            "-",
+        ],
+        input=password + "\n",
+        capture_output=True,
+        text=True,
+        env={**os.environ, "DOCKYARD_STATE_DIR": str(settings.state_dir)},
+    )
+    if result.returncode != 0:
+        tail = "\n".join(result.stderr.strip().splitlines()[-10:])
+        raise RuntimeError(f"could not prepare the build base image:\n{tail}")
+
+
 def run_platform(settings: Settings, *, example: bool) -> int:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -85,6 +107,9 @@ def run_platform(settings: Settings, *, example: bool) -> int:
                 return 130
             typer.echo(f"starting {spec.name} ...")
             supervisor.start(spec)
+            if spec.name == "registry":
+                typer.echo("preparing the build base image (the first time: debootstrap, about a minute) ...")
+                ensure_build_base_image(settings)
         example_url = None
         if example:
             from cli.example import deploy_example

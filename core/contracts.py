@@ -6,6 +6,7 @@ These are the only shapes that cross a process boundary (HTTP or Temporal payloa
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -103,6 +104,25 @@ class AgentError(Contract):
 # --- workflows ------------------------------------------------------------------------------------
 
 
+class SourceSpec(Contract):
+    """Where a deployment's code comes from; `image` means nothing to build."""
+
+    kind: Literal["image", "upload", "repo"]
+    upload_id: str | None = None
+    repo_url: str | None = None
+    ref: str | None = Field(default=None, description="branch, tag or commit to check out")
+
+
+class BuildOptions(Contract):
+    """How to build code into an image; unset fields are detected from the source."""
+
+    root_directory: str | None = None
+    dockerfile_path: str | None = None
+    build_command: str | None = None
+    start_command: str | None = None
+    variables: dict[str, str] = Field(default_factory=dict, description="build-time variables (NIXPACKS_*)")
+
+
 class DeployRequest(Contract):
     """A request to release one deployment of a service in an environment."""
 
@@ -112,7 +132,12 @@ class DeployRequest(Contract):
     environment_id: str
     environment_name: str
     hostname: str = Field(description="the hostname Traefik routes to the service in this environment")
-    image: str = Field(description="image reference as the user gave it (tag or digest)")
+    image: str | None = Field(default=None, description="image as the user gave it; None when building")
+    source: SourceSpec = Field(default_factory=lambda: SourceSpec(kind="image"))
+    build: BuildOptions = Field(default_factory=BuildOptions)
+    image_repository: str | None = Field(
+        default=None, description="where a built image is pushed: <registry>/<project>/<service>"
+    )
     replicas: int = Field(default=1, ge=1, le=100)
     port: int = Field(default=8080, ge=1, le=65535)
     env: dict[str, str] = Field(default_factory=dict)

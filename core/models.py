@@ -71,7 +71,15 @@ class Service(Base):
     name: Mapped[str] = mapped_column(String(63))
     # The service's part of its hostnames (`<slug>-<environment>.<apps domain>`), unique platform-wide.
     slug: Mapped[str] = mapped_column(String(63))
-    image: Mapped[str] = mapped_column(String(512))
+    # Source: a prebuilt image, or code (a git repository, or a directory uploaded per deploy).
+    image: Mapped[str | None] = mapped_column(String(512), default=None)
+    repo_url: Mapped[str | None] = mapped_column(String(1024), default=None)
+    repo_branch: Mapped[str | None] = mapped_column(String(255), default=None)
+    # Build settings (None: detected from the source and its config files).
+    root_directory: Mapped[str | None] = mapped_column(String(255), default=None)
+    dockerfile_path: Mapped[str | None] = mapped_column(String(255), default=None)
+    build_command: Mapped[str | None] = mapped_column(Text, default=None)
+    start_command: Mapped[str | None] = mapped_column(Text, default=None)
     port: Mapped[int] = mapped_column(Integer, default=8080)
     replicas: Mapped[int] = mapped_column(Integer, default=1)
     health_check_path: Mapped[str | None] = mapped_column(String(255), default=None)
@@ -85,7 +93,11 @@ class Deployment(Base):
     service_id: Mapped[str] = mapped_column(ForeignKey("services.id", ondelete="CASCADE"), index=True)
     environment_id: Mapped[str] = mapped_column(ForeignKey("environments.id", ondelete="CASCADE"), index=True)
     status: Mapped[str] = mapped_column(String(16), default=DeploymentStatus.QUEUED.value)
-    image: Mapped[str] = mapped_column(String(512))
+    # What was deployed: {"kind": "image"} | {"kind": "upload", "upload_id"} | {"kind": "repo", "url", "ref"}.
+    source: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    builder: Mapped[str | None] = mapped_column(String(16), default=None)
+    build_log: Mapped[str | None] = mapped_column(Text, default=None)
+    image: Mapped[str | None] = mapped_column(String(512), default=None)
     image_digest: Mapped[str | None] = mapped_column(String(80), default=None)
     image_ref: Mapped[str | None] = mapped_column(String(600), default=None)
     config: Mapped[dict[str, Any]] = mapped_column(default=dict)
@@ -95,6 +107,18 @@ class Deployment(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class SourceUpload(Base):
+    """A directory uploaded for one deploy (`dockyard deploy PATH`), kept as a gzipped tarball."""
+
+    __tablename__ = "source_uploads"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=lambda: new_id("upl"))
+    service_id: Mapped[str] = mapped_column(ForeignKey("services.id", ondelete="CASCADE"), index=True)
+    sha256: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class Replica(Base):

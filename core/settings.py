@@ -69,6 +69,15 @@ class Settings(BaseSettings):
     # Redis: log fan-out and caches.
     redis_url: str = "redis://127.0.0.1:6379/0"
 
+    # Builds: their own task queue, so builders can run on dedicated hosts.
+    build_task_queue: str = "dockyard-builds"
+    build_timeout_seconds: float = Field(default=1800, gt=0)
+    build_memory_limit_mb: int | None = Field(default=None, gt=0)
+    # Base image per provider (node, python, go, ...) for planned builds, as JSON in the variable;
+    # unset ones use the Debian image infra/images/ pushes to the registry.
+    build_base_images: dict[str, str] = Field(default_factory=dict)
+    max_upload_mb: int = Field(default=200, gt=0)
+
     # Deploys.
     health_timeout_seconds: float = Field(default=60.0, gt=0)
     routing_timeout_seconds: float = Field(default=30.0, gt=0)
@@ -117,6 +126,16 @@ class Settings(BaseSettings):
         if not self.public_api_url:
             self.public_api_url = f"http://{self.api_host}:{self.api_port}"
         return self
+
+    @property
+    def sources_dir(self) -> Path:
+        """Uploaded source tarballs, kept by the API and fetched by builders over HTTP."""
+        return self.state_dir / "sources"
+
+    @property
+    def builds_dir(self) -> Path:
+        """Work directories of the builds running on this host."""
+        return self.state_dir / "builds"
 
     def registry_url(self) -> str:
         return f"{self.registry_scheme}://{self.registry_host}"

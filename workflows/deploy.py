@@ -22,6 +22,7 @@ from temporalio.exceptions import ActivityError, ApplicationError, FailureError,
 
 with workflow.unsafe.imports_passed_through():
     from activities.agents import AgentActivities
+    from activities.builds import BuildActivities
     from activities.contracts import (
         OrphanQuery,
         ReplicaBatch,
@@ -35,6 +36,8 @@ with workflow.unsafe.imports_passed_through():
     from activities.deployments import DeploymentActivities
     from activities.registry import RegistryActivities
     from activities.routing import RoutingActivities
+    from activities.sources import DiscardSource, PreparedSource, PrepareSource, SourceActivities
+    from core.build import BuildRequest, BuiltImage
     from core.contracts import DeploymentStatus, DeployRequest, DeployResult
     from core.release import replica_specs
 
@@ -50,10 +53,28 @@ SLOW: workflow.ActivityConfig = {
 }
 
 
+def on_queue(task_queue: str, config: workflow.ActivityConfig) -> workflow.ActivityConfig:
+    return {**config, "task_queue": task_queue}
+
+
 class DeployParams(DeployRequest):
     """A DeployRequest plus the platform settings the release depends on, fixed at start."""
 
     drain_seconds: float
+    build_task_queue: str = "dockyard-builds"
+    build_timeout_seconds: float = 1800
+
+
+def apply_deploy_config(params: DeployParams, prepared: PreparedSource) -> DeployParams:
+    """Deploy keys in the code's railway.toml / dockyard.toml win over the service's settings,
+    as Railway's config-as-code does."""
+    deploy = prepared.deploy
+    changes: dict[str, Any] = {}
+    if isinstance(deploy.get("num_replicas"), int):
+        changes["replicas"] = deploy["num_replicas"]
+    if isinstance(deploy.get("healthcheck_path"), str):
+        changes["health_check_path"] = deploy["healthcheck_path"]
+    return params.model_copy(update=changes)
 
 
 @workflow.defn
@@ -90,12 +111,10 @@ class DeployWorkflow:
 
     async def _release(self, params: DeployParams) -> DeployResult:
         key = RouteKey(service_id=params.service_id, environment_id=params.environment_id)
-        await self._set_status(params, DeploymentStatus.DEPLOYING, "resolving image")
-
-        self._step = "resolve"
-        image: ResolvedImage = await workflow.execute_activity_method(
-            RegistryActivities.resolve_image, params.image, **QUICK
-        )
+        if params.source.kind == "image":
+            image = await self._resolve(params)
+        else:
+            image, params = await self._build(params)
         await self._set_status(
             params,
             DeploymentStatus.DEPLOYING,
@@ -154,6 +173,56 @@ class DeployWorkflow:
         self._step = "done"
         return DeployResult(
             deployment_id=params.deployment_id, status=DeploymentStatus.ACTIVE, image_digest=image.digest
+        )
+
+    async def _resolve(self, params: DeployParams) -> ResolvedImage:
+        await self._set_status(params, DeploymentStatus.DEPLOYING, "resolving image")
+        self._step = "resolve"
+        return await workflow.execute_activity_method(
+            RegistryActivities.resolve_image, params.image or "", **QUICK
+        )
+
+    async def _build(self, params: DeployParams) -> tuple[ResolvedImage, DeployParams]:
+        """Fetch and plan the code on a builder, build and push the image there; answer the image
+        and the params with the deploy settings found in the code's config files applied."""
+        self._step = "build"
+        await self._set_status(params, DeploymentStatus.BUILDING, "fetching source")
+        prepared: PreparedSource = await workflow.execute_activity_method(
+            SourceActivities.prepare_source,
+            PrepareSource(deployment_id=params.deployment_id, source=params.source, build=params.build),
+            **on_queue(params.build_task_queue, SLOW),
+        )
+        await self._set_status(params, DeploymentStatus.BUILDING, f"building with {prepared.builder}")
+        try:
+            built: BuiltImage = await workflow.execute_activity_method(
+                BuildActivities.build_image,
+                BuildRequest(
+                    deployment_id=params.deployment_id,
+                    context_dir=prepared.context_dir,
+                    dockerfile=prepared.dockerfile,
+                    dockerfile_path=prepared.dockerfile_path or "Dockerfile",
+                    image_repository=params.image_repository or "",
+                    tag=params.deployment_id.replace("_", "-"),
+                    timeout_seconds=params.build_timeout_seconds,
+                ),
+                task_queue=prepared.host_queue,
+                start_to_close_timeout=timedelta(seconds=params.build_timeout_seconds + 120),
+                heartbeat_timeout=timedelta(seconds=30),
+                retry_policy=RETRY,
+            )
+        finally:
+            await _to_the_end(self._after_build(params, prepared.host_queue))
+        return ResolvedImage(digest=built.digest, pinned=built.pinned), apply_deploy_config(params, prepared)
+
+    async def _after_build(self, params: DeployParams, host_queue: str) -> None:
+        """Keep the build log with the deployment and free the builder's work directory."""
+        await workflow.execute_activity_method(
+            DeploymentActivities.save_build_log, params.deployment_id, **QUICK
+        )
+        await workflow.execute_activity_method(
+            SourceActivities.discard_source,
+            DiscardSource(deployment_id=params.deployment_id),
+            **on_queue(host_queue, QUICK),
         )
 
     async def _switch_traffic(self, key: RouteKey, route: RouteSpec) -> None:

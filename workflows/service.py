@@ -34,6 +34,8 @@ class ServiceWorkflowInput(Contract):
     service_id: str
     environment_id: str
     drain_seconds: float = 0.5
+    build_task_queue: str = "dockyard-builds"
+    build_timeout_seconds: float = 1800
     queue: list[DeployRequest] = Field(default_factory=list)
     released: list[str] = Field(default_factory=list, description="ids of the latest releases, oldest first")
 
@@ -99,7 +101,12 @@ class ServiceWorkflow:
         return self._current_id
 
     async def _release(self, args: ServiceWorkflowInput, request: DeployRequest) -> None:
-        params = DeployParams(**request.model_dump(), drain_seconds=args.drain_seconds)
+        params = DeployParams(
+            **request.model_dump(),
+            drain_seconds=args.drain_seconds,
+            build_task_queue=args.build_task_queue,
+            build_timeout_seconds=args.build_timeout_seconds,
+        )
         self._current_id = request.deployment_id
         self._released.append(request.deployment_id)
         try:

@@ -1,28 +1,45 @@
-"""The `dockyard worker` process: one Temporal worker running Dockyard's workflows and activities."""
+"""The `dockyard worker` process: Temporal workers for Dockyard's workflows and activities.
+
+One process runs, by default, both the orchestration worker (workflows and the activities that
+talk to the database, registry, agents and Traefik) and a builder: the shared build queue, where
+sources are fetched and planned, and this host's own build queue, where the image is built next
+to its source. `--role` splits them so builders can run on dedicated hosts.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import signal
+from enum import StrEnum
 
 from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.agents import AgentActivities
+from activities.builds import BuildActivities
 from activities.deployments import DeploymentActivities
 from activities.registry import RegistryActivities
 from activities.routing import RoutingActivities
+from activities.sources import SourceActivities, host_task_queue
 from core.db import Database
+from core.planner import BaseImages
 from core.settings import Settings
 from core.temporal import connect
 from workflows.deploy import DeployWorkflow
 from workflows.service import ServiceWorkflow
 
 WORKFLOWS = [ServiceWorkflow, DeployWorkflow]
+DEBIAN_BASE_REPOSITORY = "dockyard/debian:bookworm"  # pushed by infra/images/build-base-images.sh
+
+
+class Role(StrEnum):
+    ALL = "all"
+    ORCHESTRATOR = "orchestrator"
+    BUILDER = "builder"
 
 
 def activities_for(settings: Settings, db: Database) -> list[object]:
-    deployments = DeploymentActivities(db)
+    deployments = DeploymentActivities(db, settings.redis_url)
     registry = RegistryActivities(settings)
     agents = AgentActivities(settings)
     routing = RoutingActivities(db, settings)
@@ -31,6 +48,7 @@ def activities_for(settings: Settings, db: Database) -> list[object]:
         deployments.record_replicas,
         deployments.activate_deployment,
         deployments.mark_replicas_removed,
+        deployments.save_build_log,
         registry.resolve_image,
         agents.ensure_replicas,
         agents.wait_replicas_healthy,
@@ -43,6 +61,13 @@ def activities_for(settings: Settings, db: Database) -> list[object]:
     ]
 
 
+def base_images(settings: Settings) -> BaseImages:
+    """Every provider builds on the Debian image infra/images/ pushes to Dockyard's registry, unless
+    DOCKYARD_BUILD_BASE_IMAGES names another (e.g. {"node": "node:20-bookworm-slim"})."""
+    uniform = BaseImages.uniform(f"{settings.registry_host}/{DEBIAN_BASE_REPOSITORY}")
+    return uniform.model_copy(update=settings.build_base_images)
+
+
 def build_worker(client: Client, settings: Settings, db: Database) -> Worker:
     return Worker(
         client,
@@ -52,16 +77,37 @@ def build_worker(client: Client, settings: Settings, db: Database) -> Worker:
     )
 
 
-async def run_worker(settings: Settings) -> None:
+def builder_workers(client: Client, settings: Settings) -> list[Worker]:
+    sources = SourceActivities(settings, base_images(settings))
+    builds = BuildActivities(settings, settings.redis_url)
+    return [
+        Worker(client, task_queue=settings.build_task_queue, activities=[sources.prepare_source]),
+        Worker(
+            client,
+            task_queue=host_task_queue(settings),
+            activities=[builds.build_image, sources.discard_source],
+        ),
+    ]
+
+
+async def run_worker(settings: Settings, role: Role = Role.ALL) -> None:
     client = await connect(settings)
     db = Database(settings.database_url)
-    worker = build_worker(client, settings, db)
+    workers = []
+    if role in (Role.ALL, Role.ORCHESTRATOR):
+        workers.append(build_worker(client, settings, db))
+    if role in (Role.ALL, Role.BUILDER):
+        workers.extend(builder_workers(client, settings))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
-        async with worker:
-            await stop.wait()
+        await asyncio.gather(*(_run_until(worker, stop) for worker in workers))
     finally:
         await db.dispose()
+
+
+async def _run_until(worker: Worker, stop: asyncio.Event) -> None:
+    async with worker:
+        await stop.wait()

@@ -1,16 +1,19 @@
 from __future__ import annotations
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Request, status
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.exceptions import HTTPException
 
 from api.deps import CurrentActor, SessionDep, SettingsDep, TemporalDep
-from api.releases import submit_deploy
+from api.releases import TemporalConnection, submit_deploy
 from api.schemas import DeploymentCreate, DeploymentRead
 from api.store import audit, environment_by_name, get_or_404
-from core.contracts import DeploymentStatus, DeployRequest
-from core.models import Deployment, Service, new_id
+from api.uploads import store_upload
+from core.contracts import BuildOptions, DeploymentStatus, DeployRequest, SourceSpec
+from core.models import Deployment, Environment, Service, new_id
 from core.naming import deploy_workflow_id, service_hostname
+from core.settings import Settings
 
 router = APIRouter(tags=["deployments"])
 
@@ -28,13 +31,66 @@ async def create_deployment(
     temporal: TemporalDep,
     actor: CurrentActor,
 ) -> DeploymentRead:
-    """Deploy the service's image (or `image`, which becomes the service's image) to an environment.
+    """Deploy the service to an environment: its image (or `image`, which becomes the service's
+    image), or its repository at `ref` (default: the service's branch), built first.
 
     Answers at once with the QUEUED deployment; follow it with `GET /v1/deployments/{id}`."""
     service = await get_or_404(session, Service, service_id)
     environment = await environment_by_name(session, service.project_id, body.environment)
     if body.image:
-        service.image = body.image
+        service.image, service.repo_url, service.repo_branch = body.image, None, None
+    if service.image:
+        source = SourceSpec(kind="image")
+    elif service.repo_url:
+        source = SourceSpec(kind="repo", repo_url=service.repo_url, ref=body.ref or service.repo_branch)
+    else:
+        raise HTTPException(
+            422,
+            "image: this service has no image and no repository; give `image`, "
+            "or upload its code with `dockyard deploy PATH` (POST .../deployments/upload)",
+        )
+    return await _start(session, settings, temporal, actor, service, environment, source)
+
+
+@router.post(
+    "/v1/services/{service_id}/deployments/upload",
+    status_code=status.HTTP_202_ACCEPTED,
+    operation_id="upload_deployment",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/gzip": {"schema": {"type": "string", "format": "binary"}}},
+        }
+    },
+)
+async def upload_deployment(
+    service_id: str,
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    temporal: TemporalDep,
+    actor: CurrentActor,
+    environment: str = "production",
+) -> DeploymentRead:
+    """Deploy a directory (a gzipped tarball in the body), built like a repository: what
+    `dockyard deploy PATH` does, like `railway up`."""
+    service = await get_or_404(session, Service, service_id)
+    env = await environment_by_name(session, service.project_id, environment)
+    upload = await store_upload(request, settings, service.id)
+    session.add(upload)
+    source = SourceSpec(kind="upload", upload_id=upload.id)
+    return await _start(session, settings, temporal, actor, service, env, source)
+
+
+async def _start(
+    session: AsyncSession,
+    settings: Settings,
+    temporal: TemporalConnection,
+    actor: str,
+    service: Service,
+    environment: Environment,
+    source: SourceSpec,
+) -> DeploymentRead:
     deployment_id = new_id("dep")
     config = {
         "port": service.port,
@@ -45,13 +101,14 @@ async def create_deployment(
         id=deployment_id,
         service_id=service.id,
         environment_id=environment.id,
-        image=service.image,
+        image=service.image if source.kind == "image" else None,
+        source=source.model_dump(exclude_none=True),
         config=config,
         status=DeploymentStatus.QUEUED.value,
         workflow_id=deploy_workflow_id(service.id, environment.id, deployment_id),
     )
     session.add(deployment)
-    audit(session, actor, "deployment.create", deployment_id, service_id=service.id, image=service.image)
+    audit(session, actor, "deployment.create", deployment_id, service_id=service.id, source=deployment.source)
     await session.commit()
 
     request = DeployRequest(
@@ -61,7 +118,15 @@ async def create_deployment(
         environment_id=environment.id,
         environment_name=environment.name,
         hostname=service_hostname(service.slug, environment.name, settings.apps_domain),
-        image=service.image,
+        image=deployment.image,
+        source=source,
+        build=BuildOptions(
+            root_directory=service.root_directory,
+            dockerfile_path=service.dockerfile_path,
+            build_command=service.build_command,
+            start_command=service.start_command,
+        ),
+        image_repository=f"{settings.registry_host}/{service.slug}",
         replicas=service.replicas,
         port=service.port,
         health_check_path=service.health_check_path,

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -16,42 +14,15 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from activities.contracts import RouteSpec
 from activities.routing import RoutingActivities
-from api.main import create_app
 from core.db import Database
 from core.models import AuditEvent
-from core.settings import Settings, load_settings
+from core.settings import load_settings
 from core.temporal import ENVIRONMENT_ID, SERVICE_ID
+from tests.support.api import TOKEN, api_settings, running_api
 from tests.support.components import TemporalDevServer
 from tests.support.registry import free_port
 
-TOKEN = "api-test-token"
-EDGE = "http://127.0.0.1:18080"
 IMAGE = "127.0.0.1:5000/acme/web:1"
-
-
-def api_settings(database: Database, tmp_path: Path, temporal_address: str) -> Settings:
-    return load_settings(
-        api_token=TOKEN,
-        database_url=database.url,
-        state_dir=tmp_path,
-        temporal_address=temporal_address,
-        # Our own task queue: a worker another test runs on this server never picks these deploys up.
-        temporal_task_queue=f"api-tests-{uuid.uuid4().hex[:8]}",
-        apps_domain="apps.test",
-        edge_http_url=EDGE,
-    )
-
-
-@asynccontextmanager
-async def running_api(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        headers = {"Authorization": f"Bearer {TOKEN}"}
-        async with httpx.AsyncClient(
-            transport=transport, base_url="http://dockyard.test", headers=headers
-        ) as client:
-            yield client
 
 
 @pytest.fixture
@@ -159,6 +130,12 @@ async def test_service_create_list_get_patch(api: httpx.AsyncClient) -> None:
         "project_id": project["id"],
         "name": "web",
         "image": IMAGE,
+        "repo_url": None,
+        "repo_branch": None,
+        "root_directory": None,
+        "dockerfile_path": None,
+        "build_command": None,
+        "start_command": None,
         "port": 3000,
         "replicas": 1,
         "health_check_path": None,
@@ -196,7 +173,8 @@ INVALID = [  # (id, target, body, field, reason)
     ("port-0", "service", svc(port=0), "port", "greater than or equal to 1"),
     ("port-big", "service", svc(port=65536), "port", "less than or equal to 65535"),
     ("image", "service", svc(image="Acme/Web"), "image", "invalid image reference 'Acme/Web'"),
-    ("image-missing", "service", {"name": "web"}, "image", "Field required"),
+    ("two-sources", "service", svc(repo_url="https://git.test/a.git"), "body", "give one source, not both"),
+    ("root-escape", "service", svc(root_directory="../etc"), "root_directory", "without '..'"),
     ("replicas", "service", svc(replicas=0), "replicas", "greater than or equal to 1"),
     ("health-path", "service", svc(health_check_path="up"), "health_check_path", "should match pattern"),
     ("patch-port", "patch", {"port": 0}, "port", "greater than or equal to 1"),

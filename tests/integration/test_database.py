@@ -31,6 +31,7 @@ TABLES = {
     "deployments",
     "routes",
     "replicas",
+    "source_uploads",
 }
 
 
@@ -119,10 +120,10 @@ async def test_a_model_change_without_a_migration_is_detected(database: Database
     changed = MetaData()
     for table in Base.metadata.sorted_tables:
         table.to_metadata(changed)
-    changed.tables["services"].append_column(Column("start_command", String(255), nullable=True))
+    changed.tables["services"].append_column(Column("icon_url", String(255), nullable=True))
     async with database.engine.connect() as connection:
         diff = await connection.run_sync(_diff(changed))
-    assert [(op[0], op[2], op[3].name) for op in diff] == [("add_column", "services", "start_command")]
+    assert [(op[0], op[2], op[3].name) for op in diff] == [("add_column", "services", "icon_url")]
 
 
 # --- deployment status ---------------------------------------------------------------------------

@@ -1,0 +1,208 @@
+"""Source activities: fetch a deployment's code onto the builder host and plan its build.
+
+They run on the builders' shared task queue and answer with the queue of the host that now holds
+the code, so the build itself runs where the code is (Temporal's worker-specific task queues).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import shutil
+import socket
+import tarfile
+from pathlib import Path
+
+import httpx
+from pydantic import Field
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from core.contracts import BuildOptions, Contract, SourceSpec
+from core.planner import (
+    BaseImages,
+    PlanError,
+    plan_build,
+    read_deploy_config,
+    render_dockerfile,
+    select_builder,
+)
+from core.settings import Settings
+from core.sources import UnsafeArchive, check_members
+
+READY_FILE = "prepared.json"
+
+
+class PrepareSource(Contract):
+    deployment_id: str
+    source: SourceSpec
+    build: BuildOptions
+
+
+class PreparedSource(Contract):
+    host_queue: str = Field(description="the task queue of the builder host that holds the code")
+    context_dir: str
+    builder: str = Field(description="dockerfile | planner")
+    dockerfile: str | None = Field(default=None, description="rendered Dockerfile (planner builds)")
+    dockerfile_path: str | None = Field(default=None, description="the repository's Dockerfile, relative")
+    plan: dict[str, object] | None = None
+    deploy: dict[str, object] = Field(default_factory=dict, description="deploy keys from config files")
+    commit_sha: str | None = None
+
+
+class DiscardSource(Contract):
+    deployment_id: str
+
+
+def host_task_queue(settings: Settings) -> str:
+    return f"{settings.build_task_queue}-{socket.gethostname()}"
+
+
+class SourceActivities:
+    def __init__(self, settings: Settings, base_images: BaseImages) -> None:
+        self.settings = settings
+        self.base_images = base_images
+
+    @activity.defn
+    async def prepare_source(self, request: PrepareSource) -> PreparedSource:
+        """Idempotent: a retry finds the work directory prepared and answers the same."""
+        workdir = self.settings.builds_dir / request.deployment_id
+        ready = workdir / READY_FILE
+        if ready.exists():
+            return PreparedSource.model_validate_json(ready.read_text())
+        shutil.rmtree(workdir, ignore_errors=True)
+        source_dir = workdir / "src"
+        source_dir.mkdir(parents=True)
+        commit = None
+        if request.source.kind == "upload":
+            await self._fetch_upload(request.source, workdir, source_dir)
+        elif request.source.kind == "repo":
+            commit = await _clone(request.source, source_dir)
+        else:
+            raise ApplicationError(f"nothing to build for a {request.source.kind} source", non_retryable=True)
+        prepared = await asyncio.to_thread(self._plan, request, source_dir, commit)
+        ready.write_text(prepared.model_dump_json())
+        return prepared
+
+    @activity.defn
+    async def discard_source(self, request: DiscardSource) -> None:
+        await asyncio.to_thread(shutil.rmtree, self.settings.builds_dir / request.deployment_id, True)
+
+    def _plan(self, request: PrepareSource, source_dir: Path, commit: str | None) -> PreparedSource:
+        context = _inside(source_dir, request.build.root_directory or ".", "root_directory")
+        if not context.is_dir():
+            raise ApplicationError(
+                f"root_directory: {request.build.root_directory!r} is not a directory of the source",
+                type="PlanFailed",
+                non_retryable=True,
+            )
+        try:
+            builder = select_builder(context, None, request.build.dockerfile_path)
+            deploy = read_deploy_config(context).model_dump(exclude_none=True)
+            prepared = PreparedSource(
+                host_queue=host_task_queue(self.settings),
+                context_dir=str(context),
+                builder=builder,
+                deploy=deploy,
+                commit_sha=commit,
+            )
+            if builder == "dockerfile":
+                path = request.build.dockerfile_path or deploy.get("dockerfile_path") or "Dockerfile"
+                _inside(context, str(path), "dockerfile_path")
+                return prepared.model_copy(update={"dockerfile_path": str(path)})
+            plan = plan_build(context, _plan_env(request.build))
+            return prepared.model_copy(
+                update={"dockerfile": render_dockerfile(plan, self.base_images), "plan": plan.to_json()}
+            )
+        except PlanError as exc:
+            raise ApplicationError(str(exc), type="PlanFailed", non_retryable=True) from None
+
+    async def _fetch_upload(self, source: SourceSpec, workdir: Path, source_dir: Path) -> None:
+        token = self.settings.api_token.get_secret_value() if self.settings.api_token else ""
+        url = f"{self.settings.public_api_url}/internal/sources/{source.upload_id}"
+        archive = workdir / "source.tar.gz"
+        digest = hashlib.sha256()
+        async with (
+            httpx.AsyncClient(timeout=60, headers={"Authorization": f"Bearer {token}"}) as http,
+            http.stream("GET", url) as response,
+        ):
+            if response.status_code == 404:
+                raise ApplicationError(
+                    f"source upload {source.upload_id} not found", type="SourceMissing", non_retryable=True
+                )
+            response.raise_for_status()
+            with archive.open("wb") as out:
+                async for chunk in response.aiter_bytes():
+                    digest.update(chunk)
+                    out.write(chunk)
+            expected = response.headers.get("x-content-sha256")
+        if expected and expected != digest.hexdigest():
+            raise RuntimeError(f"source upload {source.upload_id} arrived damaged (sha256 mismatch)")
+        await asyncio.to_thread(_extract, archive, source_dir)
+        archive.unlink()
+
+
+def _plan_env(build: BuildOptions) -> dict[str, str]:
+    """The service's own build and start commands win over detection, as NIXPACKS_* variables do."""
+    env = dict(build.variables)
+    if build.build_command:
+        env["NIXPACKS_BUILD_CMD"] = build.build_command
+    if build.start_command:
+        env["NIXPACKS_START_CMD"] = build.start_command
+    return env
+
+
+def _inside(root: Path, relative: str, field: str) -> Path:
+    path = (root / relative).resolve()
+    if not path.is_relative_to(root.resolve()):
+        raise ApplicationError(f"{field}: {relative!r} leaves the source directory", non_retryable=True)
+    return path
+
+
+def _extract(archive: Path, target: Path) -> None:
+    try:
+        with tarfile.open(archive, mode="r:*") as tar:
+            check_members(tar.getmembers())
+            tar.extractall(target, filter="data")
+    except (tarfile.TarError, UnsafeArchive) as exc:
+        raise ApplicationError(
+            f"source archive unusable: {exc}", type="SourceInvalid", non_retryable=True
+        ) from None
+
+
+async def _clone(source: SourceSpec, target: Path) -> str:
+    """Clone `repo_url` at `ref` (a branch, tag or commit); answer the commit checked out."""
+    await _git("clone", "--quiet", "--no-checkout", "--", source.repo_url or "", str(target))
+    ref = source.ref or "HEAD"
+    await _git("-C", str(target), "checkout", "--quiet", "--detach", _remote_ref(ref))
+    return (await _git("-C", str(target), "rev-parse", "HEAD")).strip()
+
+
+def _remote_ref(ref: str) -> str:
+    return ref if ref == "HEAD" or _looks_like_commit(ref) else f"origin/{ref}"
+
+
+def _looks_like_commit(ref: str) -> bool:
+    return 7 <= len(ref) <= 40 and all(c in "0123456789abcdef" for c in ref)
+
+
+async def _git(*args: str) -> str:
+    process = await asyncio.create_subprocess_exec(
+        "git",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={"GIT_TERMINAL_PROMPT": "0", "PATH": "/usr/bin:/bin:/usr/local/bin"},
+    )
+    out, err = await process.communicate()
+    if process.returncode != 0:
+        message = err.decode(errors="replace").strip().splitlines()
+        raise ApplicationError(
+            f"git {args[0] if args[0] != '-C' else args[2]} failed: {' '.join(message[-3:])}",
+            type="GitFailed",
+            non_retryable=True,
+        )
+    return out.decode()
+
+
+__all__ = ["DiscardSource", "PrepareSource", "PreparedSource", "SourceActivities", "host_task_queue"]

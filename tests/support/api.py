@@ -1,0 +1,42 @@
+"""The REST API in process (ASGI, inside its lifespan), for integration tests."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import httpx
+
+from api.main import create_app
+from core.db import Database
+from core.settings import Settings, load_settings
+
+TOKEN = "api-test-token"
+EDGE = "http://127.0.0.1:18080"
+
+
+def api_settings(database: Database, tmp_path: Path, temporal_address: str) -> Settings:
+    return load_settings(
+        api_token=TOKEN,
+        database_url=database.url,
+        state_dir=tmp_path,
+        temporal_address=temporal_address,
+        # Our own task queue: a worker another test runs on this server never picks these deploys up.
+        temporal_task_queue=f"api-tests-{uuid.uuid4().hex[:8]}",
+        apps_domain="apps.test",
+        edge_http_url=EDGE,
+    )
+
+
+@asynccontextmanager
+async def running_api(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        headers = {"Authorization": f"Bearer {TOKEN}"}
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://dockyard.test", headers=headers
+        ) as client:
+            yield client
