@@ -11,6 +11,8 @@
 #   DEBIAN_MIRROR            default http://deb.debian.org/debian
 #   DEBIAN_SECURITY_MIRROR   default http://deb.debian.org/debian-security ("" leaves security updates out)
 #   DOCKER                   default /usr/bin/docker
+#   EXTRA_CA_DIR             default /usr/local/share/ca-certificates: the *.crt there (the CAs this host
+#                            trusts locally: a homelab CA, a TLS-inspecting proxy) are trusted in builds too
 set -euo pipefail
 
 usage() {
@@ -43,7 +45,14 @@ security_mirror="${DEBIAN_SECURITY_MIRROR-http://deb.debian.org/debian-security}
 suite=bookworm
 arch="$(dpkg --print-architecture)"
 cache_dir="${DOCKYARD_STATE_DIR:-$HOME/.local/state/dockyard}/cache"
-tarball="$cache_dir/debian-$suite-minbase-$arch.tar"
+extra_ca_dir="${EXTRA_CA_DIR-/usr/local/share/ca-certificates}"
+extra_cas=()
+if [[ -n "$extra_ca_dir" && -d "$extra_ca_dir" ]]; then
+  mapfile -t extra_cas < <(find "$extra_ca_dir" -maxdepth 2 -name '*.crt' -type f | sort)
+fi
+# The cached rootfs depends on the CAs baked into it.
+ca_hash="$(cat /dev/null "${extra_cas[@]}" | sha256sum | cut -c1-12)"
+tarball="$cache_dir/debian-$suite-minbase-$arch-ca$ca_hash.tar"
 local_image="dockyard/debian:$suite"
 image="$registry/dockyard/debian:$suite"
 
@@ -61,8 +70,15 @@ build_rootfs_tarball() {
   command -v debootstrap >/dev/null || die "debootstrap is not installed (apt-get install debootstrap)"
   local rootfs="$work/rootfs"
   log "debootstrap --variant=minbase $suite from $mirror (about 25 s)"
-  debootstrap --variant=minbase --arch="$arch" "$suite" "$rootfs" "$mirror" >"$work/debootstrap.log" 2>&1 ||
-    { tail -n 20 "$work/debootstrap.log" >&2; die "debootstrap failed"; }
+  debootstrap --variant=minbase --include=ca-certificates --arch="$arch" "$suite" "$rootfs" "$mirror" \
+    >"$work/debootstrap.log" 2>&1 || { tail -n 20 "$work/debootstrap.log" >&2; die "debootstrap failed"; }
+  if ((${#extra_cas[@]})); then
+    log "trusting ${#extra_cas[@]} extra CA certificate(s) from $extra_ca_dir"
+    mkdir -p "$rootfs/usr/local/share/ca-certificates/dockyard"
+    cp "${extra_cas[@]}" "$rootfs/usr/local/share/ca-certificates/dockyard/"
+    chroot "$rootfs" update-ca-certificates >"$work/update-ca.log" 2>&1 ||
+      { cat "$work/update-ca.log" >&2; die "update-ca-certificates failed"; }
+  fi
   {
     echo "deb $mirror $suite main"
     echo "deb $mirror $suite-updates main"
@@ -85,8 +101,14 @@ import_image() {
     --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
     --change 'ENV LANG=C.UTF-8' \
     --change 'ENV DEBIAN_FRONTEND=noninteractive' \
+    --change 'ENV SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt' \
+    --change 'ENV NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt' \
+    --change 'ENV PIP_CERT=/etc/ssl/certs/ca-certificates.crt' \
+    --change 'ENV REQUESTS_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt' \
+    --change 'ENV UV_NATIVE_TLS=1' \
     --change 'LABEL org.opencontainers.image.description="Debian bookworm minbase, built by Dockyard"' \
     --change 'CMD ["bash"]' \
+    --change "LABEL dockyard.rootfs=$(basename "$tarball")" \
     --message "debootstrap --variant=minbase $suite" \
     "$tarball" "$local_image" >/dev/null
 }
@@ -99,7 +121,7 @@ if [[ $force -eq 1 || ! -s "$tarball" ]]; then
   build_rootfs_tarball
   force=1 # a new rootfs means a new image
 fi
-if [[ $force -eq 1 ]] || ! "$docker_cli" image inspect "$local_image" >/dev/null 2>&1; then
+if [[ $force -eq 1 ]] || [[ "$("$docker_cli" image inspect --format '{{index .Config.Labels "dockyard.rootfs"}}' "$local_image" 2>/dev/null)" != "$(basename "$tarball")" ]]; then
   import_image
 else
   log "$local_image exists locally; reusing it (--force rebuilds)"

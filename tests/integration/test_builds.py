@@ -1,8 +1,8 @@
 """build_image against real components: Docker Engine 20.10 with BuildKit, Docker Distribution with htpasswd
 auth, and Redis. Builds start FROM the static-busybox base made on this machine, so they need no network.
 
-RUN steps use the host network: engines started with --bridge none (and this machine's, whose docker0 may be
-gone) cannot attach them to a bridge. The Debian base image and apt inside a build: test_base_images.py."""
+RUN steps use the host network (engines without a bridge cannot attach them to one). The Debian base image
+and apt inside a build: test_base_images.py."""
 
 from __future__ import annotations
 
@@ -420,6 +420,9 @@ class DedicatedEngine:
         self.root = Path(tempfile.mkdtemp(prefix="dy-engine-"))  # short: unix socket paths are limited
         self.cgroup_parent = f"dockyard-test-builds-{os.getpid()}"
         self.host = f"unix://{self.root / 'docker.sock'}"
+        # Its own bridge: a dockerd started with `--bridge none` deletes the host's docker0 at start,
+        # cutting the machine's main engine off its containers' network.
+        self.bridge = f"dy-test-{os.getpid() % 100000}"
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> DedicatedEngine:
@@ -428,6 +431,7 @@ class DedicatedEngine:
             missing_component("a dedicated Docker Engine needs dockerd and root")
         if not Path("/sys/fs/cgroup/memory/memory.limit_in_bytes").is_file():
             missing_component("no cgroup v1 memory controller at /sys/fs/cgroup/memory")
+        subprocess.run(["ip", "link", "add", self.bridge, "type", "bridge"], check=True, capture_output=True)
         with (self.root / "dockerd.log").open("wb") as log:
             self.process = subprocess.Popen(
                 [dockerd, "--host", self.host, *self._options()],
@@ -446,7 +450,7 @@ class DedicatedEngine:
     def _options(self) -> list[str]:
         options = f"""
             --data-root {self.root}/data --exec-root {self.root}/exec --pidfile {self.root}/dockerd.pid
-            --bridge none --iptables=false --ip-masq=false --cgroup-parent {self.cgroup_parent}
+            --bridge {self.bridge} --iptables=false --ip-masq=false --cgroup-parent {self.cgroup_parent}
         """
         return options.split()
 
@@ -468,6 +472,7 @@ class DedicatedEngine:
             self.process.terminate()
             self.process.wait(60)
         shutil.rmtree(self.root, ignore_errors=True)
+        subprocess.run(["ip", "link", "delete", self.bridge], capture_output=True)
         for controller in Path("/sys/fs/cgroup").iterdir():
             cgroup = controller / self.cgroup_parent
             if cgroup.is_dir():
