@@ -35,6 +35,7 @@ READY_FILE = "prepared.json"
 
 class PrepareSource(Contract):
     deployment_id: str
+    service_id: str = Field(description="keys the build caches: one service's caches are its own")
     source: SourceSpec
     build: BuildOptions
 
@@ -73,14 +74,21 @@ class SourceActivities:
         shutil.rmtree(workdir, ignore_errors=True)
         source_dir = workdir / "src"
         source_dir.mkdir(parents=True)
-        commit = None
-        if request.source.kind == "upload":
-            await self._fetch_upload(request.source, workdir, source_dir)
-        elif request.source.kind == "repo":
-            commit = await _clone(request.source, source_dir)
-        else:
-            raise ApplicationError(f"nothing to build for a {request.source.kind} source", non_retryable=True)
-        prepared = await asyncio.to_thread(self._plan, request, source_dir, commit)
+        try:
+            commit = None
+            if request.source.kind == "upload":
+                await self._fetch_upload(request.source, workdir, source_dir)
+            elif request.source.kind == "repo":
+                commit = await _clone(request.source, source_dir)
+            else:
+                raise ApplicationError(
+                    f"nothing to build for a {request.source.kind} source", non_retryable=True
+                )
+            prepared = await asyncio.to_thread(self._plan, request, source_dir, commit)
+        except ApplicationError as exc:
+            if exc.non_retryable:  # the deploy ends here: nothing will come back for this directory
+                shutil.rmtree(workdir, ignore_errors=True)
+            raise
         ready.write_text(prepared.model_dump_json())
         return prepared
 
@@ -112,7 +120,10 @@ class SourceActivities:
                 return prepared.model_copy(update={"dockerfile_path": str(path)})
             plan = plan_build(context, _plan_env(request.build))
             return prepared.model_copy(
-                update={"dockerfile": render_dockerfile(plan, self.base_images), "plan": plan.to_json()}
+                update={
+                    "dockerfile": render_dockerfile(plan, self.base_images, cache_key=request.service_id),
+                    "plan": plan.to_json(),
+                }
             )
         except PlanError as exc:
             raise ApplicationError(str(exc), type="PlanFailed", non_retryable=True) from None

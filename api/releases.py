@@ -63,6 +63,9 @@ async def submit_deploy(
             drain_seconds=settings.drain_seconds,
             build_task_queue=settings.build_task_queue,
             build_timeout_seconds=settings.build_timeout_seconds,
+            build_memory_limit_bytes=(
+                settings.build_memory_limit_mb * 1024 * 1024 if settings.build_memory_limit_mb else None
+            ),
         ),
         id=workflow_id,
         task_queue=settings.temporal_task_queue,

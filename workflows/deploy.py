@@ -63,6 +63,7 @@ class DeployParams(DeployRequest):
     drain_seconds: float
     build_task_queue: str = "dockyard-builds"
     build_timeout_seconds: float = 1800
+    build_memory_limit_bytes: int | None = None
 
 
 def apply_deploy_config(params: DeployParams, prepared: PreparedSource) -> DeployParams:
@@ -189,7 +190,12 @@ class DeployWorkflow:
         await self._set_status(params, DeploymentStatus.BUILDING, "fetching source")
         prepared: PreparedSource = await workflow.execute_activity_method(
             SourceActivities.prepare_source,
-            PrepareSource(deployment_id=params.deployment_id, source=params.source, build=params.build),
+            PrepareSource(
+                deployment_id=params.deployment_id,
+                service_id=params.service_id,
+                source=params.source,
+                build=params.build,
+            ),
             **on_queue(params.build_task_queue, SLOW),
         )
         await self._set_status(params, DeploymentStatus.BUILDING, f"building with {prepared.builder}")
@@ -204,6 +210,7 @@ class DeployWorkflow:
                     image_repository=params.image_repository or "",
                     tag=params.deployment_id.replace("_", "-"),
                     timeout_seconds=params.build_timeout_seconds,
+                    memory_limit_bytes=params.build_memory_limit_bytes,
                 ),
                 task_queue=prepared.host_queue,
                 start_to_close_timeout=timedelta(seconds=params.build_timeout_seconds + 120),

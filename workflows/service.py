@@ -36,6 +36,7 @@ class ServiceWorkflowInput(Contract):
     drain_seconds: float = 0.5
     build_task_queue: str = "dockyard-builds"
     build_timeout_seconds: float = 1800
+    build_memory_limit_bytes: int | None = None
     queue: list[DeployRequest] = Field(default_factory=list)
     released: list[str] = Field(default_factory=list, description="ids of the latest releases, oldest first")
 
@@ -106,6 +107,7 @@ class ServiceWorkflow:
             drain_seconds=args.drain_seconds,
             build_task_queue=args.build_task_queue,
             build_timeout_seconds=args.build_timeout_seconds,
+            build_memory_limit_bytes=args.build_memory_limit_bytes,
         )
         self._current_id = request.deployment_id
         self._released.append(request.deployment_id)

@@ -36,6 +36,8 @@ from activities.contracts import (
     RouteSpec,
     StatusUpdate,
 )
+from activities.sources import DiscardSource, PreparedSource, PrepareSource
+from core.build import BuildRequest, BuiltImage
 from core.contracts import DeploymentStatus, ReplicaState, ReplicaStatus
 from core.images import parse_image_reference
 
@@ -77,6 +79,9 @@ class Rule:
 
 
 class FakeActivities:
+    host_queue = "unset"  # the harness names the fake builder host's queue
+    deploy_config: dict[str, object] = {}  # noqa: RUF012 - deploy keys "found" in the source's config files
+
     def __init__(self) -> None:
         self.calls: list[Call] = []
         self.routes: dict[tuple[str, str], RouteSpec] = {}
@@ -151,7 +156,43 @@ class FakeActivities:
             self.publish_route,
             self.unpublish_route,
             self.wait_route_live,
+            self.save_build_log,
         ]
+
+    def build_activities(self) -> list[Callable[..., Any]]:
+        """The builders' shared queue."""
+        return [self.prepare_source]
+
+    def host_activities(self) -> list[Callable[..., Any]]:
+        """The queue of the builder host that holds the source."""
+        return [self.build_image, self.discard_source]
+
+    @activity.defn(name="prepare_source")
+    async def prepare_source(self, request: PrepareSource) -> PreparedSource:
+        await self._run("prepare_source", request, request.deployment_id)
+        return PreparedSource(
+            host_queue=self.host_queue,
+            context_dir=f"/builds/{request.deployment_id}/src",
+            builder="planner",
+            dockerfile="FROM base\n",
+            deploy=self.deploy_config,
+        )
+
+    @activity.defn(name="build_image")
+    async def build_image(self, request: BuildRequest) -> BuiltImage:
+        await self._run("build_image", request, request.deployment_id)
+        digest = "sha256:" + hashlib.sha256(request.image.encode()).hexdigest()
+        return BuiltImage(
+            digest=digest, pinned=f"{request.image_repository}@{digest}", duration_seconds=1, log_line_count=3
+        )
+
+    @activity.defn(name="discard_source")
+    async def discard_source(self, request: DiscardSource) -> None:
+        await self._run("discard_source", request, request.deployment_id)
+
+    @activity.defn(name="save_build_log")
+    async def save_build_log(self, deployment_id: str) -> None:
+        await self._run("save_build_log", deployment_id, deployment_id)
 
     @activity.defn(name="set_deployment_status")
     async def set_deployment_status(self, change: StatusUpdate) -> None:

@@ -116,13 +116,18 @@ async def harness(client: Client, service_id: str | None = None) -> AsyncIterato
     """A worker running the real workflows with fake activities, on a task queue of its own."""
     fakes = FakeActivities()
     task_queue = f"dockyard-test-{uuid.uuid4().hex[:12]}"
+    fakes.host_queue = f"{task_queue}-builder-host"
     dockyard = Dockyard(
         client=client,
-        settings=settings_for(task_queue),
+        settings=settings_for(task_queue, build_task_queue=f"{task_queue}-builds"),
         fakes=fakes,
         service_id=service_id or f"svc-{uuid.uuid4().hex[:8]}",
     )
-    async with Worker(client, task_queue=task_queue, workflows=WORKFLOWS, activities=fakes.activities()):
+    async with (
+        Worker(client, task_queue=task_queue, workflows=WORKFLOWS, activities=fakes.activities()),
+        Worker(client, task_queue=f"{task_queue}-builds", activities=fakes.build_activities()),
+        Worker(client, task_queue=fakes.host_queue, activities=fakes.host_activities()),
+    ):
         try:
             yield dockyard
         finally:

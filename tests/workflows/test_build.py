@@ -1,0 +1,102 @@
+"""The build step of DeployWorkflow: code is fetched and planned on the builders' queue, built on
+the queue of the host that holds it, and the release goes on with the built image's digest."""
+
+from __future__ import annotations
+
+import pytest
+from temporalio.client import WorkflowFailureError
+from temporalio.exceptions import ApplicationError
+
+from core.contracts import DeploymentStatus, SourceSpec
+from tests.workflows.harness import Dockyard
+
+pytestmark = pytest.mark.timeout(120)
+
+UPLOAD = SourceSpec(kind="upload", upload_id="upl_1")
+BUILD_PATH = [
+    "set_deployment_status",  # BUILDING: fetching source
+    "prepare_source",
+    "set_deployment_status",  # BUILDING: building with planner
+    "build_image",
+    "save_build_log",
+    "discard_source",
+    "set_deployment_status",  # DEPLOYING: starting replicas, with the digest
+    "ensure_replicas",
+]
+
+
+async def deploy_code(dockyard: Dockyard, deployment_id: str) -> None:
+    await dockyard.deploy(deployment_id, image=None, source=UPLOAD, image_repository="registry.test/web")
+
+
+async def test_code_is_built_then_released_with_the_built_digest(dockyard: Dockyard) -> None:
+    await deploy_code(dockyard, "dep-a")
+
+    await dockyard.result("dep-a")
+
+    fakes = dockyard.fakes
+    assert fakes.names()[: len(BUILD_PATH)] == BUILD_PATH
+    assert "resolve_image" not in fakes.names()
+    [build] = fakes.args("build_image")
+    assert (build.image_repository, build.tag, build.context_dir) == (
+        "registry.test/web",
+        "dep-a",
+        "/builds/dep-a/src",
+    )
+    started = fakes.last_update("dep-a")
+    assert started.status is DeploymentStatus.ACTIVE
+    statuses = fakes.statuses("dep-a")
+    assert statuses[:2] == [DeploymentStatus.BUILDING, DeploymentStatus.BUILDING]
+    [batch] = fakes.args("ensure_replicas")
+    assert {spec.image.split("@")[0] for spec in batch.specs} == {"registry.test/web"}
+
+
+async def test_a_failed_build_ends_failed_at_build_keeps_its_log_and_starts_nothing(
+    dockyard: Dockyard,
+) -> None:
+    fakes = dockyard.fakes
+    fakes.fail(
+        "build_image",
+        "build failed at step [3/5] RUN npm ci: exit code: 1",
+        type="BuildFailed",
+        deployment="dep-a",
+    )
+    await deploy_code(dockyard, "dep-a")
+
+    with pytest.raises(WorkflowFailureError):
+        await dockyard.result("dep-a")
+
+    failed = fakes.last_update("dep-a")
+    assert (failed.status, failed.failed_step) == (DeploymentStatus.FAILED, "build")
+    assert failed.message == "build failed at step [3/5] RUN npm ci: exit code: 1"
+    assert "save_build_log" in fakes.names("dep-a") and "discard_source" in fakes.names("dep-a")
+    assert "ensure_replicas" not in fakes.names("dep-a")
+
+
+async def test_deploy_keys_in_the_codes_config_files_win(dockyard: Dockyard) -> None:
+    dockyard.fakes.deploy_config = {"num_replicas": 3, "healthcheck_path": "/ready"}
+    await deploy_code(dockyard, "dep-a")
+
+    await dockyard.result("dep-a")
+
+    [batch] = dockyard.fakes.args("ensure_replicas")
+    assert len(batch.specs) == 3
+    assert {spec.health_check.path for spec in batch.specs} == {"/ready"}
+
+
+async def test_a_plan_that_fails_is_reported_as_the_build_step(dockyard: Dockyard) -> None:
+    dockyard.fakes.fail(
+        "prepare_source",
+        "nixpacks.toml: phases.build.cmds: expected a list of strings",
+        type="PlanFailed",
+        deployment="dep-a",
+    )
+    await deploy_code(dockyard, "dep-a")
+
+    with pytest.raises(WorkflowFailureError) as failure:
+        await dockyard.result("dep-a")
+
+    failed = dockyard.fakes.last_update("dep-a")
+    assert (failed.status, failed.failed_step) == (DeploymentStatus.FAILED, "build")
+    assert "nixpacks.toml: phases.build.cmds" in (failed.message or "")
+    assert isinstance(failure.value.cause, ApplicationError)
