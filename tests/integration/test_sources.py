@@ -1,0 +1,131 @@
+"""prepare_source against real git repositories on this machine (cloned through file:// URLs)."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import ActivityEnvironment
+
+from activities.sources import DiscardSource, PreparedSource, PrepareSource, SourceActivities
+from core.contracts import BuildOptions, SourceSpec
+from core.planner import BaseImages
+from core.settings import Settings, load_settings
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", "-C", str(repo), *args], check=True, capture_output=True, text=True,
+        env={"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
+             "GIT_COMMITTER_EMAIL": "t@t", "PATH": "/usr/bin:/bin"},
+    ).stdout.strip()  # fmt: skip
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    path = tmp_path / "repo"
+    path.mkdir()
+    git(path, "init", "--quiet", "--initial-branch=main")
+    (path / "index.html").write_text("<h1>v1</h1>")
+    (path / "api").mkdir()
+    (path / "api" / "Dockerfile").write_text("FROM scratch\n")
+    git(path, "add", ".")
+    git(path, "commit", "--quiet", "-m", "v1")
+    return path
+
+
+@pytest.fixture
+def sources(tmp_path: Path) -> SourceActivities:
+    settings: Settings = load_settings(state_dir=tmp_path / "state", api_token="t")
+    return SourceActivities(settings, BaseImages.uniform("registry.test/dockyard/debian:bookworm"))
+
+
+async def prepare(sources: SourceActivities, source: SourceSpec, **build: str) -> PreparedSource:
+    request = PrepareSource(
+        deployment_id="dep_1", service_id="svc_1", source=source, build=BuildOptions(**build)
+    )
+    result: PreparedSource = await ActivityEnvironment().run(sources.prepare_source, request)
+    return result
+
+
+async def test_a_branch_is_cloned_and_planned(sources: SourceActivities, repo: Path) -> None:
+    prepared = await prepare(sources, SourceSpec(kind="repo", repo_url=f"file://{repo}", ref="main"))
+
+    assert prepared.builder == "planner"
+    assert prepared.commit_sha == git(repo, "rev-parse", "HEAD")
+    assert (Path(prepared.context_dir) / "index.html").read_text() == "<h1>v1</h1>"
+    assert (
+        prepared.dockerfile is not None
+        and "FROM registry.test/dockyard/debian:bookworm" in prepared.dockerfile
+    )
+    assert prepared.host_queue.startswith("dockyard-builds-")
+
+
+async def test_a_commit_is_checked_out_exactly(sources: SourceActivities, repo: Path) -> None:
+    first = git(repo, "rev-parse", "HEAD")
+    (repo / "index.html").write_text("<h1>v2</h1>")
+    git(repo, "commit", "--quiet", "-am", "v2")
+
+    prepared = await prepare(sources, SourceSpec(kind="repo", repo_url=f"file://{repo}", ref=first))
+
+    assert prepared.commit_sha == first
+    assert (Path(prepared.context_dir) / "index.html").read_text() == "<h1>v1</h1>"
+
+
+async def test_a_root_directory_with_a_dockerfile_uses_it(sources: SourceActivities, repo: Path) -> None:
+    prepared = await prepare(
+        sources, SourceSpec(kind="repo", repo_url=f"file://{repo}"), root_directory="api"
+    )
+
+    assert (prepared.builder, prepared.dockerfile_path, prepared.dockerfile) == (
+        "dockerfile",
+        "Dockerfile",
+        None,
+    )
+    assert prepared.context_dir.endswith("/src/api")
+
+
+async def test_a_retry_answers_the_same_without_cloning_again(sources: SourceActivities, repo: Path) -> None:
+    source = SourceSpec(kind="repo", repo_url=f"file://{repo}", ref="main")
+    first = await prepare(sources, source)
+    git(repo, "commit", "--quiet", "--allow-empty", "-m", "later")
+
+    assert await prepare(sources, source) == first
+
+
+@pytest.mark.parametrize(
+    ("source", "build", "message"),
+    [
+        (SourceSpec(kind="repo", repo_url="file:///nonexistent/repo"), {}, "git clone failed"),
+        (SourceSpec(kind="repo", repo_url="REPO", ref="no-such-branch"), {}, "git checkout failed"),
+        (
+            SourceSpec(kind="repo", repo_url="REPO"),
+            {"root_directory": "../.."},
+            "leaves the source directory",
+        ),
+        (SourceSpec(kind="repo", repo_url="REPO"), {"root_directory": "missing"}, "is not a directory"),
+    ],
+    ids=["bad-url", "bad-ref", "root-escape", "root-missing"],
+)
+async def test_bad_sources_fail_with_the_reason_and_leave_no_work_directory(
+    sources: SourceActivities, repo: Path, source: SourceSpec, build: dict[str, str], message: str
+) -> None:
+    if source.repo_url == "REPO":
+        source = source.model_copy(update={"repo_url": f"file://{repo}"})
+
+    with pytest.raises(ApplicationError) as error:
+        await prepare(sources, source, **build)
+
+    assert message in error.value.message
+    assert error.value.non_retryable
+    assert not (sources.settings.builds_dir / "dep_1").exists()
+
+
+async def test_discard_removes_the_work_directory(sources: SourceActivities, repo: Path) -> None:
+    await prepare(sources, SourceSpec(kind="repo", repo_url=f"file://{repo}"))
+
+    await ActivityEnvironment().run(sources.discard_source, DiscardSource(deployment_id="dep_1"))
+
+    assert not (sources.settings.builds_dir / "dep_1").exists()
