@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import fnmatch
 import io
+import json
 import tarfile
+import threading
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -73,11 +75,15 @@ def deploy_directory(
         typer.echo(f"deployment {deployment['id']} {deployment['status']}")
         if not wait:
             return deployment
+        logs = threading.Thread(target=print_build_log, args=(api, deployment["id"]), daemon=True)
+        logs.start()
         last = deployment["status"]
         while deployment["status"] not in FINAL:
             time.sleep(0.5)
             deployment = api.get(f"/v1/deployments/{deployment['id']}").json()
             if deployment["status"] != last:
+                if last == "BUILDING":
+                    logs.join(timeout=5)  # the last lines of the build, before what follows it
                 typer.echo(f"  {deployment['status']}: {deployment.get('message') or ''}")
                 last = deployment["status"]
     if deployment["status"] != "ACTIVE":
@@ -87,6 +93,21 @@ def deploy_directory(
         )
         raise typer.Exit(1)
     return deployment
+
+
+def print_build_log(api: httpx.Client, deployment_id: str) -> None:
+    """Print the build output as it happens (Server-Sent Events), until the build ends."""
+    try:
+        with api.stream(
+            "GET", f"/v1/deployments/{deployment_id}/build-logs", params={"follow": "true"}, timeout=None
+        ) as stream:
+            for line in stream.iter_lines():
+                if line.startswith("data: ") and line != "data: {}":
+                    typer.echo(f"  | {json.loads(line[6:])}")
+                elif line.startswith("event: "):
+                    return
+    except httpx.HTTPError:
+        return  # the status polling goes on; logs stay available at the same URL
 
 
 def register(app: typer.Typer, settings_factory: Any) -> None:
