@@ -7,6 +7,7 @@ the code, so the build itself runs where the code is (Temporal's worker-specific
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import shutil
 import socket
@@ -79,7 +80,8 @@ class SourceActivities:
             if request.source.kind == "upload":
                 await self._fetch_upload(request.source, workdir, source_dir)
             elif request.source.kind == "repo":
-                commit = await _clone(request.source, source_dir)
+                token = await self._repo_token(request.service_id) if request.source.credential else None
+                commit = await _clone(request.source, source_dir, token)
             else:
                 raise ApplicationError(
                     f"nothing to build for a {request.source.kind} source", non_retryable=True
@@ -128,13 +130,26 @@ class SourceActivities:
         except PlanError as exc:
             raise ApplicationError(str(exc), type="PlanFailed", non_retryable=True) from None
 
-    async def _fetch_upload(self, source: SourceSpec, workdir: Path, source_dir: Path) -> None:
+    async def _repo_token(self, service_id: str) -> str | None:
+        """The service's repository token, from the control plane (never in workflow payloads)."""
+        url = f"{self.settings.public_api_url}/internal/services/{service_id}/repo-credential"
+        async with httpx.AsyncClient(timeout=30, headers=self._auth()) as http:
+            response = await http.get(url)
+        if response.status_code == 404:
+            return None
+        response.raise_for_status()
+        return str(response.json()["token"])
+
+    def _auth(self) -> dict[str, str]:
         token = self.settings.api_token.get_secret_value() if self.settings.api_token else ""
+        return {"Authorization": f"Bearer {token}"}
+
+    async def _fetch_upload(self, source: SourceSpec, workdir: Path, source_dir: Path) -> None:
         url = f"{self.settings.public_api_url}/internal/sources/{source.upload_id}"
         archive = workdir / "source.tar.gz"
         digest = hashlib.sha256()
         async with (
-            httpx.AsyncClient(timeout=60, headers={"Authorization": f"Bearer {token}"}) as http,
+            httpx.AsyncClient(timeout=60, headers=self._auth()) as http,
             http.stream("GET", url) as response,
         ):
             if response.status_code == 404:
@@ -181,9 +196,24 @@ def _extract(archive: Path, target: Path) -> None:
         ) from None
 
 
-async def _clone(source: SourceSpec, target: Path) -> str:
+def git_auth_env(token: str | None) -> dict[str, str]:
+    """Git configuration, passed in the environment (never on a command line other users can
+    read), that sends the token as HTTP basic auth, as GitHub, GitLab, Gitea and Bitbucket accept."""
+    if not token:
+        return {}
+    basic = base64.b64encode(f"x-access-token:{token}".encode()).decode()
+    return {
+        "GIT_CONFIG_COUNT": "1",
+        "GIT_CONFIG_KEY_0": "http.extraHeader",
+        "GIT_CONFIG_VALUE_0": f"Authorization: Basic {basic}",
+    }
+
+
+async def _clone(source: SourceSpec, target: Path, token: str | None = None) -> str:
     """Clone `repo_url` at `ref` (a branch, tag or commit); answer the commit checked out."""
-    await _git("clone", "--quiet", "--no-checkout", "--", source.repo_url or "", str(target))
+    await _git(
+        "clone", "--quiet", "--no-checkout", "--", source.repo_url or "", str(target), env=git_auth_env(token)
+    )
     ref = source.ref or "HEAD"
     await _git("-C", str(target), "checkout", "--quiet", "--detach", _remote_ref(ref))
     return (await _git("-C", str(target), "rev-parse", "HEAD")).strip()
@@ -197,13 +227,13 @@ def _looks_like_commit(ref: str) -> bool:
     return 7 <= len(ref) <= 40 and all(c in "0123456789abcdef" for c in ref)
 
 
-async def _git(*args: str) -> str:
+async def _git(*args: str, env: dict[str, str] | None = None) -> str:
     process = await asyncio.create_subprocess_exec(
         "git",
         *args,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
-        env={"GIT_TERMINAL_PROMPT": "0", "PATH": "/usr/bin:/bin:/usr/local/bin"},
+        env={"GIT_TERMINAL_PROMPT": "0", "PATH": "/usr/bin:/bin:/usr/local/bin", **(env or {})},
     )
     out, err = await process.communicate()
     if process.returncode != 0:

@@ -7,6 +7,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from core.secrets import SecretKeyMissing
+
 
 class NotFound(StarletteHTTPException):
     def __init__(self, kind: str, identifier: str) -> None:
@@ -45,6 +47,11 @@ async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
     )
 
 
+async def _secret_key_missing(_: Request, exc: Exception) -> JSONResponse:
+    return _error(503, f"the server cannot store secrets: {exc}", [])
+
+
 def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(SecretKeyMissing, _secret_key_missing)
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]

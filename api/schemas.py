@@ -6,7 +6,7 @@ from datetime import datetime
 from pathlib import PurePosixPath
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from core.contracts import DeploymentStatus
 from core.images import InvalidImageReference, parse_image_reference
@@ -83,6 +83,9 @@ class ServiceCreate(BuildFields):
     image: str | None = Field(default=None, max_length=512, description="image, e.g. registry:5000/app:1.2")
     repo_url: RepoUrl | None = None
     repo_branch: str | None = Field(default=None, max_length=255, pattern=r"^[^\s~^:?*\[\\]+$")
+    repo_token: SecretStr | None = Field(
+        default=None, description="token for a private repository; stored encrypted, never returned"
+    )
     port: int = Field(default=8080, ge=1, le=65535, description="port the service listens on ($PORT)")
     replicas: int = Field(default=1, ge=1, le=100)
     health_check_path: HealthPath | None = None
@@ -103,6 +106,9 @@ class ServiceCreate(BuildFields):
 
 class ServiceUpdate(BuildFields):
     image: str | None = Field(default=None, max_length=512)
+    repo_token: SecretStr | None = Field(
+        default=None, description='replace the repository token; "" removes it'
+    )
     port: int | None = Field(default=None, ge=1, le=65535)
     replicas: int | None = Field(default=None, ge=1, le=100)
     health_check_path: HealthPath | None = None
@@ -132,6 +138,7 @@ class ServiceRead(Read):
     dockerfile_path: str | None
     build_command: str | None
     start_command: str | None
+    has_repo_credential: bool = Field(description="a repository token is stored (it is never returned)")
     port: int
     replicas: int
     health_check_path: str | None

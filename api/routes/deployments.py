@@ -42,7 +42,12 @@ async def create_deployment(
     if service.image:
         source = SourceSpec(kind="image")
     elif service.repo_url:
-        source = SourceSpec(kind="repo", repo_url=service.repo_url, ref=body.ref or service.repo_branch)
+        source = SourceSpec(
+            kind="repo",
+            repo_url=service.repo_url,
+            ref=body.ref or service.repo_branch,
+            credential=service.repo_credential is not None,
+        )
     else:
         raise HTTPException(
             422,

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, status
+from pydantic import SecretStr
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
@@ -17,6 +18,7 @@ from api.store import (
     service_urls,
 )
 from core.models import Project, Service
+from core.secrets import SecretBox
 from core.settings import Settings
 
 router = APIRouter(tags=["services"])
@@ -24,7 +26,21 @@ router = APIRouter(tags=["services"])
 
 async def _read(session: SessionDep, settings: Settings, service: Service) -> ServiceRead:
     urls = await service_urls(session, service, settings.apps_domain, settings.edge_http_url)
-    return ServiceRead.model_validate(service).model_copy(update={"urls": urls})
+    return ServiceRead.model_validate(
+        {**_columns(service), "urls": urls, "has_repo_credential": service.repo_credential is not None}
+    )
+
+
+def _columns(service: Service) -> dict[str, object]:
+    return {column: getattr(service, column) for column in Service.__table__.columns.keys()}
+
+
+def _secret(settings: Settings) -> str | None:
+    return settings.secret_key.get_secret_value() if settings.secret_key else None
+
+
+def _redacted(token: SecretStr | None) -> str | None:
+    return None if token is None else "********"
 
 
 @router.post(
@@ -35,13 +51,16 @@ async def create_service(
 ) -> ServiceRead:
     project = await get_or_404(session, Project, project_id)
     slug = await allocate_slug(session, body.name, project.name)
-    service = Service(project_id=project_id, slug=slug, **body.model_dump())
+    fields = body.model_dump(exclude={"repo_token"})
+    service = Service(project_id=project_id, slug=slug, **fields)
+    if body.repo_token is not None:
+        service.repo_credential = SecretBox(_secret(settings)).encrypt(body.repo_token.get_secret_value())
     session.add(service)
     try:
         await session.flush()
     except IntegrityError:
         raise Conflict(f"name: a service named {body.name!r} already exists in this project") from None
-    audit(session, actor, "service.create", service.id, **body.model_dump())
+    audit(session, actor, "service.create", service.id, **fields, repo_token=_redacted(body.repo_token))
     await session.commit()
     return await _read(session, settings, service)
 
@@ -70,7 +89,11 @@ async def update_service(
 ) -> ServiceRead:
     """Change the service's configuration; it takes effect with the next deployment."""
     service = await get_or_404(session, Service, service_id)
-    changes = body.model_dump(exclude_unset=True)
+    changes = body.model_dump(exclude_unset=True, exclude={"repo_token"})
+    if "repo_token" in body.model_fields_set:
+        token = body.repo_token.get_secret_value() if body.repo_token else ""
+        service.repo_credential = SecretBox(_secret(settings)).encrypt(token) if token else None
+        changes["repo_token"] = _redacted(body.repo_token)
     for field, value in changes.items():
         setattr(service, field, value)
     audit(session, actor, "service.update", service.id, **changes)

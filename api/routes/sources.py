@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 from fastapi.responses import FileResponse
+from pydantic import BaseModel
 
 from api.deps import CurrentActor, SessionDep, SettingsDep
 from api.errors import NotFound
 from api.store import get_or_404
-from core.models import SourceUpload
+from core.models import Service, SourceUpload
+from core.secrets import SecretBox
 
 router = APIRouter(prefix="/internal", tags=["internal"])
 
@@ -22,3 +24,19 @@ async def download_source(
     if not path.exists():
         raise NotFound("source archive", upload_id)
     return FileResponse(path, media_type="application/gzip", headers={"X-Content-SHA256": upload.sha256})
+
+
+class RepoCredential(BaseModel):
+    token: str
+
+
+@router.get("/services/{service_id}/repo-credential", operation_id="get_repo_credential")
+async def get_repo_credential(
+    service_id: str, session: SessionDep, settings: SettingsDep, _: CurrentActor
+) -> RepoCredential:
+    """The decrypted repository token, for the builder that clones the service's repository."""
+    service = await get_or_404(session, Service, service_id)
+    if service.repo_credential is None:
+        raise NotFound("repository credential of service", service_id)
+    key = settings.secret_key.get_secret_value() if settings.secret_key else None
+    return RepoCredential(token=SecretBox(key).decrypt(service.repo_credential))

@@ -13,6 +13,7 @@ import json
 import re
 
 from core.planner.errors import PlanError
+from core.planner.layers import default_depends_on
 from core.planner.model import BaseImages, BuildPlan, Phase
 from core.planner.shell import start_script
 from core.planner.versions import RUNTIMES
@@ -23,10 +24,11 @@ _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 def ordered_phases(plan: BuildPlan) -> list[Phase]:
-    """Phases after the phases they depend on; ties in name order. Unknown dependencies are ignored."""
-    pending = {
-        name: {dep for dep in phase.depends_on if dep in plan.phases} for name, phase in plan.phases.items()
-    }
+    """Phases after the phases they depend on; ties in name order. A dependency on an absent conventional
+    phase stands for that phase's own dependencies: a build command given to a provider with no install
+    phase (a static site, say) depends on `install`, so it runs after `setup` and its packages, not before
+    it because "build" sorts first. Other unknown dependencies are ignored."""
+    pending = {name: _present_dependencies(plan, phase) for name, phase in plan.phases.items()}
     ordered: list[Phase] = []
     while pending:
         ready = sorted(name for name, deps in pending.items() if not deps)
@@ -40,6 +42,21 @@ def ordered_phases(plan: BuildPlan) -> list[Phase]:
         for deps in pending.values():
             deps.difference_update(ready)
     return ordered
+
+
+def _present_dependencies(plan: BuildPlan, phase: Phase) -> set[str]:
+    present: set[str] = set()
+    queue, seen = list(phase.depends_on), set()
+    while queue:
+        dep = queue.pop()
+        if dep in seen or dep == phase.name:
+            continue
+        seen.add(dep)
+        if dep in plan.phases:
+            present.add(dep)
+        else:
+            queue.extend(default_depends_on(dep) or [])
+    return present
 
 
 def render_dockerfile(

@@ -43,12 +43,20 @@ class PlanLayer:
     def phase(self, name: str) -> PhaseLayer:
         """The named phase, created with Nixpacks' default dependencies (install → setup, build → install)."""
         if name not in self.phases:
-            self.phases[name] = PhaseLayer(depends_on=_default_depends_on(name))
+            self.phases[name] = PhaseLayer(depends_on=default_depends_on(name))
         return self.phases[name]
 
 
-def _default_depends_on(name: str) -> list[str] | None:
-    return {"install": ["setup"], "build": ["install"]}.get(name)
+DEFAULT_DEPENDS_ON = {"install": ["setup"], "build": ["install"]}  # Nixpacks' Phase::install / Phase::build
+
+
+def default_depends_on(name: str) -> list[str] | None:
+    """What a conventional phase depends on, also under a provider prefix (`node:build` → `node:install`)."""
+    prefix, _, base = name.rpartition(":")
+    defaults = DEFAULT_DEPENDS_ON.get(base)
+    if defaults is None:
+        return None
+    return [f"{prefix}:{dep}" if prefix else dep for dep in defaults]
 
 
 def fill_auto(original: list[str] | None, replacer: list[str] | None) -> list[str] | None:
@@ -66,7 +74,7 @@ def fill_auto(original: list[str] | None, replacer: list[str] | None) -> list[st
 def merge(lower: PlanLayer, upper: PlanLayer) -> PlanLayer:
     phases = dict(lower.phases)
     for name, upper_phase in upper.phases.items():
-        base = phases.get(name) or PhaseLayer(depends_on=_default_depends_on(name))
+        base = phases.get(name) or PhaseLayer(depends_on=default_depends_on(name))
         phases[name] = PhaseLayer(
             **{
                 f.name: fill_auto(getattr(base, f.name), getattr(upper_phase, f.name))

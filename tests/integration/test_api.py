@@ -136,6 +136,7 @@ async def test_service_create_list_get_patch(api: httpx.AsyncClient) -> None:
         "dockerfile_path": None,
         "build_command": None,
         "start_command": None,
+        "has_repo_credential": False,
         "port": 3000,
         "replicas": 1,
         "health_check_path": None,

@@ -10,8 +10,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import select
 
 from core.db import Database
+from core.models import AuditEvent, Service
 from tests.support.api import api_settings, running_api
 from tests.support.registry import free_port
 
@@ -112,3 +114,26 @@ async def test_a_repository_service_deploys_its_branch_or_the_given_ref(api: htt
     sources = [d["source"] for d in (await api.get(f"/v1/services/{service['id']}/deployments")).json()]
     assert sorted(s["ref"] for s in sources) == ["main", "v1.2.0"]
     assert {s["kind"] for s in sources} == {"repo"}
+
+
+async def test_a_repository_token_is_stored_encrypted_and_never_returned(
+    api: httpx.AsyncClient, database: Database
+) -> None:
+    token = "ghp_supersecret-token-123"
+    service = await code_service(api, repo_url="https://git.test/acme/private.git", repo_token=token)
+
+    assert service["has_repo_credential"] is True
+    listed = await api.get(f"/v1/projects/{service['project_id']}/services")
+    assert token not in listed.text and token not in str(service)
+    async with database.session() as session:
+        stored = await session.get(Service, service["id"])
+        events = (await session.scalars(select(AuditEvent))).all()
+    assert stored is not None and stored.repo_credential and token not in stored.repo_credential
+    assert all(token not in str(event.detail) for event in events)
+    # Only the builder's internal call reads it back.
+    credential = await api.get(f"/internal/services/{service['id']}/repo-credential")
+    assert credential.json() == {"token": token}
+
+    cleared = await api.patch(f"/v1/services/{service['id']}", json={"repo_token": ""})
+    assert cleared.json()["has_repo_credential"] is False
+    assert (await api.get(f"/internal/services/{service['id']}/repo-credential")).status_code == 404

@@ -11,10 +11,14 @@ import httpx
 
 from api.main import create_app
 from core.db import Database
+from core.secrets import SecretBox
 from core.settings import Settings, load_settings
 
 TOKEN = "api-test-token"
 EDGE = "http://127.0.0.1:18080"
+
+
+SECRET_KEY = SecretBox.generate_key()
 
 
 def api_settings(database: Database, tmp_path: Path, temporal_address: str) -> Settings:
@@ -26,6 +30,7 @@ def api_settings(database: Database, tmp_path: Path, temporal_address: str) -> S
         # Our own task queue: a worker another test runs on this server never picks these deploys up.
         temporal_task_queue=f"api-tests-{uuid.uuid4().hex[:8]}",
         apps_domain="apps.test",
+        secret_key=SECRET_KEY,
         edge_http_url=EDGE,
     )
 

@@ -9,9 +9,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from activities.sources import git_auth_env
 from core.contracts import REPLICA_ID_PATTERN, DeployRequest, HealthCheck, ReplicaSpec
 from core.naming import deploy_workflow_id, replica_id, route_name, service_hostname, service_workflow_id
 from core.release import replica_specs
+from core.secrets import SecretBox, SecretKeyMissing
 
 PINNED = "127.0.0.1:5000/acme/web@sha256:" + "b" * 64
 
@@ -144,3 +146,25 @@ def test_one_valid_unique_replica_per_requested_replica(
     assert all(s.deployment_id == deployment_id for s in specs)
     assert all(s.env["DOCKYARD_DEPLOYMENT_ID"] == deployment_id for s in specs)
     assert all(s.env[k] == v for s in specs for k, v in env.items() if not k.startswith("DOCKYARD_"))
+
+
+def test_secrets_round_trip_and_refuse_another_key() -> None:
+    box = SecretBox(SecretBox.generate_key())
+    sealed = box.encrypt("hunter2")
+
+    assert sealed != "hunter2" and box.decrypt(sealed) == "hunter2"
+    with pytest.raises(ValueError, match="not the key it was stored with"):
+        SecretBox(SecretBox.generate_key()).decrypt(sealed)
+    with pytest.raises(SecretKeyMissing):
+        SecretBox(None).encrypt("x")
+
+
+def test_a_repository_token_travels_as_basic_auth_in_the_environment_only() -> None:
+    env = git_auth_env("t0ken")
+
+    assert env == {
+        "GIT_CONFIG_COUNT": "1",
+        "GIT_CONFIG_KEY_0": "http.extraHeader",
+        "GIT_CONFIG_VALUE_0": "Authorization: Basic eC1hY2Nlc3MtdG9rZW46dDBrZW4=",
+    }
+    assert git_auth_env(None) == {}

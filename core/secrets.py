@@ -1,0 +1,36 @@
+"""Secrets at rest: encrypted with the platform's key (Fernet: AES-128-CBC + HMAC-SHA256)."""
+
+from __future__ import annotations
+
+from cryptography.fernet import Fernet, InvalidToken
+
+
+class SecretKeyMissing(Exception):
+    pass
+
+
+class SecretBox:
+    """Encrypts what the database must never hold in clear (repository credentials, variables)."""
+
+    def __init__(self, key: str | None) -> None:
+        self._fernet = Fernet(key.encode()) if key else None
+
+    @staticmethod
+    def generate_key() -> str:
+        return Fernet.generate_key().decode()
+
+    def encrypt(self, plaintext: str) -> str:
+        return self._require().encrypt(plaintext.encode()).decode()
+
+    def decrypt(self, ciphertext: str) -> str:
+        try:
+            return self._require().decrypt(ciphertext.encode()).decode()
+        except InvalidToken:
+            raise ValueError(
+                "secret cannot be decrypted: DOCKYARD_SECRET_KEY is not the key it was stored with"
+            ) from None
+
+    def _require(self) -> Fernet:
+        if self._fernet is None:
+            raise SecretKeyMissing("DOCKYARD_SECRET_KEY is not set: secrets cannot be stored or read")
+        return self._fernet
