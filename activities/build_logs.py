@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 from collections import deque
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable
 from enum import StrEnum
 from typing import Any
 
@@ -107,7 +107,7 @@ async def read_build_log(redis: Redis, deployment_id: str) -> list[str]:
 
 async def follow_build_log(
     redis: Redis, deployment_id: str, after: str = "0-0", block_ms: int = 1000
-) -> AsyncIterator[str]:
+) -> AsyncGenerator[str, None]:
     """The backlog, then live lines, until the end line that is the latest entry (an earlier attempt's end
     line, followed by a retry's lines, does not stop it). Waits for a build that has not started yet;
     wrap it in a timeout for that case. `after` resumes after an entry id (SSE's Last-Event-ID)."""

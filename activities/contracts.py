@@ -19,6 +19,7 @@ class StatusUpdate(Contract):
     failed_step: str | None = None
     image_digest: str | None = None
     image_ref: str | None = None
+    builder: str | None = None
 
 
 class ReleaseState(Contract):

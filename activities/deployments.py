@@ -51,7 +51,7 @@ class DeploymentActivities:
                 )
                 return
             deployment.status = change.status.value
-            for field in ("message", "failed_step", "image_digest", "image_ref"):
+            for field in ("message", "failed_step", "image_digest", "image_ref", "builder"):
                 value = getattr(change, field)
                 if value is not None:
                     setattr(deployment, field, value)

@@ -198,7 +198,9 @@ class DeployWorkflow:
             ),
             **on_queue(params.build_task_queue, SLOW),
         )
-        await self._set_status(params, DeploymentStatus.BUILDING, f"building with {prepared.builder}")
+        await self._set_status(
+            params, DeploymentStatus.BUILDING, f"building with {prepared.builder}", builder=prepared.builder
+        )
         try:
             built: BuiltImage = await workflow.execute_activity_method(
                 BuildActivities.build_image,

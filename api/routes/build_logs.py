@@ -15,11 +15,13 @@ from activities.build_logs import follow_build_log, read_build_log
 from api.deps import CurrentActor, SessionDep, SettingsDep
 from api.store import get_or_404
 from core.contracts import DeploymentStatus
+from core.db import Database
 from core.models import Deployment
 
 router = APIRouter(tags=["deployments"])
 
 FOLLOW_LIMIT_SECONDS = 3600  # a follower is let go after an hour; it can reconnect
+WATCH_SECONDS = 2.0  # while no line comes, how often the deployment is checked for having ended
 
 
 class BuildLog(BaseModel):
@@ -48,7 +50,7 @@ async def get_build_logs(
     if deployment.source.get("kind", "image") == "image":  # a prebuilt image: nothing was built
         return BuildLog(deployment_id=deployment.id, lines=[], complete=True)
     if deployment.build_log is not None and not follow:
-        return BuildLog(deployment_id=deployment.id, lines=deployment.build_log.splitlines(), complete=True)
+        return BuildLog(deployment_id=deployment.id, lines=deployment.build_log.split("\n"), complete=True)
     redis = Redis.from_url(settings.redis_url)
     if not follow:
         try:
@@ -57,16 +59,38 @@ async def get_build_logs(
             await redis.aclose()
         done = DeploymentStatus(deployment.status) not in (DeploymentStatus.QUEUED, DeploymentStatus.BUILDING)
         return BuildLog(deployment_id=deployment.id, lines=lines, complete=done)
-    return StreamingResponse(_events(redis, deployment.id), media_type="text/event-stream")
+    db: Database = request.app.state.db
+    return StreamingResponse(_events(db, redis, deployment.id), media_type="text/event-stream")
 
 
-async def _events(redis: Redis, deployment_id: str) -> AsyncIterator[str]:
+async def _events(db: Database, redis: Redis, deployment_id: str) -> AsyncIterator[str]:
+    lines = follow_build_log(redis, deployment_id)
+    deadline = asyncio.get_running_loop().time() + FOLLOW_LIMIT_SECONDS
     try:
-        async with asyncio.timeout(FOLLOW_LIMIT_SECONDS):
-            async for line in follow_build_log(redis, deployment_id):
-                yield f"data: {json.dumps(line)}\n\n"
-        yield "event: end\ndata: {}\n\n"
-    except TimeoutError:
+        while asyncio.get_running_loop().time() < deadline:
+            line = asyncio.ensure_future(anext(lines))
+            while not line.done():
+                await asyncio.wait({line}, timeout=WATCH_SECONDS)
+                if not line.done() and not await _building(db, deployment_id):
+                    # It ended without a build (a plan that failed, a newer deploy): nothing will come.
+                    line.cancel()
+                    yield "event: end\ndata: {}\n\n"
+                    return
+            try:
+                yield f"data: {json.dumps(line.result())}\n\n"
+            except StopAsyncIteration:
+                yield "event: end\ndata: {}\n\n"
+                return
         yield "event: timeout\ndata: {}\n\n"
     finally:
+        await lines.aclose()
         await redis.aclose()
+
+
+async def _building(db: Database, deployment_id: str) -> bool:
+    async with db.session() as session:
+        deployment = await session.get(Deployment, deployment_id)
+    return deployment is not None and deployment.status in (
+        DeploymentStatus.QUEUED,
+        DeploymentStatus.BUILDING,
+    )

@@ -107,6 +107,7 @@ async def _start(
         service_id=service.id,
         environment_id=environment.id,
         image=service.image if source.kind == "image" else None,
+        builder="image" if source.kind == "image" else None,
         source=source.model_dump(exclude_none=True),
         config=config,
         status=DeploymentStatus.QUEUED.value,

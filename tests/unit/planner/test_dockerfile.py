@@ -308,3 +308,12 @@ def test_run_image_makes_a_second_stage() -> None:
 def test_custom_phase_runs_after_its_dependency() -> None:
     text = render_dockerfile(plan_of("config-nixpacks-toml"), BaseImages())
     assert text.index("# build") < text.index("# migrate\nRUN node migrate.js") < text.index("CMD")
+
+
+def test_a_build_command_on_a_provider_without_install_runs_after_setup() -> None:
+    """A static site with a build command: the command needs the setup phase's packages (Caddy)."""
+    plan = plan_of("static-index", NIXPACKS_BUILD_CMD="caddy version > /app/version.txt")
+
+    dockerfile = render_dockerfile(plan, BaseImages())
+
+    assert dockerfile.index("apt-get install") < dockerfile.rindex("caddy version > /app/version.txt")
