@@ -30,7 +30,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.build_logs import BuildEnd, BuildLogWriter
-from activities.heartbeat import HEARTBEAT_EVERY_SECONDS
+from activities.heartbeat import heartbeating
 from activities.registry import RegistryActivities
 from core.build import (
     MEBIBYTE,
@@ -78,7 +78,7 @@ class BuildActivities:
                 retention_seconds=self.builder.log_retention_seconds,
                 secrets=[self._password()],
             )
-            async with _heartbeating_line_count(log):
+            async with heartbeating(lambda: log.line_count):
                 digest, reused = await self._attempt(request, log)
         finally:
             await redis.aclose()
@@ -297,17 +297,3 @@ async def _end_quietly(log: BuildLogWriter, status: BuildEnd, line: str) -> None
     """End the log, but never hide the build's own error behind a Redis one."""
     with contextlib.suppress(RedisError, OSError):
         await log.end(status, line)
-
-
-@contextlib.asynccontextmanager
-async def _heartbeating_line_count(log: BuildLogWriter) -> AsyncIterator[None]:
-    async def beat() -> None:
-        while True:
-            activity.heartbeat(log.line_count)
-            await asyncio.sleep(HEARTBEAT_EVERY_SECONDS)
-
-    task = asyncio.create_task(beat())
-    try:
-        yield
-    finally:
-        task.cancel()
