@@ -8,12 +8,14 @@ from pathlib import Path
 
 import docker
 import pytest
+from redis.asyncio import Redis
 from temporalio.client import Client
 
 from core.db import Database, migrate_async
 from core.settings import load_settings
 from core.temporal import connect
 from tests.support.components import DockerEngine, PostgresServer, TemporalDevServer, unavailable
+from tests.support.redis_server import RedisServer
 from tests.support.registry import Registry
 
 pytest_plugins = ["tests.support.platform"]
@@ -40,6 +42,19 @@ def registry() -> Iterator[Registry]:
         unavailable(reason)
     with Registry() as running:
         yield running
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    with RedisServer() as server:
+        yield server
+
+
+@pytest.fixture
+async def redis(redis_server: RedisServer) -> AsyncIterator[Redis]:
+    client = Redis.from_url(redis_server.url, decode_responses=True)
+    yield client
+    await client.aclose()
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,7 @@ import shutil
 import subprocess
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import docker
@@ -56,19 +56,6 @@ def debian_base_image(docker_client: docker.DockerClient, registry: Registry) ->
     repository, digest = pinned.split("@")
     yield PushedImage(repository=repository, tag="bookworm", digest=digest)
     docker_client.images.remove(f"{repository}:bookworm")  # the registry-specific tag; dockyard/debian stays
-
-
-@pytest.fixture(scope="module")
-def redis_server() -> Iterator[RedisServer]:
-    with RedisServer() as server:
-        yield server
-
-
-@pytest.fixture
-async def redis(redis_server: RedisServer) -> AsyncIterator[Redis]:
-    client = Redis.from_url(redis_server.url, decode_responses=True)
-    yield client
-    await client.aclose()
 
 
 @pytest.fixture
