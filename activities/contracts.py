@@ -20,6 +20,9 @@ class StatusUpdate(Contract):
     image_digest: str | None = None
     image_ref: str | None = None
     builder: str | None = None
+    commit_sha: str | None = None
+    commit_message: str | None = None
+    commit_author: str | None = None
 
 
 class ReleaseState(Contract):

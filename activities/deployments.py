@@ -12,6 +12,18 @@ from core.contracts import DeploymentStatus
 from core.db import Database
 from core.models import Deployment, Replica, utcnow
 
+# What a status update may also record; a field left None keeps its value.
+RECORDED_FIELDS = (
+    "message",
+    "failed_step",
+    "image_digest",
+    "image_ref",
+    "builder",
+    "commit_sha",
+    "commit_message",
+    "commit_author",
+)
+
 
 class DeploymentActivities:
     def __init__(self, db: Database, redis_url: str | None = None) -> None:
@@ -51,7 +63,7 @@ class DeploymentActivities:
                 )
                 return
             deployment.status = change.status.value
-            for field in ("message", "failed_step", "image_digest", "image_ref", "builder"):
+            for field in RECORDED_FIELDS:
                 value = getattr(change, field)
                 if value is not None:
                     setattr(deployment, field, value)

@@ -170,6 +170,9 @@ class DeploymentRead(Read):
     status: DeploymentStatus
     source: dict[str, Any]
     builder: str | None
+    commit_sha: str | None
+    commit_message: str | None
+    commit_author: str | None
     image: str | None
     image_digest: str | None
     image_ref: str | None

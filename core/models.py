@@ -98,6 +98,10 @@ class Deployment(Base):
     # What was deployed: {"kind": "image"} | {"kind": "upload", "upload_id"} | {"kind": "repo", "url", "ref"}.
     source: Mapped[dict[str, Any]] = mapped_column(default=dict)
     builder: Mapped[str | None] = mapped_column(String(16), default=None)
+    # The commit built (repository sources): known when the push arrives, or once the clone is made.
+    commit_sha: Mapped[str | None] = mapped_column(String(64), default=None)
+    commit_message: Mapped[str | None] = mapped_column(Text, default=None)
+    commit_author: Mapped[str | None] = mapped_column(String(255), default=None)
     build_log: Mapped[str | None] = mapped_column(Text, default=None)
     image: Mapped[str | None] = mapped_column(String(512), default=None)
     image_digest: Mapped[str | None] = mapped_column(String(80), default=None)

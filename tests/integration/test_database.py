@@ -204,6 +204,32 @@ async def test_repeated_final_status_keeps_its_first_finish_time(database: Datab
     )
 
 
+async def test_a_status_update_records_the_commit_built_and_a_later_one_keeps_it(database: Database) -> None:
+    ids = await seed(database)
+    deployment_id = await add_deployment(database, ids, S.QUEUED)
+    activities = DeploymentActivities(database)
+    building = StatusUpdate(
+        deployment_id=deployment_id,
+        status=S.BUILDING,
+        builder="planner",
+        commit_sha="a" * 40,
+        commit_message="Fix the checkout page",
+        commit_author="Ada Lovelace <ada@example.com>",
+    )
+    await ActivityEnvironment().run(activities.set_deployment_status, building)
+    await ActivityEnvironment().run(
+        activities.set_deployment_status, StatusUpdate(deployment_id=deployment_id, status=S.DEPLOYING)
+    )
+    after = await load(database, Deployment, deployment_id)
+    assert (after.status, after.builder, after.commit_sha, after.commit_message, after.commit_author) == (
+        "DEPLOYING",
+        "planner",
+        "a" * 40,
+        "Fix the checkout page",
+        "Ada Lovelace <ada@example.com>",
+    )
+
+
 async def test_set_status_of_unknown_deployment(database: Database) -> None:
     change = StatusUpdate(deployment_id="dep_missing", status=S.BUILDING)
     with pytest.raises(LookupError, match="deployment dep_missing does not exist"):
