@@ -34,7 +34,6 @@ from activities.heartbeat import heartbeating
 from activities.registry import RegistryActivities
 from core.build import (
     MEBIBYTE,
-    BuilderSettings,
     BuildFailure,
     BuildRequest,
     BuiltImage,
@@ -58,12 +57,9 @@ LineSink = Callable[[str], Awaitable[None]]
 
 
 class BuildActivities:
-    def __init__(
-        self, settings: Settings, redis_url: str | None = None, builder: BuilderSettings | None = None
-    ) -> None:
+    def __init__(self, settings: Settings, redis_url: str | None = None) -> None:
         self.settings = settings
         self.redis_url = redis_url or settings.redis_url
-        self.builder = builder or BuilderSettings()
 
     @activity.defn
     async def build_image(self, request: BuildRequest) -> BuiltImage:
@@ -74,8 +70,8 @@ class BuildActivities:
             log = BuildLogWriter(
                 redis,
                 request.deployment_id,
-                max_lines=self.builder.log_max_lines,
-                retention_seconds=self.builder.log_retention_seconds,
+                max_lines=self.settings.build_log_max_lines,
+                retention_seconds=self.settings.build_log_retention_seconds,
                 secrets=[self._password()],
             )
             async with heartbeating(lambda: log.line_count):
@@ -92,7 +88,7 @@ class BuildActivities:
 
     async def _attempt(self, request: BuildRequest, log: BuildLogWriter) -> tuple[str, bool]:
         """One attempt, which always ends the log with a status line (unless Redis itself is down)."""
-        timeout = request.timeout_seconds or self.builder.default_timeout_seconds
+        timeout = request.timeout_seconds or self.settings.build_timeout_seconds
         try:
             if (existing := await self._registry_digest(request)) is not None:
                 await log.end(
@@ -136,9 +132,8 @@ class BuildActivities:
                 f"==> memory limit {request.memory_limit_bytes // MEBIBYTE} MiB on the RUN steps ({cgroup})"
             )
 
-        exit_code = await self._run(
-            build_command(request, self.builder, dockerfile, docker_config), log.write
-        )
+        command = build_command(request, self.settings, dockerfile, docker_config)
+        exit_code = await self._run(command, log.write)
         if exit_code != 0:
             failure = describe_failure(log.lines, request.memory_limit_bytes)
             raise ApplicationError(
@@ -151,7 +146,7 @@ class BuildActivities:
             push_output.append(line)
             await log.write(line)
 
-        if await self._run(push_command(request, self.builder, docker_config), keep_and_log) != 0:
+        if await self._run(push_command(request, self.settings, docker_config), keep_and_log) != 0:
             raise _registry_error(f"push of {request.image} failed", push_output)
         digest = pushed_digest(push_output) or await self._registry_digest(request)
         if digest is None:
@@ -178,7 +173,7 @@ class BuildActivities:
             output.append(line.replace(password, "********"))
 
         command = login_command(
-            self.builder, docker_config, request.registry_host, self.settings.registry_username, password
+            self.settings, docker_config, request.registry_host, self.settings.registry_username, password
         )
         if await self._run(command, keep) != 0:
             raise _registry_error(f"docker login to {request.registry_host} failed", output)
@@ -187,8 +182,8 @@ class BuildActivities:
         """Cap the engine's BuildKit cgroup, the parent of every RUN step's cgroup: with BuildKit, dockerd
         20.10 ignores `docker build --memory` and `docker build --cgroup-parent`. The cap is shared by all
         builds running on the engine at once (one build at a time per builder engine makes it per build)."""
-        root = self.builder.memory_cgroup_root
-        cgroup = buildkit_memory_cgroup(self.builder)
+        root = self.settings.build_memory_cgroup_root
+        cgroup = buildkit_memory_cgroup(self.settings)
         if not (root / "memory.limit_in_bytes").is_file():
             raise _memory_limit_unavailable(f"no cgroup v1 memory controller at {root}")
         try:
@@ -226,7 +221,7 @@ class BuildActivities:
             return await process.wait()
         finally:
             if process.returncode is None:
-                await asyncio.shield(_stop_group(process, self.builder.kill_grace_seconds))
+                await asyncio.shield(_stop_group(process, self.settings.build_kill_grace_seconds))
 
     def _password(self) -> str:
         password = self.settings.registry_password

@@ -1,9 +1,9 @@
-"""Image builds as data (pure): the request and result, the builder's settings, the exact `docker` command
-lines the build activity runs, and how BuildKit's plain progress output is read back.
+"""Image builds as data (pure): the request and result, the exact `docker` command lines the build activity
+runs (from the `build_*` settings), and how BuildKit's plain progress output is read back.
 
     request = BuildRequest(deployment_id="d1", context_dir="/src", dockerfile="FROM ...",
                            image_repository="127.0.0.1:5000/shop/web", tag="d1")
-    build_command(request, builder, dockerfile_file=Path("/tmp/x/Dockerfile"), docker_config=Path("/tmp/c"))
+    build_command(request, settings, dockerfile_file=Path("/tmp/x/Dockerfile"), docker_config=Path("/tmp/c"))
     # /usr/bin/docker build --progress=plain --file /tmp/x/Dockerfile --tag 127.0.0.1:5000/shop/web:d1 /src
 """
 
@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core.contracts import Contract
 from core.images import InvalidImageReference, parse_image_reference
+from core.settings import Settings
 
 BUILD_TASK_QUEUE = "dockyard-builds"  # builds run on their own queue, so builders can be dedicated hosts
 FAILURE_TAIL_LINES = 20
@@ -29,28 +29,6 @@ _DEPLOYMENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
 _BUILD_ARG_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # The docker CLI reads these itself: a build arg so named cannot travel in the environment.
 _CLI_VARIABLES = re.compile(r"^(PATH|HOME|TMPDIR|DOCKER_.*|BUILDKIT_.*)$")
-
-
-class BuilderSettings(BaseSettings):
-    """How this builder host runs builds (`DOCKYARD_BUILD_*`)."""
-
-    model_config = SettingsConfigDict(env_prefix="DOCKYARD_BUILD_", extra="forbid", validate_default=True)
-
-    # Debian's 20.10 CLI: it speaks BuildKit with DOCKER_BUILDKIT=1 (a 28.x CLI without buildx does not).
-    docker_binary: Path = Path("/usr/bin/docker")
-    # The engine builds run on; a dedicated one keeps builds away from the replicas' engine.
-    docker_host: str = "unix:///var/run/docker.sock"
-    # Network of RUN steps: None is the engine's default bridge; "host" for engines run with --bridge none.
-    network: str | None = None
-    default_timeout_seconds: float = Field(default=1800.0, gt=0)
-    # A memory limit is set on the engine's BuildKit cgroup: <memory_cgroup_root>/<cgroup parent>/buildkit.
-    memory_cgroup_root: Path = Path("/sys/fs/cgroup/memory")
-    engine_cgroup_parent: str = "docker"  # dockerd's --cgroup-parent ("docker" is its cgroupfs default)
-    # Build logs in Redis: how long they are kept, and how many lines at most.
-    log_retention_seconds: int = Field(default=7 * 24 * 3600, gt=0)
-    log_max_lines: int = Field(default=100_000, gt=0)
-    # How long `docker build` gets to stop after SIGTERM before the process group is killed.
-    kill_grace_seconds: float = Field(default=3.0, ge=0)
 
 
 class BuildRequest(Contract):
@@ -145,28 +123,29 @@ class Command:
     stdin: str | None = field(default=None, repr=False)
 
 
-def client_env(builder: BuilderSettings, docker_config: Path) -> dict[str, str]:
+def client_env(settings: Settings, docker_config: Path) -> dict[str, str]:
     # A per-build DOCKER_CONFIG keeps the registry credentials out of ~/.docker and away from other builds.
-    return {"DOCKER_HOST": builder.docker_host, "DOCKER_CONFIG": str(docker_config)}
+    return {"DOCKER_HOST": settings.build_docker_host, "DOCKER_CONFIG": str(docker_config)}
 
 
 def login_command(
-    builder: BuilderSettings, docker_config: Path, registry_host: str, username: str, password: str
+    settings: Settings, docker_config: Path, registry_host: str, username: str, password: str
 ) -> Command:
-    argv = [str(builder.docker_binary), "login", "--username", username, "--password-stdin", registry_host]
-    return Command(argv, client_env(builder, docker_config), stdin=password)
+    docker = str(settings.build_docker_binary)
+    argv = [docker, "login", "--username", username, "--password-stdin", registry_host]
+    return Command(argv, client_env(settings, docker_config), stdin=password)
 
 
 def build_command(
-    request: BuildRequest, builder: BuilderSettings, dockerfile_file: Path, docker_config: Path
+    request: BuildRequest, settings: Settings, dockerfile_file: Path, docker_config: Path
 ) -> Command:
     """`docker build` with BuildKit and plain progress. Build-arg values travel in the environment
     (`--build-arg NAME` reads $NAME), so they never show in a process list."""
-    argv = [str(builder.docker_binary), "build", "--progress=plain", "--file", str(dockerfile_file)]
+    argv = [str(settings.build_docker_binary), "build", "--progress=plain", "--file", str(dockerfile_file)]
     argv += ["--tag", request.image]
-    if builder.network:
-        argv += ["--network", builder.network]
-    env = {**client_env(builder, docker_config), "DOCKER_BUILDKIT": "1"}
+    if settings.build_network:
+        argv += ["--network", settings.build_network]
+    env = {**client_env(settings, docker_config), "DOCKER_BUILDKIT": "1"}
     for name, value in sorted(request.build_args.items()):
         if _CLI_VARIABLES.match(name):
             argv += ["--build-arg", f"{name}={value}"]
@@ -177,8 +156,9 @@ def build_command(
     return Command(argv, env)
 
 
-def push_command(request: BuildRequest, builder: BuilderSettings, docker_config: Path) -> Command:
-    return Command([str(builder.docker_binary), "push", request.image], client_env(builder, docker_config))
+def push_command(request: BuildRequest, settings: Settings, docker_config: Path) -> Command:
+    argv = [str(settings.build_docker_binary), "push", request.image]
+    return Command(argv, client_env(settings, docker_config))
 
 
 def dockerfile_location(request: BuildRequest, workdir: Path) -> Path:
@@ -188,10 +168,10 @@ def dockerfile_location(request: BuildRequest, workdir: Path) -> Path:
     return Path(request.context_dir) / request.dockerfile_path
 
 
-def buildkit_memory_cgroup(builder: BuilderSettings) -> Path:
+def buildkit_memory_cgroup(settings: Settings) -> Path:
     """The cgroup (v1 memory controller) every BuildKit RUN step of the builder engine is created under:
     dockerd puts them at <its --cgroup-parent>/buildkit/<id>, whatever `docker build --memory` says."""
-    return builder.memory_cgroup_root / builder.engine_cgroup_parent.strip("/") / "buildkit"
+    return settings.build_memory_cgroup_root / settings.build_engine_cgroup_parent.strip("/") / "buildkit"
 
 
 def memory_limit_writes(cgroup: Path, limit_bytes: int, has_swap_accounting: bool) -> list[tuple[Path, str]]:

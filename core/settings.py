@@ -12,7 +12,7 @@ import re
 import tomllib
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
@@ -73,11 +73,31 @@ class Settings(BaseSettings):
 
     # Builds: their own task queue, so builders can run on dedicated hosts.
     build_task_queue: str = "dockyard-builds"
+    # Per build; also what a builder applies to a request that names no timeout.
     build_timeout_seconds: float = Field(default=1800, gt=0)
     build_memory_limit_mb: int | None = Field(default=None, gt=0)
     # Base image per provider (node, python, go, ...) for planned builds, as JSON in the variable;
     # unset ones use the Debian image infra/images/ pushes to the registry.
     build_base_images: dict[str, str] = Field(default_factory=dict)
+    # Who plans builds without a Dockerfile: Dockyard's own planner, or a real `nixpacks` on the builder's
+    # PATH (see core/planner/README.md).
+    build_planner: Literal["dockyard", "nixpacks"] = "dockyard"
+    build_nixpacks_binary: str = "nixpacks"
+    # How a builder host runs builds. Debian's 20.10 CLI speaks BuildKit with DOCKER_BUILDKIT=1 (a 28.x CLI
+    # without buildx does not).
+    build_docker_binary: Path = Path("/usr/bin/docker")
+    # The engine builds run on; a dedicated one keeps builds away from the replicas' engine.
+    build_docker_host: str = "unix:///var/run/docker.sock"
+    # Network of RUN steps: None is the engine's default bridge; "host" for engines run with --bridge none.
+    build_network: str | None = None
+    # A memory limit is set on the engine's BuildKit cgroup: <root>/<engine cgroup parent>/buildkit.
+    build_memory_cgroup_root: Path = Path("/sys/fs/cgroup/memory")
+    build_engine_cgroup_parent: str = "docker"  # dockerd's --cgroup-parent ("docker" is its cgroupfs default)
+    # Build logs in Redis: how long they are kept, and how many lines at most.
+    build_log_retention_seconds: int = Field(default=7 * 24 * 3600, gt=0)
+    build_log_max_lines: int = Field(default=100_000, gt=0)
+    # How long `docker build` gets to stop after SIGTERM before its process group is killed.
+    build_kill_grace_seconds: float = Field(default=3.0, ge=0)
     max_upload_mb: int = Field(default=200, gt=0)
 
     # Deploys.

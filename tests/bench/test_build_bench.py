@@ -39,7 +39,6 @@ import pytest
 
 from cli.deploy import pack
 from core.build import (
-    BuilderSettings,
     BuildRequest,
     Command,
     build_command,
@@ -48,6 +47,7 @@ from core.build import (
     push_command,
 )
 from core.planner import BaseImages, plan_build, render_dockerfile
+from core.settings import load_settings
 from tests.support.platform import FINAL, Platform
 from workflows.worker import DEBIAN_BASE_REPOSITORY
 
@@ -177,7 +177,7 @@ def generated_dockerfile(platform: Platform, app: Path, cache_key: str) -> str:
 
 
 def docker_build(platform: Platform, app: Path, repository: str, tag: str) -> Build:
-    builder = BuilderSettings()
+    builder = load_settings()
     request = BuildRequest(
         deployment_id=tag,
         context_dir=str(app),
@@ -204,11 +204,11 @@ def docker_build(platform: Platform, app: Path, repository: str, tag: str) -> Bu
 
 def prune_build_cache() -> None:
     """Every layer and cache mount BuildKit kept, for every build on the engine: the next build is cold."""
-    builder = BuilderSettings()
+    settings = load_settings()
     run(
         Command(
-            [str(builder.docker_binary), "builder", "prune", "--all", "--force"],
-            {"DOCKER_HOST": builder.docker_host},
+            [str(settings.build_docker_binary), "builder", "prune", "--all", "--force"],
+            {"DOCKER_HOST": settings.build_docker_host},
         )
     )
 

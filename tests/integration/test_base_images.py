@@ -21,7 +21,7 @@ from temporalio.testing import ActivityEnvironment
 from activities.build_logs import read_build_log
 from activities.builds import BuildActivities
 from activities.registry import RegistryActivities
-from core.build import BuilderSettings, BuildRequest, BuiltImage
+from core.build import BuildRequest, BuiltImage
 from core.settings import Settings, load_settings
 from tests.support import missing_component
 from tests.support.components import REPO_ROOT
@@ -65,6 +65,7 @@ def settings(registry: Registry, redis_server: RedisServer) -> Settings:
         registry_username=registry.username,
         registry_password=registry.password,
         redis_url=redis_server.url,
+        build_network="host",
     )
 
 
@@ -115,7 +116,7 @@ async def test_apt_get_installs_packages_inside_a_build_on_it(
         image_repository=f"{registry.host}/base-images/python-check",
         tag=deployment_id,
     )
-    activities = BuildActivities(settings, None, BuilderSettings(network="host"))
+    activities = BuildActivities(settings)
 
     try:
         built: BuiltImage = await ActivityEnvironment().run(activities.build_image, request)

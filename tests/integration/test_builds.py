@@ -28,7 +28,7 @@ from activities.build_logs import decode_published, follow_build_log, log_channe
 from activities.builds import BuildActivities
 from activities.registry import RegistryActivities
 from cli.baseimage import busybox_rootfs, ensure_busybox_base
-from core.build import BuilderSettings, BuildRequest, BuiltImage, buildkit_memory_cgroup
+from core.build import BuildRequest, BuiltImage, buildkit_memory_cgroup
 from core.settings import Settings, load_settings
 from tests.support import missing_component
 from tests.support.redis_server import RedisServer
@@ -57,17 +57,14 @@ def settings(registry: Registry, redis_server: RedisServer) -> Settings:
         registry_username=registry.username,
         registry_password=registry.password,
         redis_url=redis_server.url,
+        build_network="host",
+        build_kill_grace_seconds=5,
     )
 
 
 @pytest.fixture
-def builder() -> BuilderSettings:
-    return BuilderSettings(network="host", kill_grace_seconds=5)
-
-
-@pytest.fixture
-def activities(settings: Settings, builder: BuilderSettings) -> BuildActivities:
-    return BuildActivities(settings, settings.redis_url, builder)
+def activities(settings: Settings) -> BuildActivities:
+    return BuildActivities(settings)
 
 
 @pytest.fixture
@@ -384,10 +381,10 @@ async def test_cancelling_the_activity_kills_the_build(
 
 
 async def test_wrong_registry_credentials_fail_before_building(
-    settings: Settings, builder: BuilderSettings, registry: Registry, context: Path, base: str, redis: Redis
+    settings: Settings, registry: Registry, context: Path, base: str, redis: Redis
 ) -> None:
     wrong_password = load_settings(**{**settings.model_dump(), "registry_password": "wrong"})
-    wrong = BuildActivities(wrong_password, None, builder)
+    wrong = BuildActivities(wrong_password)
     request = build_request(registry, context, f"FROM {base}\n")
 
     error = await build_failure(wrong, request)
@@ -480,16 +477,19 @@ def dedicated_engine() -> Iterator[DedicatedEngine]:
 async def test_the_memory_limit_caps_run_steps(
     settings: Settings, registry: Registry, context: Path, dedicated_engine: DedicatedEngine
 ) -> None:
-    builder = BuilderSettings(
-        docker_host=dedicated_engine.host, network="host", engine_cgroup_parent=dedicated_engine.cgroup_parent
+    on_engine = settings.model_copy(
+        update={
+            "build_docker_host": dedicated_engine.host,
+            "build_engine_cgroup_parent": dedicated_engine.cgroup_parent,
+        }
     )
-    activities = BuildActivities(settings, None, builder)
+    activities = BuildActivities(on_engine)
     limit = 128 * MEBIBYTE
     allocate = "FROM dockyard/busybox:local\nRUN busybox dd if=/dev/zero of=/dev/null bs={size}M count=1\n"
 
     within = build_request(registry, context, allocate.format(size=32), memory_limit_bytes=limit)
     await build(activities, within)
-    assert (buildkit_memory_cgroup(builder) / "memory.limit_in_bytes").read_text().strip() == str(limit)
+    assert (buildkit_memory_cgroup(on_engine) / "memory.limit_in_bytes").read_text().strip() == str(limit)
 
     over = build_request(registry, context, allocate.format(size=400), memory_limit_bytes=limit)
     error = await build_failure(activities, over)

@@ -3,6 +3,7 @@ limit, and how BuildKit's plain progress output is read back (failing step, push
 
 from __future__ import annotations
 
+import os
 import shlex
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,6 @@ import pytest
 from pydantic import ValidationError
 
 from core.build import (
-    BuilderSettings,
     BuildFailure,
     BuildRequest,
     build_command,
@@ -24,6 +24,7 @@ from core.build import (
     push_command,
     pushed_digest,
 )
+from core.settings import Settings
 
 DIGEST = "sha256:" + "ab" * 32
 CONFIG = Path("/tmp/b/docker-config")
@@ -42,16 +43,24 @@ def request(**changes: Any) -> BuildRequest:
     return BuildRequest(**{**fields, **changes})
 
 
-def builder(**changes: Any) -> BuilderSettings:
-    return BuilderSettings(**changes)
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The defaults under test are Dockyard's, not those of the machine running the tests."""
+    for name in list(os.environ):
+        if name.startswith("DOCKYARD_"):
+            monkeypatch.delenv(name)
+
+
+def builder(**changes: Any) -> Settings:
+    return Settings(**changes)
 
 
 @pytest.mark.parametrize(
-    ("req", "settings", "argv", "env"),
+    ("req", "changes", "argv", "env"),
     [
         pytest.param(
             request(),
-            builder(),
+            {},
             "/usr/bin/docker build --progress=plain --file /tmp/b/Dockerfile"
             " --tag 127.0.0.1:5000/shop/web:dep-1 /src/web",
             {**CLIENT_ENV, "DOCKER_BUILDKIT": "1"},
@@ -59,7 +68,7 @@ def builder(**changes: Any) -> BuilderSettings:
         ),
         pytest.param(
             request(dockerfile=None, dockerfile_path="deploy/web.Dockerfile"),
-            builder(docker_host="unix:///run/builder.sock", network="host"),
+            {"build_docker_host": "unix:///run/builder.sock", "build_network": "host"},
             "/usr/bin/docker build --progress=plain --file /src/web/deploy/web.Dockerfile"
             " --tag 127.0.0.1:5000/shop/web:dep-1 --network host /src/web",
             {**CLIENT_ENV, "DOCKER_HOST": "unix:///run/builder.sock", "DOCKER_BUILDKIT": "1"},
@@ -67,7 +76,7 @@ def builder(**changes: Any) -> BuilderSettings:
         ),
         pytest.param(
             request(build_args={"NODE_ENV": "production", "API_KEY": "s3cret"}),
-            builder(docker_binary=Path("/opt/docker")),
+            {"build_docker_binary": Path("/opt/docker")},
             "/opt/docker build --progress=plain --file /tmp/b/Dockerfile --tag 127.0.0.1:5000/shop/web:dep-1"
             " --build-arg API_KEY --build-arg NODE_ENV /src/web",
             {**CLIENT_ENV, "DOCKER_BUILDKIT": "1", "API_KEY": "s3cret", "NODE_ENV": "production"},
@@ -75,7 +84,7 @@ def builder(**changes: Any) -> BuilderSettings:
         ),
         pytest.param(
             request(build_args={"PATH": "/app/bin", "DOCKER_TAG": "x"}),
-            builder(),
+            {},
             "/usr/bin/docker build --progress=plain --file /tmp/b/Dockerfile"
             " --tag 127.0.0.1:5000/shop/web:dep-1"
             " --build-arg DOCKER_TAG=x --build-arg PATH=/app/bin /src/web",
@@ -84,9 +93,9 @@ def builder(**changes: Any) -> BuilderSettings:
         ),
     ],
 )
-def test_build_command(req: BuildRequest, settings: BuilderSettings, argv: str, env: dict[str, str]) -> None:
+def test_build_command(req: BuildRequest, changes: dict[str, Any], argv: str, env: dict[str, str]) -> None:
     dockerfile = dockerfile_location(req, GENERATED.parent)
-    command = build_command(req, settings, dockerfile, CONFIG)
+    command = build_command(req, builder(**changes), dockerfile, CONFIG)
     assert (shlex.join(command.argv), command.env, command.stdin) == (argv, env, None)
 
 
@@ -146,7 +155,7 @@ def test_bad_requests_name_the_field(changes: dict[str, Any], message: str) -> N
 
 
 def test_memory_limit_goes_on_the_engines_buildkit_cgroup() -> None:
-    settings = builder(memory_cgroup_root=Path("/cg/memory"), engine_cgroup_parent="/builds/")
+    settings = builder(build_memory_cgroup_root=Path("/cg/memory"), build_engine_cgroup_parent="/builds/")
     assert buildkit_memory_cgroup(settings) == Path("/cg/memory/builds/buildkit")
     assert buildkit_memory_cgroup(builder()) == Path("/sys/fs/cgroup/memory/docker/buildkit")
 

@@ -38,6 +38,11 @@ def test_defaults(clean_environment: Path) -> None:
     assert settings.temporal_address == "127.0.0.1:7233"
     assert settings.apps_domain == "localhost"
     assert settings.registry_url() == "http://127.0.0.1:5000"
+    assert (settings.build_planner, settings.build_docker_binary, settings.build_network) == (
+        "dockyard",
+        Path("/usr/bin/docker"),
+        None,
+    )
 
 
 @pytest.mark.parametrize(
@@ -78,6 +83,26 @@ def test_defaults(clean_environment: Path) -> None:
             {"DOCKYARD_REGISTRY_SCHEME": "https", "DOCKYARD_REGISTRY_HOST": "registry.example.com"},
             {"registry_url": "https://registry.example.com"},
             id="registry-url",
+        ),
+        pytest.param(
+            {
+                "DOCKYARD_BUILD_DOCKER_BINARY": "/opt/docker",
+                "DOCKYARD_BUILD_DOCKER_HOST": "unix:///run/builder.sock",
+                "DOCKYARD_BUILD_NETWORK": "host",
+                "DOCKYARD_BUILD_KILL_GRACE_SECONDS": "5",
+            },
+            {
+                "build_docker_binary": Path("/opt/docker"),
+                "build_docker_host": "unix:///run/builder.sock",
+                "build_network": "host",
+                "build_kill_grace_seconds": 5.0,
+            },
+            id="builder-host",
+        ),
+        pytest.param(
+            {"DOCKYARD_BUILD_PLANNER": "nixpacks", "DOCKYARD_BUILD_NIXPACKS_BINARY": "/opt/nixpacks"},
+            {"build_planner": "nixpacks", "build_nixpacks_binary": "/opt/nixpacks"},
+            id="real-nixpacks",
         ),
     ],
 )
@@ -188,6 +213,18 @@ def test_precedence(
             "DOCKYARD_DRAIN_SECONDS",
             "greater than or equal to 0",
             id="drain",
+        ),
+        pytest.param(
+            {"DOCKYARD_BUILD_PLANNER": "railpack"},
+            "DOCKYARD_BUILD_PLANNER",
+            "'dockyard' or 'nixpacks'",
+            id="planner",
+        ),
+        pytest.param(
+            {"DOCKYARD_BUILD_LOG_MAX_LINES": "0"},
+            "DOCKYARD_BUILD_LOG_MAX_LINES",
+            "greater than 0",
+            id="build-log-lines",
         ),
     ],
 )
