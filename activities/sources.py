@@ -13,6 +13,7 @@ import shutil
 import socket
 import tarfile
 from pathlib import Path
+from typing import NamedTuple
 
 import httpx
 from pydantic import Field
@@ -50,6 +51,8 @@ class PreparedSource(Contract):
     plan: dict[str, object] | None = None
     deploy: dict[str, object] = Field(default_factory=dict, description="deploy keys from config files")
     commit_sha: str | None = None
+    commit_message: str | None = Field(default=None, description="the commit's subject (first) line")
+    commit_author: str | None = Field(default=None, description="Name <email>")
 
 
 class DiscardSource(Contract):
@@ -86,11 +89,13 @@ class SourceActivities:
                 raise ApplicationError(
                     f"nothing to build for a {request.source.kind} source", non_retryable=True
                 )
-            prepared = await asyncio.to_thread(self._plan, request, source_dir, commit)
+            prepared = await asyncio.to_thread(self._plan, request, source_dir)
         except ApplicationError as exc:
             if exc.non_retryable:  # the deploy ends here: nothing will come back for this directory
                 shutil.rmtree(workdir, ignore_errors=True)
             raise
+        if commit is not None:
+            prepared = prepared.model_copy(update=commit._asdict())
         ready.write_text(prepared.model_dump_json())
         return prepared
 
@@ -98,7 +103,7 @@ class SourceActivities:
     async def discard_source(self, request: DiscardSource) -> None:
         await asyncio.to_thread(shutil.rmtree, self.settings.builds_dir / request.deployment_id, True)
 
-    def _plan(self, request: PrepareSource, source_dir: Path, commit: str | None) -> PreparedSource:
+    def _plan(self, request: PrepareSource, source_dir: Path) -> PreparedSource:
         context = _inside(source_dir, request.build.root_directory or ".", "root_directory")
         if not context.is_dir():
             raise ApplicationError(
@@ -114,7 +119,6 @@ class SourceActivities:
                 context_dir=str(context),
                 builder=builder,
                 deploy=deploy,
-                commit_sha=commit,
             )
             if builder == "dockerfile":
                 path = request.build.dockerfile_path or deploy.get("dockerfile_path") or "Dockerfile"
@@ -209,14 +213,34 @@ def git_auth_env(token: str | None) -> dict[str, str]:
     }
 
 
-async def _clone(source: SourceSpec, target: Path, token: str | None = None) -> str:
+class Commit(NamedTuple):
+    """The commit a repository source was built from, named as PreparedSource names it."""
+
+    commit_sha: str
+    commit_message: str | None
+    commit_author: str | None
+
+
+# NUL-separated, so a message may hold any text: sha, "Name <email>", the raw message.
+COMMIT_FORMAT = "--format=%H%x00%an <%ae>%x00%B"
+COMMIT_MESSAGE_LIMIT = 500
+
+
+def parse_commit(log_output: str) -> Commit:
+    """What `git log -1 COMMIT_FORMAT` printed: the message is cut to its first line (the subject)."""
+    sha, author, message = log_output.split("\0", 2)
+    subject = next(iter(message.strip().splitlines()), "")[:COMMIT_MESSAGE_LIMIT]
+    return Commit(commit_sha=sha.strip(), commit_message=subject or None, commit_author=author or None)
+
+
+async def _clone(source: SourceSpec, target: Path, token: str | None = None) -> Commit:
     """Clone `repo_url` at `ref` (a branch, tag or commit); answer the commit checked out."""
     await _git(
         "clone", "--quiet", "--no-checkout", "--", source.repo_url or "", str(target), env=git_auth_env(token)
     )
     ref = source.ref or "HEAD"
     await _git("-C", str(target), "checkout", "--quiet", "--detach", _remote_ref(ref))
-    return (await _git("-C", str(target), "rev-parse", "HEAD")).strip()
+    return parse_commit(await _git("-C", str(target), "log", "-1", COMMIT_FORMAT, "HEAD"))
 
 
 def _remote_ref(ref: str) -> str:

@@ -1,8 +1,14 @@
-"""prepare_source against real git repositories on this machine (cloned through file:// URLs)."""
+"""prepare_source against real git repositories on this machine (cloned through file:// URLs), and an
+upload served over HTTP on loopback."""
 
 from __future__ import annotations
 
+import io
 import subprocess
+import tarfile
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -15,10 +21,10 @@ from core.planner import BaseImages
 from core.settings import Settings, load_settings
 
 
-def git(repo: Path, *args: str) -> str:
+def git(repo: Path, *args: str, author: str = "t", email: str = "t@t") -> str:
     return subprocess.run(
         ["git", "-C", str(repo), *args], check=True, capture_output=True, text=True,
-        env={"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
+        env={"GIT_AUTHOR_NAME": author, "GIT_AUTHOR_EMAIL": email, "GIT_COMMITTER_NAME": "t",
              "GIT_COMMITTER_EMAIL": "t@t", "PATH": "/usr/bin:/bin"},
     ).stdout.strip()  # fmt: skip
 
@@ -55,6 +61,7 @@ async def test_a_branch_is_cloned_and_planned(sources: SourceActivities, repo: P
 
     assert prepared.builder == "planner"
     assert prepared.commit_sha == git(repo, "rev-parse", "HEAD")
+    assert (prepared.commit_message, prepared.commit_author) == ("v1", "t <t@t>")
     assert (Path(prepared.context_dir) / "index.html").read_text() == "<h1>v1</h1>"
     assert (
         prepared.dockerfile is not None
@@ -70,8 +77,28 @@ async def test_a_commit_is_checked_out_exactly(sources: SourceActivities, repo: 
 
     prepared = await prepare(sources, SourceSpec(kind="repo", repo_url=f"file://{repo}", ref=first))
 
-    assert prepared.commit_sha == first
+    assert (prepared.commit_sha, prepared.commit_message) == (first, "v1")
     assert (Path(prepared.context_dir) / "index.html").read_text() == "<h1>v1</h1>"
+
+
+@pytest.mark.parametrize(
+    ("message", "subject"),
+    [
+        pytest.param("Fix the checkout page\n\nThe total was off.", "Fix the checkout page", id="body"),
+        pytest.param("First line\nsecond line of the same paragraph", "First line", id="first-line-only"),
+        pytest.param("x" * 600, "x" * 500, id="long-subject-cut"),
+        pytest.param("", None, id="empty-message"),
+    ],
+)
+async def test_the_commit_subject_and_author_are_recorded(
+    sources: SourceActivities, repo: Path, message: str, subject: str | None
+) -> None:
+    git(repo, "commit", "--quiet", "--allow-empty", "--allow-empty-message", "-m", message,
+        author="Zoë Ångström", email="zoe@example.com")  # fmt: skip
+
+    prepared = await prepare(sources, SourceSpec(kind="repo", repo_url=f"file://{repo}", ref="main"))
+
+    assert (prepared.commit_message, prepared.commit_author) == (subject, "Zoë Ångström <zoe@example.com>")
 
 
 async def test_a_root_directory_with_a_dockerfile_uses_it(sources: SourceActivities, repo: Path) -> None:
@@ -129,3 +156,42 @@ async def test_discard_removes_the_work_directory(sources: SourceActivities, rep
     await ActivityEnvironment().run(sources.discard_source, DiscardSource(deployment_id="dep_1"))
 
     assert not (sources.settings.builds_dir / "dep_1").exists()
+
+
+@pytest.fixture
+def upload_server(tmp_path: Path) -> Iterator[str]:
+    """Serves a source tarball at /internal/sources/<any id>, as the API does to builders."""
+    archive = io.BytesIO()
+    with tarfile.open(fileobj=archive, mode="w:gz") as tar:
+        page = b"<h1>uploaded</h1>"
+        member = tarfile.TarInfo("index.html")
+        member.size = len(page)
+        tar.addfile(member, io.BytesIO(page))
+    body = archive.getvalue()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+async def test_an_upload_has_no_commit(tmp_path: Path, upload_server: str) -> None:
+    settings = load_settings(state_dir=tmp_path / "state", api_token="t", public_api_url=upload_server)
+    sources = SourceActivities(settings, BaseImages.uniform("registry.test/dockyard/debian:bookworm"))
+
+    prepared = await prepare(sources, SourceSpec(kind="upload", upload_id="upl_1"))
+
+    assert (Path(prepared.context_dir) / "index.html").read_text() == "<h1>uploaded</h1>"
+    assert (prepared.commit_sha, prepared.commit_message, prepared.commit_author) == (None, None, None)
