@@ -9,8 +9,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import os
 import shutil
 import socket
+import subprocess
 import tarfile
 from pathlib import Path
 from typing import NamedTuple
@@ -20,6 +22,9 @@ from pydantic import Field
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.heartbeat import heartbeating
+from core import nixpacks
+from core.build import Command
 from core.contracts import BuildOptions, Contract, SourceSpec
 from core.planner import (
     BaseImages,
@@ -33,6 +38,8 @@ from core.settings import Settings
 from core.sources import UnsafeArchive, check_members
 
 READY_FILE = "prepared.json"
+NIXPACKS_TIMEOUT_SECONDS = 300
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 class PrepareSource(Contract):
@@ -45,8 +52,8 @@ class PrepareSource(Contract):
 class PreparedSource(Contract):
     host_queue: str = Field(description="the task queue of the builder host that holds the code")
     context_dir: str
-    builder: str = Field(description="dockerfile | planner")
-    dockerfile: str | None = Field(default=None, description="rendered Dockerfile (planner builds)")
+    builder: str = Field(description="dockerfile | planner | nixpacks")
+    dockerfile: str | None = Field(default=None, description="generated Dockerfile (planned builds)")
     dockerfile_path: str | None = Field(default=None, description="the repository's Dockerfile, relative")
     plan: dict[str, object] | None = None
     deploy: dict[str, object] = Field(default_factory=dict, description="deploy keys from config files")
@@ -79,17 +86,10 @@ class SourceActivities:
         source_dir = workdir / "src"
         source_dir.mkdir(parents=True)
         try:
-            commit = None
-            if request.source.kind == "upload":
-                await self._fetch_upload(request.source, workdir, source_dir)
-            elif request.source.kind == "repo":
-                token = await self._repo_token(request.service_id) if request.source.credential else None
-                commit = await _clone(request.source, source_dir, token)
-            else:
-                raise ApplicationError(
-                    f"nothing to build for a {request.source.kind} source", non_retryable=True
-                )
-            prepared = await asyncio.to_thread(self._plan, request, source_dir)
+            # A clone, a large upload or a nixpacks run outlasts the step's heartbeat timeout.
+            async with heartbeating():
+                commit = await self._fetch(request, workdir, source_dir)
+                prepared = await asyncio.to_thread(self._plan, request, source_dir)
         except ApplicationError as exc:
             if exc.non_retryable:  # the deploy ends here: nothing will come back for this directory
                 shutil.rmtree(workdir, ignore_errors=True)
@@ -102,6 +102,16 @@ class SourceActivities:
     @activity.defn
     async def discard_source(self, request: DiscardSource) -> None:
         await asyncio.to_thread(shutil.rmtree, self.settings.builds_dir / request.deployment_id, True)
+
+    async def _fetch(self, request: PrepareSource, workdir: Path, source_dir: Path) -> Commit | None:
+        """Put the code in `source_dir`; answer the commit when it came from a repository."""
+        if request.source.kind == "upload":
+            await self._fetch_upload(request.source, workdir, source_dir)
+            return None
+        if request.source.kind == "repo":
+            token = await self._repo_token(request.service_id) if request.source.credential else None
+            return await _clone(request.source, source_dir, token)
+        raise ApplicationError(f"nothing to build for a {request.source.kind} source", non_retryable=True)
 
     def _plan(self, request: PrepareSource, source_dir: Path) -> PreparedSource:
         context = _inside(source_dir, request.build.root_directory or ".", "root_directory")
@@ -124,6 +134,8 @@ class SourceActivities:
                 path = request.build.dockerfile_path or deploy.get("dockerfile_path") or "Dockerfile"
                 _inside(context, str(path), "dockerfile_path")
                 return prepared.model_copy(update={"dockerfile_path": str(path)})
+            if self.settings.build_planner == "nixpacks":
+                return self._plan_with_nixpacks(prepared, context, request)
             plan = plan_build(context, _plan_env(request.build))
             return prepared.model_copy(
                 update={
@@ -131,8 +143,22 @@ class SourceActivities:
                     "plan": plan.to_json(),
                 }
             )
-        except PlanError as exc:
+        except (PlanError, nixpacks.NixpacksError) as exc:
             raise ApplicationError(str(exc), type="PlanFailed", non_retryable=True) from None
+
+    def _plan_with_nixpacks(
+        self, prepared: PreparedSource, context: Path, request: PrepareSource
+    ) -> PreparedSource:
+        """The real nixpacks plans the build and writes its Dockerfile into the context (`.nixpacks/`)."""
+        binary = nixpacks.require_binary(self.settings.build_nixpacks_binary)
+        env = _plan_env(request.build)
+        plan = nixpacks.parse_plan(_run_nixpacks(nixpacks.plan_command(binary, context, env), context))
+        _run_nixpacks(nixpacks.dockerfile_command(binary, context, env, request.service_id), context)
+        written = nixpacks.generated_dockerfile(context)
+        if not written.is_file():
+            raise nixpacks.NixpacksError(f"nixpacks build --out wrote no Dockerfile at {written}")
+        dockerfile = nixpacks.pin_build_args(written.read_text(), nixpacks.plan_variables(plan))
+        return prepared.model_copy(update={"builder": "nixpacks", "plan": plan, "dockerfile": dockerfile})
 
     async def _repo_token(self, service_id: str) -> str | None:
         """The service's repository token, from the control plane (never in workflow payloads)."""
@@ -180,6 +206,23 @@ def _plan_env(build: BuildOptions) -> dict[str, str]:
     if build.start_command:
         env["NIXPACKS_START_CMD"] = build.start_command
     return env
+
+
+def _run_nixpacks(command: Command, cwd: Path) -> str:
+    """Run one nixpacks command; answer its stdout, or fail with the end of its output."""
+    done = subprocess.run(
+        command.argv,
+        cwd=cwd,
+        env={"PATH": os.environ.get("PATH", DEFAULT_PATH), **command.env},
+        capture_output=True,
+        text=True,
+        timeout=NIXPACKS_TIMEOUT_SECONDS,
+        check=False,
+    )
+    if done.returncode != 0:
+        output = nixpacks.last_lines(done.stdout + done.stderr)
+        raise nixpacks.NixpacksError(f"nixpacks {command.argv[1]} failed (exit {done.returncode}):\n{output}")
+    return done.stdout
 
 
 def _inside(root: Path, relative: str, field: str) -> Path:

@@ -50,7 +50,7 @@ def sources(tmp_path: Path) -> SourceActivities:
 
 async def prepare(sources: SourceActivities, source: SourceSpec, **build: str) -> PreparedSource:
     request = PrepareSource(
-        deployment_id="dep_1", service_id="svc_1", source=source, build=BuildOptions(**build)
+        deployment_id="dep_1", service_id="svc_1", source=source, build=BuildOptions.model_validate(build)
     )
     result: PreparedSource = await ActivityEnvironment().run(sources.prepare_source, request)
     return result
@@ -156,6 +156,42 @@ async def test_discard_removes_the_work_directory(sources: SourceActivities, rep
     await ActivityEnvironment().run(sources.discard_source, DiscardSource(deployment_id="dep_1"))
 
     assert not (sources.settings.builds_dir / "dep_1").exists()
+
+
+@pytest.fixture
+def nixpacks_sources(tmp_path: Path) -> SourceActivities:
+    """DOCKYARD_BUILD_PLANNER=nixpacks on a builder without nixpacks (none can be installed here)."""
+    settings = load_settings(
+        state_dir=tmp_path / "state",
+        api_token="t",
+        build_planner="nixpacks",
+        build_nixpacks_binary=str(tmp_path / "bin" / "nixpacks"),
+    )
+    return SourceActivities(settings, BaseImages.uniform("registry.test/dockyard/debian:bookworm"))
+
+
+async def test_the_nixpacks_planner_without_its_binary_fails_clearly(
+    nixpacks_sources: SourceActivities, repo: Path, tmp_path: Path
+) -> None:
+    with pytest.raises(ApplicationError) as error:
+        await prepare(nixpacks_sources, SourceSpec(kind="repo", repo_url=f"file://{repo}"))
+
+    assert (error.value.type, error.value.non_retryable) == ("PlanFailed", True)
+    assert error.value.message.startswith(
+        f"DOCKYARD_BUILD_PLANNER=nixpacks, but the nixpacks binary '{tmp_path}/bin/nixpacks'"
+        " (DOCKYARD_BUILD_NIXPACKS_BINARY) is not on this builder's PATH"
+    )
+    assert not (nixpacks_sources.settings.builds_dir / "dep_1").exists()
+
+
+async def test_the_nixpacks_planner_leaves_dockerfile_builds_alone(
+    nixpacks_sources: SourceActivities, repo: Path
+) -> None:
+    prepared = await prepare(
+        nixpacks_sources, SourceSpec(kind="repo", repo_url=f"file://{repo}"), root_directory="api"
+    )
+
+    assert (prepared.builder, prepared.dockerfile_path) == ("dockerfile", "Dockerfile")
 
 
 @pytest.fixture
