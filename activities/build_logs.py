@@ -4,7 +4,7 @@ Keys, per deployment:
   build-log:<deployment_id>   a Redis STREAM, one entry per line: {"line": text}; the entry that ends a
                               build attempt also has {"end": status}, one of succeeded, failed, timed_out,
                               cancelled, error (an attempt Temporal may retry).
-                              Capped at the builder's log_max_lines (approximate MAXLEN) and expiring
+                              Capped at build_log_max_lines (approximate MAXLEN) and expiring
                               log_retention_seconds after the last write. A retried attempt appends to it.
   build-logs:<deployment_id>  a pub/sub CHANNEL; every entry is also PUBLISHed there as JSON
                               {"id": stream entry id, "line": text, "end": status or null}.

@@ -20,7 +20,6 @@ from core.contracts import Contract
 from core.images import InvalidImageReference, parse_image_reference
 from core.settings import Settings
 
-BUILD_TASK_QUEUE = "dockyard-builds"  # builds run on their own queue, so builders can be dedicated hosts
 FAILURE_TAIL_LINES = 20
 MEBIBYTE = 1024 * 1024
 

@@ -83,6 +83,7 @@ class DeployWorkflow:
     def __init__(self) -> None:
         self._step = "queued"
         self._compensations: list[tuple[str, Callable[[], Awaitable[Any]]]] = []
+        self._background: list[asyncio.Future[None]] = []
 
     @workflow.query
     def step(self) -> str:
@@ -93,6 +94,7 @@ class DeployWorkflow:
         try:
             return await self._release(params)
         except BaseException as exc:
+            await self._join_background()
             if is_cancelled_exception(exc):
                 await self._compensate()
                 await _to_the_end(
@@ -171,6 +173,7 @@ class DeployWorkflow:
             **SLOW,
         )
         await workflow.execute_activity_method(DeploymentActivities.mark_replicas_removed, key, **QUICK)
+        await self._join_background()
         self._step = "done"
         return DeployResult(
             deployment_id=params.deployment_id, status=DeploymentStatus.ACTIVE, image_digest=image.digest
@@ -185,21 +188,35 @@ class DeployWorkflow:
 
     async def _build(self, params: DeployParams) -> tuple[ResolvedImage, DeployParams]:
         """Fetch and plan the code on a builder, build and push the image there; answer the image
-        and the params with the deploy settings found in the code's config files applied."""
+        and the params with the deploy settings found in the code's config files applied.
+
+        Status updates run beside the step they announce, and the build log is kept and the work
+        directory freed in the background (joined before the workflow ends), so that a rebuild
+        costs little more than the `docker build` itself."""
         self._step = "build"
-        await self._set_status(params, DeploymentStatus.BUILDING, "fetching source")
-        prepared: PreparedSource = await workflow.execute_activity_method(
-            SourceActivities.prepare_source,
-            PrepareSource(
-                deployment_id=params.deployment_id,
-                service_id=params.service_id,
-                source=params.source,
-                build=params.build,
+        _, prepared = await asyncio.gather(
+            self._set_status(params, DeploymentStatus.BUILDING, "fetching source"),
+            workflow.execute_activity_method(
+                SourceActivities.prepare_source,
+                PrepareSource(
+                    deployment_id=params.deployment_id,
+                    service_id=params.service_id,
+                    source=params.source,
+                    build=params.build,
+                ),
+                **on_queue(params.build_task_queue, SLOW),
             ),
-            **on_queue(params.build_task_queue, SLOW),
         )
-        await self._set_status(
-            params, DeploymentStatus.BUILDING, f"building with {prepared.builder}", builder=prepared.builder
+        announced = asyncio.ensure_future(
+            self._set_status(
+                params,
+                DeploymentStatus.BUILDING,
+                f"building with {prepared.builder}",
+                builder=prepared.builder,
+                commit_sha=prepared.commit_sha,
+                commit_message=prepared.commit_message,
+                commit_author=prepared.commit_author,
+            )
         )
         try:
             built: BuiltImage = await workflow.execute_activity_method(
@@ -220,19 +237,34 @@ class DeployWorkflow:
                 retry_policy=RETRY,
             )
         finally:
-            await _to_the_end(self._after_build(params, prepared.host_queue))
+            self._in_background(self._after_build(params, prepared.host_queue))
+            await _to_the_end(announced)
         return ResolvedImage(digest=built.digest, pinned=built.pinned), apply_deploy_config(params, prepared)
 
     async def _after_build(self, params: DeployParams, host_queue: str) -> None:
         """Keep the build log with the deployment and free the builder's work directory."""
-        await workflow.execute_activity_method(
-            DeploymentActivities.save_build_log, params.deployment_id, **QUICK
+        await asyncio.gather(
+            workflow.execute_activity_method(
+                DeploymentActivities.save_build_log, params.deployment_id, **QUICK
+            ),
+            workflow.execute_activity_method(
+                SourceActivities.discard_source,
+                DiscardSource(deployment_id=params.deployment_id),
+                **on_queue(host_queue, QUICK),
+            ),
         )
-        await workflow.execute_activity_method(
-            SourceActivities.discard_source,
-            DiscardSource(deployment_id=params.deployment_id),
-            **on_queue(host_queue, QUICK),
-        )
+
+    def _in_background(self, housekeeping: Awaitable[None]) -> None:
+        self._background.append(asyncio.ensure_future(housekeeping))
+
+    async def _join_background(self) -> None:
+        """Housekeeping outlives nothing: it completes (or fails, logged) before the workflow ends."""
+        for task in self._background:
+            try:
+                await _to_the_end(task)
+            except Exception as exc:
+                workflow.logger.error("housekeeping failed: %s", _reason(exc))
+        self._background.clear()
 
     async def _switch_traffic(self, key: RouteKey, route: RouteSpec) -> None:
         self._step = "route"

@@ -81,6 +81,7 @@ class Rule:
 class FakeActivities:
     host_queue = "unset"  # the harness names the fake builder host's queue
     deploy_config: dict[str, object] = {}  # noqa: RUF012 - deploy keys "found" in the source's config files
+    commit_sha: str | None = None  # the commit "cloned"
 
     def __init__(self) -> None:
         self.calls: list[Call] = []
@@ -176,6 +177,9 @@ class FakeActivities:
             builder="planner",
             dockerfile="FROM base\n",
             deploy=self.deploy_config,
+            commit_sha=self.commit_sha,
+            commit_message="Fix the checkout page" if self.commit_sha else None,
+            commit_author="Ada Lovelace <ada@example.com>" if self.commit_sha else None,
         )
 
     @activity.defn(name="build_image")

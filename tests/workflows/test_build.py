@@ -3,8 +3,10 @@ the queue of the host that holds it, and the release goes on with the built imag
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
-from temporalio.client import WorkflowFailureError
+from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError
 from temporalio.exceptions import ApplicationError
 
 from core.contracts import DeploymentStatus, SourceSpec
@@ -13,16 +15,7 @@ from tests.workflows.harness import Dockyard
 pytestmark = pytest.mark.timeout(120)
 
 UPLOAD = SourceSpec(kind="upload", upload_id="upl_1")
-BUILD_PATH = [
-    "set_deployment_status",  # BUILDING: fetching source
-    "prepare_source",
-    "set_deployment_status",  # BUILDING: building with planner
-    "build_image",
-    "save_build_log",
-    "discard_source",
-    "set_deployment_status",  # DEPLOYING: starting replicas, with the digest
-    "ensure_replicas",
-]
+REPO = SourceSpec(kind="repo", repo_url="https://git.example/shop.git", ref="main")
 
 
 async def deploy_code(dockyard: Dockyard, deployment_id: str) -> None:
@@ -35,8 +28,11 @@ async def test_code_is_built_then_released_with_the_built_digest(dockyard: Docky
     await dockyard.result("dep-a")
 
     fakes = dockyard.fakes
-    assert fakes.names()[: len(BUILD_PATH)] == BUILD_PATH
-    assert "resolve_image" not in fakes.names()
+    names = fakes.names()
+    order = [names.index(name) for name in ("prepare_source", "build_image", "ensure_replicas")]
+    assert order == sorted(order)
+    assert {"save_build_log", "discard_source"} <= set(names[order[1] :])
+    assert "resolve_image" not in names
     [build] = fakes.args("build_image")
     assert (build.image_repository, build.tag, build.context_dir) == (
         "registry.test/web",
@@ -49,6 +45,37 @@ async def test_code_is_built_then_released_with_the_built_digest(dockyard: Docky
     assert statuses[:2] == [DeploymentStatus.BUILDING, DeploymentStatus.BUILDING]
     [batch] = fakes.args("ensure_replicas")
     assert {spec.image.split("@")[0] for spec in batch.specs} == {"registry.test/web"}
+
+
+async def test_the_release_goes_on_while_the_build_log_is_kept_and_ends_after_it(dockyard: Dockyard) -> None:
+    """Keeping the log and freeing the work directory are housekeeping: off the critical path,
+    but joined before the deployment's workflow ends."""
+    fakes = dockyard.fakes
+    saving = fakes.block("save_build_log", deployment="dep-a")
+    activating = fakes.block("activate_deployment", deployment="dep-a")
+    await deploy_code(dockyard, "dep-a")
+
+    await saving.entered.wait()
+    async with asyncio.timeout(30):
+        await activating.entered.wait()  # the release reached the cut-over, the log still being saved
+    activating.release()
+    await asyncio.sleep(0.5)
+    running = await dockyard.child("dep-a").describe()
+    assert running.status is WorkflowExecutionStatus.RUNNING
+    saving.release()
+    await dockyard.result("dep-a")
+    assert fakes.names("dep-a").count("save_build_log") == 1
+
+
+async def test_the_commit_built_is_recorded_with_the_deployment(dockyard: Dockyard) -> None:
+    dockyard.fakes.commit_sha = "c0ffee" * 6 + "beef"
+    await dockyard.deploy("dep-a", image=None, source=REPO, image_repository="registry.test/web")
+    await dockyard.result("dep-a")
+
+    building = [u for u in dockyard.fakes.updates["dep-a"] if u.commit_sha]
+    assert [(u.commit_sha, u.commit_message, u.commit_author) for u in building] == [
+        ("c0ffee" * 6 + "beef", "Fix the checkout page", "Ada Lovelace <ada@example.com>")
+    ]
 
 
 async def test_a_failed_build_ends_failed_at_build_keeps_its_log_and_starts_nothing(
