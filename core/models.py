@@ -6,7 +6,17 @@ import secrets
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Integer, String, Text, TypeDecorator, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from core.contracts import DeploymentStatus
@@ -46,6 +56,13 @@ class Project(Base):
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=lambda: new_id("prj"))
     name: Mapped[str] = mapped_column(String(63), unique=True)
+    # Signs the git providers' webhooks for this project; encrypted like every secret.
+    webhook_secret: Mapped[str | None] = mapped_column(Text, default=None)
+    # Pull requests get an environment `pr-<number>`, cloned from `preview_base_environment`.
+    previews_enabled: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+    preview_base_environment: Mapped[str] = mapped_column(
+        String(63), default="production", server_default="production"
+    )
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -56,6 +73,11 @@ class Environment(Base):
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=lambda: new_id("env"))
     project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
     name: Mapped[str] = mapped_column(String(63))
+    # A preview environment: the pull request it serves and the environment it inherits from.
+    pull_request: Mapped[int | None] = mapped_column(Integer, default=None)
+    base_environment_id: Mapped[str | None] = mapped_column(
+        ForeignKey("environments.id", ondelete="SET NULL"), default=None
+    )
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -85,7 +107,46 @@ class Service(Base):
     port: Mapped[int] = mapped_column(Integer, default=8080)
     replicas: Mapped[int] = mapped_column(Integer, default=1)
     health_check_path: Mapped[str | None] = mapped_column(String(255), default=None)
+    # Git-driven deploys: pushes deploy only when a changed path matches (Railway's watchPatterns),
+    # and the service joins its project's pull-request previews unless `previews` is off.
+    watch_patterns: Mapped[list[str]] = mapped_column(default=list)
+    previews: Mapped[bool] = mapped_column(Boolean, default=True, server_default="1")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Variable(Base):
+    """A service's variable in one environment: given to its replicas (and, for NIXPACKS_*, to its
+    builds). Preview environments inherit their base environment's and may override them."""
+
+    __tablename__ = "variables"
+    __table_args__ = (UniqueConstraint("service_id", "environment_id", "name"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=lambda: new_id("var"))
+    service_id: Mapped[str] = mapped_column(ForeignKey("services.id", ondelete="CASCADE"), index=True)
+    environment_id: Mapped[str] = mapped_column(ForeignKey("environments.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(255))
+    value: Mapped[str] = mapped_column(Text)  # encrypted with DOCKYARD_SECRET_KEY
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class WebhookDelivery(Base):
+    """One request to a project's webhook endpoint, and what Dockyard made of it."""
+
+    __tablename__ = "webhook_deliveries"
+    # A delivery id is processed once: `dedupe_key` is the provider's delivery id for a delivery
+    # that was processed, None for a rejected or repeated one.
+    __table_args__ = (UniqueConstraint("project_id", "provider", "dedupe_key"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=lambda: new_id("whd"))
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    provider: Mapped[str] = mapped_column(String(16))
+    event: Mapped[str | None] = mapped_column(String(64), default=None)
+    delivery_id: Mapped[str | None] = mapped_column(String(255), default=None)
+    dedupe_key: Mapped[str | None] = mapped_column(String(255), default=None)
+    verdict: Mapped[str] = mapped_column(String(16))  # accepted | ignored | duplicate | rejected | invalid
+    reason: Mapped[str] = mapped_column(Text, default="")
+    deployment_ids: Mapped[list[str]] = mapped_column(default=list)
+    received_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
 
 
 class Deployment(Base):

@@ -32,6 +32,8 @@ TABLES = {
     "routes",
     "replicas",
     "source_uploads",
+    "variables",
+    "webhook_deliveries",
 }
 
 
