@@ -1,4 +1,6 @@
-"""`dockyard deploy PATH`: upload a directory and deploy it, like `railway up`."""
+"""`dockyard deploy [PATH]`: upload a directory and deploy it, like `railway up`.
+
+The service is `--service`, or the one the directory is linked to (`dockyard link`, `cli/link.py`)."""
 
 from __future__ import annotations
 
@@ -8,15 +10,27 @@ import json
 import tarfile
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
 import httpx
 import typer
 
+from cli.link import (
+    DEFAULT_ENVIRONMENT,
+    LINK_DIR,
+    NOT_LINKED_HINT,
+    CliError,
+    call,
+    check_same_api,
+    find_link,
+    open_api,
+    reported_errors,
+)
 from core.settings import Settings
 
-ALWAYS_EXCLUDED = {".git", ".hg", ".svn", "__pycache__", ".venv", "node_modules", ".DS_Store"}
+ALWAYS_EXCLUDED = {".git", ".hg", ".svn", "__pycache__", ".venv", "node_modules", ".DS_Store", LINK_DIR}
 FINAL = {"ACTIVE", "FAILED", "SUPERSEDED", "CANCELLED", "REMOVED"}
 
 
@@ -53,25 +67,48 @@ def pack(root: Path) -> bytes:
     return buffer.getvalue()
 
 
+@dataclass(frozen=True)
+class Target:
+    directory: Path
+    service_id: str
+    environment: str
+    description: str
+
+
+def deploy_target(
+    path: Path | None, service: str | None, environment: str | None, settings: Settings, cwd: Path
+) -> Target:
+    """What to upload where: `--service`, else the link found in PATH (default: the current
+    directory) or above it. Without PATH, a link's whole directory is uploaded, as `railway up` does."""
+    if service:
+        env = environment or DEFAULT_ENVIRONMENT
+        return Target(path or cwd, service, env, f"service {service} ({env})")
+    start = path or cwd
+    found = find_link(start)
+    if found is None:
+        raise CliError(f"{start} is not linked to a service: {NOT_LINKED_HINT}, or pass --service ID")
+    root, link = found
+    check_same_api(link, settings)
+    env = environment or link.environment
+    description = f"{link.project.name}/{link.service.name} ({env}), linked in {root}"
+    return Target(path or root, link.service.id, env, description)
+
+
 def deploy_directory(
     settings: Settings, path: Path, service_id: str, environment: str, wait: bool
 ) -> dict[str, Any]:
-    token = settings.api_token.get_secret_value() if settings.api_token else ""
     body = pack(path)
     typer.echo(f"uploading {path} ({len(body) / 1024:.0f} KiB) ...")
-    with httpx.Client(
-        base_url=settings.public_api_url, headers={"Authorization": f"Bearer {token}"}, timeout=300
-    ) as api:
-        response = api.post(
+    with open_api(settings, timeout=300) as api:
+        deployment: dict[str, Any] = call(
+            api,
+            "POST",
             f"/v1/services/{service_id}/deployments/upload",
             params={"environment": environment},
             content=body,
             headers={"Content-Type": "application/gzip"},
+            context="deploy refused",
         )
-        if response.status_code >= 400:
-            typer.secho(f"deploy refused: {response.json().get('detail')}", fg=typer.colors.RED, err=True)
-            raise typer.Exit(1)
-        deployment: dict[str, Any] = response.json()
         typer.echo(f"deployment {deployment['id']} {deployment['status']}")
         if not wait:
             return deployment
@@ -80,7 +117,9 @@ def deploy_directory(
         last = deployment["status"]
         while deployment["status"] not in FINAL:
             time.sleep(0.5)
-            deployment = api.get(f"/v1/deployments/{deployment['id']}").json()
+            deployment = call(
+                api, "GET", f"/v1/deployments/{deployment['id']}", context="cannot follow the deployment"
+            )
             if deployment["status"] != last:
                 if last == "BUILDING":
                     logs.join(timeout=5)  # the last lines of the build, before what follows it
@@ -113,13 +152,27 @@ def print_build_log(api: httpx.Client, deployment_id: str) -> None:
 def register(app: typer.Typer, settings_factory: Any) -> None:
     @app.command()
     def deploy(
-        path: Annotated[Path, typer.Argument(exists=True, file_okay=False, resolve_path=True)] = Path("."),
-        service: Annotated[str, typer.Option("--service", "-s", help="the service id")] = "",
-        environment: Annotated[str, typer.Option("--environment", "-e")] = "production",
+        path: Annotated[
+            Path | None,
+            typer.Argument(
+                exists=True,
+                file_okay=False,
+                resolve_path=True,
+                help="default: the linked directory, else the current one",
+            ),
+        ] = None,
+        service: Annotated[
+            str | None, typer.Option("--service", "-s", help="the service id (default: the link's)")
+        ] = None,
+        environment: Annotated[
+            str | None,
+            typer.Option("--environment", "-e", help="default: the link's, else production"),
+        ] = None,
         detach: Annotated[bool, typer.Option("--detach", help="do not wait for the result")] = False,
     ) -> None:
         """Upload a directory and deploy it to a service (built like a repository)."""
-        if not service:
-            typer.secho("--service is required", fg=typer.colors.RED, err=True)
-            raise typer.Exit(2)
-        deploy_directory(settings_factory(), path, service, environment, wait=not detach)
+        settings = settings_factory()
+        with reported_errors():
+            target = deploy_target(path, service, environment, settings, Path.cwd())
+            typer.echo(f"deploying to {target.description}")
+            deploy_directory(settings, target.directory, target.service_id, target.environment, not detach)

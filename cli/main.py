@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 
 from cli import deploy as deploy_command
+from cli import link as link_command
 from cli import plan as plan_command
 from cli.platform import load_or_create_secrets
 from core.settings import Settings, SettingsError, load_settings
@@ -138,4 +139,5 @@ def migrate() -> None:
 
 
 deploy_command.register(app, _settings)
+link_command.register(app, _settings)
 plan_command.register(app)
