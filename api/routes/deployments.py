@@ -5,14 +5,14 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.exceptions import HTTPException
 
+from api.deploys import new_deployment, submit
 from api.deps import CurrentActor, SessionDep, SettingsDep, TemporalDep
-from api.releases import TemporalConnection, submit_deploy
+from api.releases import TemporalConnection
 from api.schemas import DeploymentCreate, DeploymentRead
 from api.store import audit, environment_by_name, get_or_404
 from api.uploads import store_upload
-from core.contracts import BuildOptions, DeploymentStatus, DeployRequest, SourceSpec
-from core.models import Deployment, Environment, Service, new_id
-from core.naming import deploy_workflow_id, service_hostname
+from core.contracts import SourceSpec
+from core.models import Deployment, Environment, Service
 from core.settings import Settings
 
 router = APIRouter(tags=["deployments"])
@@ -96,57 +96,11 @@ async def _start(
     environment: Environment,
     source: SourceSpec,
 ) -> DeploymentRead:
-    deployment_id = new_id("dep")
-    config = {
-        "port": service.port,
-        "replicas": service.replicas,
-        "health_check_path": service.health_check_path,
-    }
-    deployment = Deployment(
-        id=deployment_id,
-        service_id=service.id,
-        environment_id=environment.id,
-        image=service.image if source.kind == "image" else None,
-        builder="image" if source.kind == "image" else None,
-        source=source.model_dump(exclude_none=True),
-        config=config,
-        status=DeploymentStatus.QUEUED.value,
-        workflow_id=deploy_workflow_id(service.id, environment.id, deployment_id),
-    )
-    session.add(deployment)
-    audit(session, actor, "deployment.create", deployment_id, service_id=service.id, source=deployment.source)
+    pending = new_deployment(session, settings, service, environment, source)
+    deployment = pending.deployment
+    audit(session, actor, "deployment.create", deployment.id, service_id=service.id, source=deployment.source)
     await session.commit()
-
-    request = DeployRequest(
-        deployment_id=deployment_id,
-        service_id=service.id,
-        service_name=service.name,
-        environment_id=environment.id,
-        environment_name=environment.name,
-        hostname=service_hostname(service.slug, environment.name, settings.apps_domain),
-        image=deployment.image,
-        source=source,
-        build=BuildOptions(
-            root_directory=service.root_directory,
-            dockerfile_path=service.dockerfile_path,
-            build_command=service.build_command,
-            start_command=service.start_command,
-        ),
-        image_repository=f"{settings.registry_host}/{service.slug}",
-        replicas=service.replicas,
-        port=service.port,
-        health_check_path=service.health_check_path,
-    )
-    try:
-        await submit_deploy(temporal, settings, request)
-    except Exception as exc:
-        # Whatever went wrong, the deployment must not stay QUEUED with no workflow behind it.
-        error = exc if isinstance(exc, HTTPException) else HTTPException(503, f"could not submit: {exc!r}")
-        deployment.status = DeploymentStatus.FAILED.value
-        deployment.failed_step = "submit"
-        deployment.message = str(error.detail)
-        await session.commit()
-        raise error from None
+    await submit(session, settings, temporal, pending)
     await session.refresh(deployment)
     return DeploymentRead.model_validate(deployment)
 

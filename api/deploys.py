@@ -1,0 +1,119 @@
+"""Creating a deployment and handing it to Temporal: shared by the deploy routes and the webhooks.
+
+Two phases, so that a caller can record several deployments (and what caused them) in one
+transaction before any of them starts:
+
+    pending = new_deployment(session, settings, service, environment, source, commit)
+    await session.commit()
+    await submit(session, settings, temporal, pending)   # FAILED at `submit` if Temporal refuses
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.exceptions import HTTPException
+
+from api.releases import TemporalConnection, submit_deploy
+from core.contracts import BuildOptions, DeploymentStatus, DeployRequest, SourceSpec
+from core.models import Deployment, Environment, Service, new_id
+from core.naming import deploy_workflow_id, service_hostname
+from core.settings import Settings
+
+COMMIT_MESSAGE_MAX = 500
+
+
+@dataclass(frozen=True)
+class CommitInfo:
+    """The commit a deployment builds, when it is known before the clone (a webhook's push)."""
+
+    sha: str
+    message: str | None = None
+    author: str | None = None
+
+
+@dataclass
+class PendingDeployment:
+    deployment: Deployment
+    request: DeployRequest
+
+
+def new_deployment(
+    session: AsyncSession,
+    settings: Settings,
+    service: Service,
+    environment: Environment,
+    source: SourceSpec,
+    commit: CommitInfo | None = None,
+    variables: dict[str, str] | None = None,
+    build_variables: dict[str, str] | None = None,
+) -> PendingDeployment:
+    """A QUEUED deployment added to the session (not committed) and the request that releases it."""
+    deployment_id = new_id("dep")
+    deployment = Deployment(
+        id=deployment_id,
+        service_id=service.id,
+        environment_id=environment.id,
+        image=service.image if source.kind == "image" else None,
+        builder="image" if source.kind == "image" else None,
+        source=source.model_dump(exclude_none=True),
+        config={
+            "port": service.port,
+            "replicas": service.replicas,
+            "health_check_path": service.health_check_path,
+        },
+        status=DeploymentStatus.QUEUED.value,
+        workflow_id=deploy_workflow_id(service.id, environment.id, deployment_id),
+    )
+    if commit is not None:
+        deployment.commit_sha = commit.sha
+        deployment.commit_message = _subject(commit.message)
+        deployment.commit_author = commit.author[:255] if commit.author else None
+    session.add(deployment)
+    request = DeployRequest(
+        deployment_id=deployment_id,
+        service_id=service.id,
+        service_name=service.name,
+        environment_id=environment.id,
+        environment_name=environment.name,
+        hostname=service_hostname(service.slug, environment.name, settings.apps_domain),
+        image=deployment.image,
+        source=source,
+        build=BuildOptions(
+            root_directory=service.root_directory,
+            dockerfile_path=service.dockerfile_path,
+            build_command=service.build_command,
+            start_command=service.start_command,
+            variables=build_variables or {},
+        ),
+        image_repository=f"{settings.registry_host}/{service.slug}",
+        replicas=service.replicas,
+        port=service.port,
+        env=variables or {},
+        health_check_path=service.health_check_path,
+    )
+    return PendingDeployment(deployment, request)
+
+
+async def submit(
+    session: AsyncSession, settings: Settings, temporal: TemporalConnection, pending: PendingDeployment
+) -> None:
+    """Hand a committed deployment to its service's workflow. Whatever goes wrong, the deployment
+    does not stay QUEUED with no workflow behind it: it ends FAILED at `submit` with the reason."""
+    try:
+        await submit_deploy(temporal, settings, pending.request)
+    except Exception as exc:
+        error = exc if isinstance(exc, HTTPException) else HTTPException(503, f"could not submit: {exc!r}")
+        deployment = pending.deployment
+        deployment.status = DeploymentStatus.FAILED.value
+        deployment.failed_step = "submit"
+        deployment.message = str(error.detail)
+        await session.commit()
+        raise error from None
+
+
+def _subject(message: str | None) -> str | None:
+    if not message:
+        return None
+    return message.strip().split("\n", 1)[0][:COMMIT_MESSAGE_MAX]
