@@ -12,7 +12,8 @@ from temporalio.exceptions import ApplicationError
 from activities.agent_client import AgentCallError, AgentClient
 from activities.contracts import OrphanQuery, ReplicaBatch, ReplicaIds, ReplicaSet
 from activities.heartbeat import heartbeating
-from core.contracts import ReplicaState, ReplicaStatus
+from core.contracts import ReplicaSpec, ReplicaState, ReplicaStatus
+from core.secrets import SecretBox, SecretKeyMissing
 from core.settings import Settings
 
 PROBE_INTERVAL_SECONDS = 0.05
@@ -31,12 +32,28 @@ class AgentActivities:
     @activity.defn
     async def ensure_replicas(self, batch: ReplicaBatch) -> ReplicaSet:
         """Pull, create and start every replica (idempotent: the agent ensures by replica id)."""
+        specs = [self._opened(spec) for spec in batch.specs]
         async with self._agent() as agent, heartbeating():
             try:
-                statuses = await asyncio.gather(*(agent.ensure_replica(spec) for spec in batch.specs))
+                statuses = await asyncio.gather(*(agent.ensure_replica(spec) for spec in specs))
             except AgentCallError as exc:
                 raise _as_activity_error(exc) from None
         return ReplicaSet(deployment_id=batch.specs[0].deployment_id, node=agent.node, replicas=statuses)
+
+    def _opened(self, spec: ReplicaSpec) -> ReplicaSpec:
+        """The spec as the agent runs it: the service's variables unsealed, Dockyard's own on top."""
+        if spec.sealed_env is None:
+            return spec
+        key = self.settings.secret_key.get_secret_value() if self.settings.secret_key else None
+        try:
+            variables = SecretBox(key).unseal(spec.sealed_env)
+        except (SecretKeyMissing, ValueError) as exc:
+            raise ApplicationError(
+                f"the service's variables cannot be read on this worker: {exc}",
+                type="SecretKeyMissing",
+                non_retryable=True,
+            ) from None
+        return spec.model_copy(update={"env": {**variables, **spec.env}, "sealed_env": None})
 
     @activity.defn
     async def wait_replicas_healthy(self, batch: ReplicaBatch) -> ReplicaSet:

@@ -5,7 +5,8 @@ Keys, per deployment:
                               build attempt also has {"end": status}, one of succeeded, failed, timed_out,
                               cancelled, error (an attempt Temporal may retry).
                               Capped at build_log_max_lines (approximate MAXLEN) and expiring
-                              build_log_retention_seconds after the last write. A retried attempt appends to it.
+                              build_log_retention_seconds after the last write. A retried attempt
+                              appends to it.
   build-logs:<deployment_id>  a pub/sub CHANNEL; every entry is also PUBLISHed there as JSON
                               {"id": stream entry id, "line": text, "end": status or null}.
 

@@ -16,9 +16,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.exceptions import HTTPException
 
 from api.releases import TemporalConnection, submit_deploy
+from api.variables import build_variables, effective_variables
 from core.contracts import BuildOptions, DeploymentStatus, DeployRequest, SourceSpec
 from core.models import Deployment, Environment, Service, new_id
 from core.naming import deploy_workflow_id, service_hostname
+from core.secrets import SecretBox
 from core.settings import Settings
 
 COMMIT_MESSAGE_MAX = 500
@@ -47,9 +49,12 @@ def new_deployment(
     source: SourceSpec,
     commit: CommitInfo | None = None,
     variables: dict[str, str] | None = None,
-    build_variables: dict[str, str] | None = None,
 ) -> PendingDeployment:
-    """A QUEUED deployment added to the session (not committed) and the request that releases it."""
+    """A QUEUED deployment added to the session (not committed) and the request that releases it.
+
+    `variables` (the service's, in this environment) go to the replicas sealed with the platform
+    key; the planner's own (NIXPACKS_*) also go to the build in clear, as build settings."""
+    variables = variables or {}
     deployment_id = new_id("dep")
     deployment = Deployment(
         id=deployment_id,
@@ -85,15 +90,22 @@ def new_deployment(
             dockerfile_path=service.dockerfile_path,
             build_command=service.build_command,
             start_command=service.start_command,
-            variables=build_variables or {},
+            variables=build_variables(variables),
         ),
         image_repository=f"{settings.registry_host}/{service.slug}",
         replicas=service.replicas,
         port=service.port,
-        env=variables or {},
+        sealed_env=SecretBox(_key(settings)).seal(variables) if variables else None,
         health_check_path=service.health_check_path,
     )
     return PendingDeployment(deployment, request)
+
+
+async def service_variables(
+    session: AsyncSession, settings: Settings, service: Service, environment: Environment
+) -> dict[str, str]:
+    """The variables a deploy of `service` to `environment` runs with (inherited ones included)."""
+    return await effective_variables(session, SecretBox(_key(settings)), service, environment)
 
 
 async def submit(
@@ -117,3 +129,7 @@ def _subject(message: str | None) -> str | None:
     if not message:
         return None
     return message.strip().split("\n", 1)[0][:COMMIT_MESSAGE_MAX]
+
+
+def _key(settings: Settings) -> str | None:
+    return settings.secret_key.get_secret_value() if settings.secret_key else None

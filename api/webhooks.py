@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.deploys import CommitInfo, PendingDeployment, new_deployment
+from api.deploys import CommitInfo, PendingDeployment, new_deployment, service_variables
 from api.store import environment_by_name
 from core.contracts import SourceSpec
 from core.models import Project, Service, WebhookDelivery
@@ -90,10 +90,10 @@ async def apply_push(
             ref=decision.sha,
             credential=service.repo_credential is not None,
         )
+        commit = commit_info(decision.sha, decision.commit)
+        variables = await service_variables(session, settings, service, environment)
         outcome.deployments.append(
-            new_deployment(
-                session, settings, service, environment, source, commit_info(decision.sha, decision.commit)
-            )
+            new_deployment(session, settings, service, environment, source, commit, variables)
         )
 
 

@@ -62,6 +62,9 @@ class ReplicaSpec(Contract):
     image: str = Field(description="image reference pinned by digest: registry/name@sha256:...")
     port: int = Field(default=8080, ge=1, le=65535, description="port the process listens on (also $PORT)")
     env: dict[str, str] = Field(default_factory=dict)
+    sealed_env: str | None = Field(
+        default=None, description="the service's variables, sealed with the platform key (core.secrets)"
+    )
     command: list[str] | None = None
     health_check: HealthCheck = Field(default_factory=HealthCheck)
 
@@ -142,6 +145,9 @@ class DeployRequest(Contract):
     replicas: int = Field(default=1, ge=1, le=100)
     port: int = Field(default=8080, ge=1, le=65535)
     env: dict[str, str] = Field(default_factory=dict)
+    # The service's variables travel sealed: Temporal keeps workflow inputs in its history, and
+    # only the activity that hands them to an agent opens them.
+    sealed_env: str | None = None
     health_check_path: str | None = None
 
 

@@ -22,6 +22,7 @@ def replica_specs(request: DeployRequest, pinned_image: str) -> list[ReplicaSpec
             image=pinned_image,
             port=request.port,
             env=env,
+            sealed_env=request.sealed_env,
             command=["/bin/sh", "-c", request.build.start_command] if request.build.start_command else None,
             health_check=HealthCheck(path=request.health_check_path),
         )

@@ -5,7 +5,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.exceptions import HTTPException
 
-from api.deploys import new_deployment, submit
+from api.deploys import new_deployment, service_variables, submit
 from api.deps import CurrentActor, SessionDep, SettingsDep, TemporalDep
 from api.releases import TemporalConnection
 from api.schemas import DeploymentCreate, DeploymentRead
@@ -96,7 +96,8 @@ async def _start(
     environment: Environment,
     source: SourceSpec,
 ) -> DeploymentRead:
-    pending = new_deployment(session, settings, service, environment, source)
+    variables = await service_variables(session, settings, service, environment)
+    pending = new_deployment(session, settings, service, environment, source, variables=variables)
     deployment = pending.deployment
     audit(session, actor, "deployment.create", deployment.id, service_id=service.id, source=deployment.source)
     await session.commit()

@@ -11,10 +11,15 @@ import httpx
 import pytest
 from pydantic import SecretStr
 from sqlalchemy import select
+from temporalio.exceptions import ApplicationError
 
+from activities.agents import AgentActivities
+from api.deploys import new_deployment, service_variables
 from api.variables import MAX_BASE_LEVELS, build_variables, effective_variables, invalid_variables
+from core.contracts import SourceSpec
 from core.db import Database
 from core.models import AuditEvent, Environment, Service, Variable
+from core.release import replica_specs
 from core.secrets import SecretBox
 from tests.support.api import SECRET_KEY, api_settings, running_api
 from tests.support.registry import free_port
@@ -415,3 +420,42 @@ async def test_effective_variables_need_no_key_when_there_are_none(
 )
 def test_build_variables(variables: dict[str, str], seen: dict[str, str]) -> None:
     assert build_variables(variables) == seen
+
+
+# --- variables reach the replicas sealed -----------------------------------------------------------------
+
+
+async def test_a_deploy_carries_the_variables_sealed_and_the_agent_activity_opens_them(
+    api: httpx.AsyncClient, database: Database, tmp_path: Path
+) -> None:
+    """The deploy request (which Temporal keeps in its history) holds the variables encrypted; the
+    activity that hands replicas to an agent opens them, with Dockyard's own variables on top."""
+    service = await new_service(api)
+    await put(api, service, {"DATABASE_URL": "postgres://app:hunter2@db/app", "NIXPACKS_NODE_VERSION": "22"})
+    settings = api_settings(database, tmp_path, "127.0.0.1:1")
+    async with database.session() as session:
+        row = await session.get(Service, service["id"])
+        assert row is not None
+        production = await session.scalar(
+            select(Environment).where(
+                Environment.project_id == row.project_id, Environment.name == "production"
+            )
+        )
+        assert production is not None
+        variables = await service_variables(session, settings, row, production)
+        source = SourceSpec(kind="upload", upload_id="upl_1")
+        request = new_deployment(session, settings, row, production, source, variables=variables).request
+        await session.rollback()
+
+    assert "hunter2" not in request.model_dump_json()
+    assert request.build.variables == {"NIXPACKS_NODE_VERSION": "22"}
+    [spec, *_] = replica_specs(request, "127.0.0.1:5000/web@sha256:" + "a" * 64)
+    assert "hunter2" not in spec.model_dump_json()
+    opened = AgentActivities(settings)._opened(spec)
+    assert opened.sealed_env is None
+    assert opened.env["DATABASE_URL"] == "postgres://app:hunter2@db/app"
+    assert opened.env["DOCKYARD_SERVICE_NAME"] == "web"
+    forged = spec.model_copy(update={"env": {**spec.env, "DATABASE_URL": "set by dockyard"}})
+    assert AgentActivities(settings)._opened(forged).env["DATABASE_URL"] == "set by dockyard"
+    with pytest.raises(ApplicationError, match="cannot be read on this worker"):
+        AgentActivities(settings.model_copy(update={"secret_key": None}))._opened(spec)
