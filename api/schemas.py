@@ -42,9 +42,20 @@ class EnvironmentCreate(Body):
     name: EnvironmentName
 
 
+class ProjectUpdate(Body):
+    previews_enabled: bool | None = Field(
+        default=None, description="pull requests get a preview environment `pr-<number>`"
+    )
+    preview_base_environment: EnvironmentName | None = Field(
+        default=None, description="the environment previews inherit variables from (default production)"
+    )
+
+
 class ProjectRead(Read):
     id: str
     name: str
+    previews_enabled: bool
+    preview_base_environment: str
     created_at: datetime
 
 
@@ -52,6 +63,8 @@ class EnvironmentRead(Read):
     id: str
     project_id: str
     name: str
+    pull_request: int | None = Field(description="the pull request a preview environment serves")
+    base_environment_id: str | None = Field(description="where a preview inherits its variables from")
     created_at: datetime
 
 
@@ -64,6 +77,15 @@ def _relative_path(value: str) -> str:
 
 RelativePath = Annotated[str, Field(max_length=255), AfterValidator(_relative_path)]
 RepoUrl = Annotated[str, Field(max_length=1024, pattern=r"^(https?://|ssh://|git@|file://)\S+$")]
+RepoBranch = Annotated[str, Field(max_length=255, pattern=r"^[^\s~^:?*\[\\]+$")]
+WatchPatterns = Annotated[
+    list[Annotated[str, Field(min_length=1, max_length=255)]],
+    Field(
+        max_length=100,
+        description="deploy a push only when a changed path matches (gitignore-style, `!` negates; "
+        "Railway's watchPatterns); empty: every push",
+    ),
+]
 
 
 class BuildFields(Body):
@@ -82,10 +104,12 @@ class ServiceCreate(BuildFields):
     name: ServiceName
     image: str | None = Field(default=None, max_length=512, description="image, e.g. registry:5000/app:1.2")
     repo_url: RepoUrl | None = None
-    repo_branch: str | None = Field(default=None, max_length=255, pattern=r"^[^\s~^:?*\[\\]+$")
+    repo_branch: RepoBranch | None = None
     repo_token: SecretStr | None = Field(
         default=None, description="token for a private repository; stored encrypted, never returned"
     )
+    watch_patterns: WatchPatterns = Field(default_factory=list)
+    previews: bool = Field(default=True, description="deploy it in pull-request previews (when enabled)")
     port: int = Field(default=8080, ge=1, le=65535, description="port the service listens on ($PORT)")
     replicas: int = Field(default=1, ge=1, le=100)
     health_check_path: HealthPath | None = None
@@ -105,17 +129,29 @@ class ServiceCreate(BuildFields):
 
 
 class ServiceUpdate(BuildFields):
-    image: str | None = Field(default=None, max_length=512)
+    image: str | None = Field(
+        default=None, max_length=512, description="run this image (drops the repository)"
+    )
+    repo_url: RepoUrl | None = Field(default=None, description="build this repository (drops the image)")
+    repo_branch: RepoBranch | None = None
     repo_token: SecretStr | None = Field(
         default=None, description='replace the repository token; "" removes it'
     )
+    watch_patterns: WatchPatterns | None = None
+    previews: bool | None = None
     port: int | None = Field(default=None, ge=1, le=65535)
     replicas: int | None = Field(default=None, ge=1, le=100)
     health_check_path: HealthPath | None = None
 
-    @field_validator("image", "port", "replicas")
+    @model_validator(mode="after")
+    def _one_source(self) -> ServiceUpdate:
+        if self.image and self.repo_url:
+            raise ValueError("image and repo_url: give one source, not both")
+        return self
+
+    @field_validator("image", "repo_url", "repo_branch", "watch_patterns", "previews", "port", "replicas")
     @classmethod
-    def _not_null(cls, value: str | int | None) -> str | int | None:
+    def _not_null(cls, value: object) -> object:
         # Only health_check_path may be cleared with null; these columns are NOT NULL.
         if value is None:
             raise ValueError("must not be null (leave the field out to keep the current value)")
@@ -139,6 +175,8 @@ class ServiceRead(Read):
     build_command: str | None
     start_command: str | None
     has_repo_credential: bool = Field(description="a repository token is stored (it is never returned)")
+    watch_patterns: list[str]
+    previews: bool
     port: int
     replicas: int
     health_check_path: str | None

@@ -6,8 +6,8 @@ from sqlalchemy.exc import IntegrityError
 
 from api.deps import CurrentActor, SessionDep
 from api.errors import Conflict
-from api.schemas import EnvironmentCreate, EnvironmentRead, ProjectCreate, ProjectRead
-from api.store import audit, get_or_404
+from api.schemas import EnvironmentCreate, EnvironmentRead, ProjectCreate, ProjectRead, ProjectUpdate
+from api.store import audit, environment_by_name, get_or_404
 from core.models import Environment, Project
 
 router = APIRouter(prefix="/v1/projects", tags=["projects"])
@@ -39,6 +39,23 @@ async def list_projects(session: SessionDep, _: CurrentActor) -> list[ProjectRea
 @router.get("/{project_id}", operation_id="get_project")
 async def get_project(project_id: str, session: SessionDep, _: CurrentActor) -> ProjectRead:
     return ProjectRead.model_validate(await get_or_404(session, Project, project_id))
+
+
+@router.patch("/{project_id}", operation_id="update_project")
+async def update_project(
+    project_id: str, body: ProjectUpdate, session: SessionDep, actor: CurrentActor
+) -> ProjectRead:
+    """Project settings: pull-request previews on or off, and the environment they inherit from."""
+    project = await get_or_404(session, Project, project_id)
+    given = body.model_dump(exclude_unset=True)
+    changes = {field: value for field, value in given.items() if value is not None}
+    if "preview_base_environment" in changes:
+        await environment_by_name(session, project.id, changes["preview_base_environment"])
+    for field, value in changes.items():
+        setattr(project, field, value)
+    audit(session, actor, "project.update", project.id, **changes)
+    await session.commit()
+    return ProjectRead.model_validate(project)
 
 
 @router.get("/{project_id}/environments", operation_id="list_environments")

@@ -94,6 +94,10 @@ async def update_service(
         token = body.repo_token.get_secret_value() if body.repo_token else ""
         service.repo_credential = SecretBox(_secret(settings)).encrypt(token) if token else None
         changes["repo_token"] = _redacted(body.repo_token)
+    if changes.get("repo_url"):
+        service.image = None  # one source: the repository replaces the image
+    if changes.get("image"):
+        service.repo_url = service.repo_branch = None
     for field, value in changes.items():
         setattr(service, field, value)
     audit(session, actor, "service.update", service.id, **changes)

@@ -137,6 +137,8 @@ async def test_service_create_list_get_patch(api: httpx.AsyncClient) -> None:
         "build_command": None,
         "start_command": None,
         "has_repo_credential": False,
+        "watch_patterns": [],
+        "previews": True,
         "port": 3000,
         "replicas": 1,
         "health_check_path": None,
@@ -152,6 +154,12 @@ async def test_service_create_list_get_patch(api: httpx.AsyncClient) -> None:
     cleared = ok(await api.patch(f"/v1/services/{service['id']}", json={"health_check_path": None}))
     assert cleared == patched | {"health_check_path": None}
     assert ok(await api.get(f"/v1/services/{service['id']}")) == cleared
+
+    git = {"repo_url": "https://git.test/acme/web.git", "repo_branch": "main", "watch_patterns": ["/web/**"]}
+    connected = ok(await api.patch(f"/v1/services/{service['id']}", json=git))
+    assert connected == cleared | git | {"image": None}
+    back = ok(await api.patch(f"/v1/services/{service['id']}", json={"image": IMAGE, "previews": False}))
+    assert back == connected | {"image": IMAGE, "repo_url": None, "repo_branch": None, "previews": False}
 
     ok(await api.post(f"/v1/projects/{project['id']}/environments", json={"name": "staging"}), 201)
     urls = (ok(await api.get(f"/v1/services/{service['id']}")))["urls"]
@@ -183,6 +191,10 @@ INVALID = [  # (id, target, body, field, reason)
     ("patch-image-null", "patch", {"image": None}, "image", "must not be null"),
     ("patch-replicas-null", "patch", {"replicas": None}, "replicas", "must not be null"),
     ("patch-rename", "patch", {"name": "api"}, "name", "Extra inputs are not permitted"),
+    ("patch-two-sources", "patch", {"image": IMAGE, "repo_url": "https://git.test/a"}, "body", "not both"),
+    ("patch-watch", "patch", {"watch_patterns": [""]}, "watch_patterns.0", "at least 1 character"),
+    ("patch-previews-null", "patch", {"previews": None}, "previews", "must not be null"),
+    ("project-previews", "project-patch", {"previews_enabled": "maybe"}, "previews_enabled", "valid boolean"),
     ("deploy-environment", "deploy", {"environment": "Prod"}, "environment", "should match pattern"),
     ("deploy-image", "deploy", {"image": "a b"}, "image", "empty or contains spaces"),
 ]
@@ -199,6 +211,7 @@ async def test_invalid_input_names_the_field(
         "project": ("POST", "/v1/projects"),
         "service": ("POST", f"/v1/projects/{project['id']}/services"),
         "patch": ("PATCH", f"/v1/services/{service['id']}"),
+        "project-patch": ("PATCH", f"/v1/projects/{project['id']}"),
         "deploy": ("POST", f"/v1/services/{service['id']}/deployments"),
     }[target]
     response = await api.request(method, path, json=body)
@@ -208,6 +221,16 @@ async def test_invalid_input_names_the_field(
     assert reason in errors[0]["reason"]
     assert response.json()["detail"].startswith(f"{field}: ")
     assert ok(await api.get(f"/v1/services/{service['id']}")) == service
+
+
+async def test_project_previews_are_off_until_enabled(api: httpx.AsyncClient) -> None:
+    project, _ = await new_service(api)
+    assert (project["previews_enabled"], project["preview_base_environment"]) == (False, "production")
+    ok(await api.post(f"/v1/projects/{project['id']}/environments", json={"name": "staging"}), 201)
+    changes = {"previews_enabled": True, "preview_base_environment": "staging"}
+    assert ok(await api.patch(f"/v1/projects/{project['id']}", json=changes)) == project | changes
+    missing = await api.patch(f"/v1/projects/{project['id']}", json={"preview_base_environment": "qa"})
+    assert missing.status_code == 404 and "qa" in missing.json()["detail"]
 
 
 @pytest.mark.parametrize("content", ['{"name": ', "name=shop", '{"name": "shop",}'])
