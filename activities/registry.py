@@ -73,6 +73,29 @@ class RegistryActivities:
             )
         return ResolvedImage(digest=digest, pinned=ref.pinned(digest))
 
+    @activity.defn
+    async def delete_image(self, pinned: str) -> None:
+        """Delete an image of Dockyard's own registry by digest (its blobs go with the registry's
+        garbage collection). Idempotent: an image already gone is fine."""
+        ref = parse_image_reference(pinned)
+        if not self._is_own_registry(ref) or not ref.reference.startswith("sha256:"):
+            raise ApplicationError(
+                f"{pinned}: only images of Dockyard's registry, pinned by digest, are deleted",
+                type="InvalidImage",
+                non_retryable=True,
+            )
+        url = f"{self._scheme_for(ref)}://{ref.registry}/v2/{ref.repository}/manifests/{ref.reference}"
+        async with httpx.AsyncClient(timeout=15, auth=self._auth_for(ref)) as http:
+            try:
+                response = await http.delete(url)
+            except httpx.TransportError as exc:
+                raise RuntimeError(f"registry {ref.registry} unreachable: {exc!r}") from None
+        if response.status_code not in (200, 202, 404):
+            raise RuntimeError(
+                f"registry {ref.registry} answered HTTP {response.status_code} deleting {pinned}: "
+                f"{response.text[:200]}"
+            )
+
     def _is_own_registry(self, ref: ImageReference) -> bool:
         return ref.registry == self.settings.registry_host
 

@@ -20,6 +20,7 @@ from core.naming import deploy_workflow_id, service_workflow_id
 from core.settings import Settings
 from core.temporal import connect, search_attributes
 from workflows.service import ServiceWorkflow, ServiceWorkflowInput
+from workflows.teardown import TeardownRequest, TeardownWorkflow, teardown_workflow_id
 
 # How long a deploy waits for a worker to accept it before it is answered as queued.
 ACCEPT_WAIT_SECONDS = 3.0
@@ -87,6 +88,25 @@ async def submit_deploy(
     except RPCError as exc:
         raise HTTPException(503, f"Temporal refused the deploy: {exc.message}") from None
     return accepted
+
+
+async def start_teardown(temporal: TemporalConnection, settings: Settings, request: TeardownRequest) -> str:
+    """Start removing an environment (TeardownWorkflow); a teardown already running is joined.
+    Answers its workflow id."""
+    client = await temporal.get()
+    workflow_id = teardown_workflow_id(request.environment_id)
+    try:
+        await client.start_workflow(
+            TeardownWorkflow.run,
+            request,
+            id=workflow_id,
+            task_queue=settings.temporal_task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            search_attributes=search_attributes(environment_id=request.environment_id),
+        )
+    except RPCError as exc:
+        raise HTTPException(503, f"Temporal refused the teardown: {exc.message}") from None
+    return workflow_id
 
 
 async def _queued_without_worker(client: Client, workflow_id: str, request: DeployRequest) -> DeployAccepted:

@@ -16,10 +16,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from api.deploys import CommitInfo, PendingDeployment, new_deployment, service_variables
 from api.store import environment_by_name
 from core.contracts import SourceSpec
-from core.models import Project, Service, WebhookDelivery
+from core.models import Environment, Project, Service, WebhookDelivery
 from core.secrets import SecretBox
 from core.settings import Settings
-from core.webhooks import Commit, DeployCommit, Push, Repository, decide_push
+from core.webhooks import Commit, DeployCommit, PullRequest, PullRequestAction, Push, Repository, decide_push
+from workflows.teardown import TeardownRequest
 
 
 def new_webhook_secret() -> str:
@@ -56,6 +57,7 @@ class Outcome:
     """What one delivery did: the deployments it started and, per service, why others did not."""
 
     deployments: list[PendingDeployment] = field(default_factory=list)
+    teardowns: list[TeardownRequest] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)  # service name → reason
     notes: list[str] = field(default_factory=list)
 
@@ -65,6 +67,7 @@ class Outcome:
 
     def reason(self) -> str:
         parts = [f"deploying {len(self.deployments)} service(s)"] if self.deployments else []
+        parts += [f"tearing down environment {t.environment_id}" for t in self.teardowns]
         parts += [f"{name}: {why}" for name, why in sorted(self.skipped.items())]
         return "; ".join(parts + self.notes) or "no service of this project tracks this repository"
 
@@ -95,6 +98,72 @@ async def apply_push(
         outcome.deployments.append(
             new_deployment(session, settings, service, environment, source, commit, variables)
         )
+
+
+async def apply_pull_request(
+    session: AsyncSession, settings: Settings, project: Project, pr: PullRequest, outcome: Outcome
+) -> None:
+    """A pull request's preview: opened, reopened or updated → environment `pr-<number>` (inheriting
+    the project's preview base environment) deploys the head commit of every service that tracks
+    the request's base branch of this repository; closed or merged → the environment is torn down."""
+    name = preview_environment_name(pr.number)
+    if pr.action in (PullRequestAction.CLOSED, PullRequestAction.MERGED):
+        preview = await _environment(session, project, name)
+        if preview is None or preview.pull_request != pr.number:
+            outcome.notes.append(f"pull request #{pr.number} {pr.action}: no preview to tear down")
+            return
+        service_ids = await session.scalars(select(Service.id).where(Service.project_id == project.id))
+        outcome.teardowns.append(TeardownRequest(environment_id=preview.id, service_ids=list(service_ids)))
+        return
+    if not project.previews_enabled:
+        outcome.notes.append(
+            f"pull request #{pr.number} {pr.action}: previews are not enabled for this project "
+            f"(PATCH /v1/projects/{project.id} with previews_enabled)"
+        )
+        return
+    if pr.from_fork:
+        outcome.notes.append(f"pull request #{pr.number} comes from a fork: its code is not previewed")
+        return
+    services = [
+        service
+        for service in await _services_of(session, project, pr.repository)
+        if service.previews and (service.repo_branch or "main") == pr.base_branch
+    ]
+    if not services:
+        outcome.notes.append(
+            f"pull request #{pr.number}: no service previews {pr.repository.full_name} into {pr.base_branch}"
+        )
+        return
+    preview = await _environment(session, project, name)
+    if preview is None:
+        base = await environment_by_name(session, project.id, project.preview_base_environment)
+        preview = Environment(
+            project_id=project.id, name=name, pull_request=pr.number, base_environment_id=base.id
+        )
+        session.add(preview)
+        await session.flush()
+    for service in services:
+        source = SourceSpec(
+            kind="repo",
+            repo_url=service.repo_url,
+            ref=pr.head_sha,
+            credential=service.repo_credential is not None,
+        )
+        commit = CommitInfo(sha=pr.head_sha, message=pr.title, author=pr.author)
+        variables = await service_variables(session, settings, service, preview)
+        outcome.deployments.append(
+            new_deployment(session, settings, service, preview, source, commit, variables)
+        )
+
+
+def preview_environment_name(number: int) -> str:
+    return f"pr-{number}"
+
+
+async def _environment(session: AsyncSession, project: Project, name: str) -> Environment | None:
+    return await session.scalar(
+        select(Environment).where(Environment.project_id == project.id, Environment.name == name)
+    )
 
 
 def commit_info(sha: str, commit: Commit | None) -> CommitInfo:

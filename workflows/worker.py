@@ -18,6 +18,7 @@ from temporalio.worker import Worker
 from activities.agents import AgentActivities
 from activities.builds import BuildActivities
 from activities.deployments import DeploymentActivities
+from activities.environments import EnvironmentActivities
 from activities.registry import RegistryActivities
 from activities.routing import RoutingActivities
 from activities.sources import SourceActivities, host_task_queue
@@ -27,8 +28,9 @@ from core.settings import Settings
 from core.temporal import connect
 from workflows.deploy import DeployWorkflow
 from workflows.service import ServiceWorkflow
+from workflows.teardown import TeardownWorkflow
 
-WORKFLOWS = [ServiceWorkflow, DeployWorkflow]
+WORKFLOWS = [ServiceWorkflow, DeployWorkflow, TeardownWorkflow]
 DEBIAN_BASE_REPOSITORY = "dockyard/debian:bookworm"  # pushed by infra/images/build-base-images.sh
 
 
@@ -38,11 +40,12 @@ class Role(StrEnum):
     BUILDER = "builder"
 
 
-def activities_for(settings: Settings, db: Database) -> list[object]:
+def activities_for(settings: Settings, db: Database, client: Client) -> list[object]:
     deployments = DeploymentActivities(db, settings.redis_url)
     registry = RegistryActivities(settings)
     agents = AgentActivities(settings)
     routing = RoutingActivities(db, settings)
+    environments = EnvironmentActivities(db, client)
     return [
         deployments.set_deployment_status,
         deployments.record_replicas,
@@ -50,6 +53,10 @@ def activities_for(settings: Settings, db: Database) -> list[object]:
         deployments.mark_replicas_removed,
         deployments.save_build_log,
         registry.resolve_image,
+        registry.delete_image,
+        environments.stop_service_workflow,
+        environments.images_only_in,
+        environments.delete_environment,
         agents.ensure_replicas,
         agents.wait_replicas_healthy,
         agents.remove_replicas,
@@ -73,7 +80,7 @@ def build_worker(client: Client, settings: Settings, db: Database) -> Worker:
         client,
         task_queue=settings.temporal_task_queue,
         workflows=WORKFLOWS,
-        activities=activities_for(settings, db),  # type: ignore[arg-type]
+        activities=activities_for(settings, db, client),  # type: ignore[arg-type]
     )
 
 

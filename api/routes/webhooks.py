@@ -20,9 +20,11 @@ from starlette.exceptions import HTTPException
 
 from api.deploys import submit
 from api.deps import CurrentActor, SessionDep, SettingsDep, TemporalDep
+from api.releases import start_teardown
 from api.store import audit, get_or_404
 from api.webhooks import (
     Outcome,
+    apply_pull_request,
     apply_push,
     new_webhook_secret,
     processed_delivery,
@@ -132,8 +134,8 @@ async def receive_webhook(
         elif isinstance(event, Push):
             await apply_push(session, settings, project, event, outcome)
         elif isinstance(event, PullRequest):
-            outcome.notes.append(f"pull request #{event.number} {event.action}: previews are not enabled")
-    verdict = "accepted" if outcome.deployments else "ping" if pinged else "ignored"
+            await apply_pull_request(session, settings, project, event, outcome)
+    verdict = "accepted" if outcome.deployments or outcome.teardowns else "ping" if pinged else "ignored"
     record.dedupe_key = record.delivery_id
     record.deployment_ids = outcome.deployment_ids
     session.add(record)
@@ -149,6 +151,11 @@ async def receive_webhook(
         return await _duplicate(session, _copy(record), earlier)
 
     failures = []
+    for teardown in outcome.teardowns:
+        try:
+            await start_teardown(temporal, settings, teardown)
+        except HTTPException as exc:
+            failures.append(f"teardown of {teardown.environment_id}: {exc.detail}")
     for pending in outcome.deployments:
         try:
             await submit(session, settings, temporal, pending)

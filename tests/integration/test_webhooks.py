@@ -279,3 +279,111 @@ async def test_pull_requests_without_previews_are_ignored(
     answer = ok(await post(api, shop, Provider.GITHUB, delivery), 202)
     assert answer["verdict"] == "ignored" and "previews" in answer["reason"]
     assert await deployments(api, shop) == []
+
+
+# --- pull-request previews ----------------------------------------------------------------------------------
+
+
+async def enable_previews(api: httpx.AsyncClient, shop: dict[str, Any]) -> None:
+    ok(await api.patch(f"/v1/projects/{shop['project']['id']}", json={"previews_enabled": True}))
+
+
+async def environments(api: httpx.AsyncClient, shop: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    listed = ok(await api.get(f"/v1/projects/{shop['project']['id']}/environments"))
+    return {e["name"]: e for e in listed}
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+async def test_an_opened_pull_request_deploys_its_head_to_a_preview_environment(
+    api: httpx.AsyncClient, shop: dict[str, Any], provider: Provider
+) -> None:
+    await enable_previews(api, shop)
+    opened = pull_request_delivery(
+        provider, "opened", shop["secret"], repo_url=REPO, number=7, head_branch="login", head_sha=SHA
+    )
+    answer = ok(await post(api, shop, provider, opened), 202)
+
+    assert answer["verdict"] == "accepted", answer
+    envs = await environments(api, shop)
+    preview = envs["pr-7"]
+    assert (preview["pull_request"], preview["base_environment_id"]) == (7, envs["production"]["id"])
+    [deployment] = await deployments(api, shop)
+    assert deployment["environment_id"] == preview["id"]
+    assert deployment["source"]["ref"] == SHA[: len(deployment["source"]["ref"])]  # Bitbucket: 12 digits
+    assert deployment["source"]["repo_url"] == REPO
+    service = ok(await api.get(f"/v1/services/{shop['service']['id']}"))
+    assert service["urls"]["pr-7"] == "http://web-pr-7.apps.test:18080"
+
+
+async def test_an_updated_pull_request_redeploys_its_preview(
+    api: httpx.AsyncClient, shop: dict[str, Any]
+) -> None:
+    await enable_previews(api, shop)
+    for action, sha in (("opened", SHA), ("updated", "b" * 40)):
+        delivery = pull_request_delivery(
+            Provider.GITHUB,
+            action,
+            shop["secret"],
+            repo_url=REPO,
+            number=7,
+            head_branch="login",
+            head_sha=sha,
+        )
+        assert ok(await post(api, shop, Provider.GITHUB, delivery), 202)["verdict"] == "accepted"
+    refs = [d["source"]["ref"] for d in await deployments(api, shop)]
+    assert refs == ["b" * 40, SHA]  # newest first, both in pr-7
+    assert len(await environments(api, shop)) == 2
+
+
+async def test_a_closed_pull_request_starts_the_teardown_of_its_preview(
+    api: httpx.AsyncClient, shop: dict[str, Any], temporal_client: Client
+) -> None:
+    await enable_previews(api, shop)
+    opened = pull_request_delivery(
+        Provider.GITHUB, "opened", shop["secret"], repo_url=REPO, number=7, head_branch="login", head_sha=SHA
+    )
+    ok(await post(api, shop, Provider.GITHUB, opened), 202)
+    preview = (await environments(api, shop))["pr-7"]
+
+    closed = pull_request_delivery(
+        Provider.GITHUB, "closed", shop["secret"], repo_url=REPO, number=7, head_branch="login", head_sha=SHA
+    )
+    answer = ok(await post(api, shop, Provider.GITHUB, closed), 202)
+
+    assert answer["verdict"] == "accepted"
+    assert f"tearing down environment {preview['id']}" in answer["reason"]
+    teardown = temporal_client.get_workflow_handle(f"teardown/{preview['id']}")
+    try:
+        description = await teardown.describe()
+        assert description.workflow_type == "TeardownWorkflow"
+    finally:
+        await teardown.terminate("test over")  # no worker here: tests/e2e/test_previews.py runs one
+
+
+async def test_pull_requests_of_a_branch_no_service_tracks_are_not_previewed(
+    api: httpx.AsyncClient, shop: dict[str, Any]
+) -> None:
+    await enable_previews(api, shop)
+    delivery = pull_request_delivery(
+        Provider.GITHUB,
+        "opened",
+        shop["secret"],
+        repo_url=REPO,
+        number=8,
+        head_branch="login",
+        head_sha=SHA,
+        base_branch="release",
+    )
+    answer = ok(await post(api, shop, Provider.GITHUB, delivery), 202)
+    assert answer["verdict"] == "ignored" and "into release" in answer["reason"]
+    assert "pr-8" not in await environments(api, shop)
+
+
+async def test_closing_a_pull_request_without_a_preview_does_nothing(
+    api: httpx.AsyncClient, shop: dict[str, Any]
+) -> None:
+    closed = pull_request_delivery(
+        Provider.GITHUB, "merged", shop["secret"], repo_url=REPO, number=9, head_branch="login", head_sha=SHA
+    )
+    answer = ok(await post(api, shop, Provider.GITHUB, closed), 202)
+    assert answer["verdict"] == "ignored" and "no preview to tear down" in answer["reason"]

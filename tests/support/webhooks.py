@@ -116,8 +116,8 @@ def pull_request_delivery(
         )
     payload = _replace(payload, swaps)
     payload = _replace(payload, {original.head_sha: head_sha})
-    payload = _replace_exact(payload, {original.head_branch: head_branch, original.base_branch: base_branch})
     payload = _replace_number(payload, original.number, number)
+    _same_repository_branches(provider, payload, head_branch, base_branch)
     return _deliver(provider, event, payload, secret, delivery_id)
 
 
@@ -133,6 +133,28 @@ def raw_delivery(
         **signed_headers(provider, body, secret),
     }
     return Delivery(headers=headers, body=body, delivery_id=key)
+
+
+def _same_repository_branches(provider: Provider, payload: Any, head_branch: str, base_branch: str) -> None:
+    """Make the request one from `head_branch` to `base_branch` of the repository itself (some saved
+    payloads come from forks, whose code Dockyard does not preview)."""
+    match provider:
+        case Provider.GITHUB | Provider.GITEA:
+            pr = payload["pull_request"]
+            pr["head"]["ref"], pr["base"]["ref"] = head_branch, base_branch
+            if provider is Provider.GITEA:
+                pr["head"]["repo_id"] = pr["base"]["repo_id"]
+            elif pr["head"].get("repo"):
+                pr["head"]["repo"]["id"] = pr["base"]["repo"]["id"]
+        case Provider.GITLAB:
+            attributes = payload["object_attributes"]
+            attributes["source_branch"], attributes["target_branch"] = head_branch, base_branch
+            attributes["source_project_id"] = attributes["target_project_id"]
+        case Provider.BITBUCKET:
+            source, destination = payload["pullrequest"]["source"], payload["pullrequest"]["destination"]
+            source["branch"]["name"], destination["branch"]["name"] = head_branch, base_branch
+            if source.get("repository"):
+                source["repository"]["full_name"] = destination["repository"]["full_name"]
 
 
 def _original(provider: Provider, fixture: str, event: str) -> Any:
