@@ -16,6 +16,7 @@ import subprocess
 import tarfile
 from pathlib import Path
 from typing import NamedTuple
+from urllib.parse import urlsplit
 
 import httpx
 from pydantic import Field
@@ -243,17 +244,34 @@ def _extract(archive: Path, target: Path) -> None:
         ) from None
 
 
-def git_auth_env(token: str | None) -> dict[str, str]:
+def git_auth_env(token: str | None, repo_url: str = "") -> dict[str, str]:
     """Git configuration, passed in the environment (never on a command line other users can
-    read), that sends the token as HTTP basic auth, as GitHub, GitLab, Gitea and Bitbucket accept."""
+    read), that sends the token as HTTP basic auth with the user name its host expects."""
     if not token:
         return {}
-    basic = base64.b64encode(f"x-access-token:{token}".encode()).decode()
+    user, secret = basic_auth_user(token, repo_url)
+    basic = base64.b64encode(f"{user}:{secret}".encode()).decode()
     return {
         "GIT_CONFIG_COUNT": "1",
         "GIT_CONFIG_KEY_0": "http.extraHeader",
         "GIT_CONFIG_VALUE_0": f"Authorization: Basic {basic}",
     }
+
+
+def basic_auth_user(token: str, repo_url: str) -> tuple[str, str]:
+    """(user, password) for a repository token. A token given as `user:token` names its user (an
+    app password with its account, say); otherwise the user name the host's access tokens take:
+    Bitbucket Cloud `x-token-auth`, GitLab `oauth2` (its personal, project and OAuth tokens all
+    accept it), GitHub and Gitea/Forgejo `x-access-token` (any name works for the latter)."""
+    if ":" in token:
+        user, _, secret = token.partition(":")
+        return user, secret
+    host = (urlsplit(repo_url).hostname or "").lower()
+    if host == "bitbucket.org" or host.endswith(".bitbucket.org"):
+        return "x-token-auth", token
+    if "gitlab" in host:
+        return "oauth2", token
+    return "x-access-token", token
 
 
 class Commit(NamedTuple):
@@ -279,7 +297,13 @@ def parse_commit(log_output: str) -> Commit:
 async def _clone(source: SourceSpec, target: Path, token: str | None = None) -> Commit:
     """Clone `repo_url` at `ref` (a branch, tag or commit); answer the commit checked out."""
     await _git(
-        "clone", "--quiet", "--no-checkout", "--", source.repo_url or "", str(target), env=git_auth_env(token)
+        "clone",
+        "--quiet",
+        "--no-checkout",
+        "--",
+        source.repo_url or "",
+        str(target),
+        env=git_auth_env(token, source.repo_url or ""),
     )
     ref = source.ref or "HEAD"
     await _git("-C", str(target), "checkout", "--quiet", "--detach", _remote_ref(ref))

@@ -106,7 +106,9 @@ class ServiceCreate(BuildFields):
     repo_url: RepoUrl | None = None
     repo_branch: RepoBranch | None = None
     repo_token: SecretStr | None = Field(
-        default=None, description="token for a private repository; stored encrypted, never returned"
+        default=None,
+        description="token for a private repository (or `user:token`, e.g. a Bitbucket app password); "
+        "stored encrypted, never returned",
     )
     watch_patterns: WatchPatterns = Field(default_factory=list)
     previews: bool = Field(default=True, description="deploy it in pull-request previews (when enabled)")

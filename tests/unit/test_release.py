@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import re
 from typing import Any
 
@@ -9,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from activities.sources import git_auth_env
+from activities.sources import basic_auth_user, git_auth_env
 from core.contracts import REPLICA_ID_PATTERN, DeployRequest, HealthCheck, ReplicaSpec
 from core.naming import deploy_workflow_id, replica_id, route_name, service_hostname, service_workflow_id
 from core.release import replica_specs
@@ -168,3 +169,23 @@ def test_a_repository_token_travels_as_basic_auth_in_the_environment_only() -> N
         "GIT_CONFIG_VALUE_0": "Authorization: Basic eC1hY2Nlc3MtdG9rZW46dDBrZW4=",
     }
     assert git_auth_env(None) == {}
+
+
+@pytest.mark.parametrize(
+    ("token", "repo_url", "expected"),
+    [
+        ("t0ken", "https://github.com/acme/shop.git", ("x-access-token", "t0ken")),
+        ("t0ken", "https://gitea.example/acme/shop.git", ("x-access-token", "t0ken")),
+        ("t0ken", "https://bitbucket.org/acme/shop.git", ("x-token-auth", "t0ken")),
+        ("t0ken", "https://gitlab.com/acme/shop.git", ("oauth2", "t0ken")),
+        ("t0ken", "https://gitlab.example.org/acme/shop.git", ("oauth2", "t0ken")),
+        ("ada:app-password", "https://bitbucket.org/acme/shop.git", ("ada", "app-password")),
+        ("ada:pa:ss", "https://github.com/acme/shop.git", ("ada", "pa:ss")),
+    ],
+)
+def test_the_token_user_name_is_the_one_its_host_expects(
+    token: str, repo_url: str, expected: tuple[str, str]
+) -> None:
+    assert basic_auth_user(token, repo_url) == expected
+    header = git_auth_env(token, repo_url)["GIT_CONFIG_VALUE_0"]
+    assert base64.b64decode(header.removeprefix("Authorization: Basic ")).decode() == ":".join(expected)

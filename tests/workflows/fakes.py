@@ -82,6 +82,7 @@ class FakeActivities:
     host_queue = "unset"  # the harness names the fake builder host's queue
     deploy_config: dict[str, object] = {}  # noqa: RUF012 - deploy keys "found" in the source's config files
     commit_sha: str | None = None  # the commit "cloned"
+    environment_images: tuple[str, ...] = ()  # what images_only_in "finds"
 
     def __init__(self) -> None:
         self.calls: list[Call] = []
@@ -158,6 +159,10 @@ class FakeActivities:
             self.unpublish_route,
             self.wait_route_live,
             self.save_build_log,
+            self.stop_service_workflow,
+            self.images_only_in,
+            self.delete_image,
+            self.delete_environment,
         ]
 
     def build_activities(self) -> list[Callable[..., Any]]:
@@ -248,7 +253,8 @@ class FakeActivities:
 
     @activity.defn(name="remove_orphan_replicas")
     async def remove_orphan_replicas(self, query: OrphanQuery) -> list[str]:
-        await self._run("remove_orphan_replicas", query, query.keep_deployment_ids[0])
+        kept = query.keep_deployment_ids
+        await self._run("remove_orphan_replicas", query, kept[0] if kept else query.environment_id)
         orphans = sorted(r for r, d in self.live_replicas.items() if d not in query.keep_deployment_ids)
         for rid in orphans:
             del self.live_replicas[rid]
@@ -268,6 +274,23 @@ class FakeActivities:
     async def unpublish_route(self, key: RouteKey) -> None:
         await self._run("unpublish_route", key, None)
         self.routes.pop((key.service_id, key.environment_id), None)
+
+    @activity.defn(name="stop_service_workflow")
+    async def stop_service_workflow(self, key: RouteKey) -> None:
+        await self._run("stop_service_workflow", key, key.environment_id)
+
+    @activity.defn(name="images_only_in")
+    async def images_only_in(self, environment_id: str) -> list[str]:
+        await self._run("images_only_in", environment_id, environment_id)
+        return list(self.environment_images)
+
+    @activity.defn(name="delete_image")
+    async def delete_image(self, pinned: str) -> None:
+        await self._run("delete_image", pinned, None)
+
+    @activity.defn(name="delete_environment")
+    async def delete_environment(self, environment_id: str) -> None:
+        await self._run("delete_environment", environment_id, environment_id)
 
     @activity.defn(name="wait_route_live")
     async def wait_route_live(self, spec: RouteSpec) -> None:
