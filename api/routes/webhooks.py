@@ -13,7 +13,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.exceptions import HTTPException
@@ -49,6 +49,7 @@ from core.webhooks import (
 router = APIRouter(tags=["webhooks"])
 
 MAX_BODY_BYTES = 25 * 1024 * 1024  # GitHub caps its payloads at 25 MB
+KEEP_REJECTED = 500  # unsigned attempts kept in a project's delivery log
 EVENT_HEADERS = {
     Provider.GITHUB: ("X-GitHub-Event",),
     Provider.GITLAB: ("X-Gitlab-Event",),
@@ -236,7 +237,26 @@ async def _log(session: AsyncSession, record: WebhookDelivery, verdict: str, rea
     """Log a delivery that was not processed (its id stays free for a correct redelivery)."""
     _set(record, verdict, reason)
     session.add(record)
+    if verdict == "rejected":
+        await _prune_rejected(session, record.project_id)
     await session.commit()
+
+
+async def _prune_rejected(session: AsyncSession, project_id: str) -> None:
+    """Anyone can post unsigned requests: keep only the newest KEEP_REJECTED of them in the log."""
+    newest = (
+        select(WebhookDelivery.id)
+        .where(WebhookDelivery.project_id == project_id, WebhookDelivery.verdict == "rejected")
+        .order_by(WebhookDelivery.received_at.desc(), WebhookDelivery.id.desc())
+        .limit(KEEP_REJECTED)
+    )
+    await session.execute(
+        delete(WebhookDelivery).where(
+            WebhookDelivery.project_id == project_id,
+            WebhookDelivery.verdict == "rejected",
+            WebhookDelivery.id.not_in(newest.scalar_subquery()),
+        )
+    )
 
 
 async def _duplicate(

@@ -387,3 +387,17 @@ async def test_closing_a_pull_request_without_a_preview_does_nothing(
     )
     answer = ok(await post(api, shop, Provider.GITHUB, closed), 202)
     assert answer["verdict"] == "ignored" and "no preview to tear down" in answer["reason"]
+
+
+async def test_unsigned_attempts_are_logged_up_to_a_bound(
+    api: httpx.AsyncClient, shop: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Anyone can post to the endpoint: the log keeps only the newest refused attempts."""
+    monkeypatch.setattr("api.routes.webhooks.KEEP_REJECTED", 3)
+    accepted = push_delivery(Provider.GITHUB, shop["secret"], repo_url=REPO, branch="main", sha=SHA)
+    ok(await post(api, shop, Provider.GITHUB, accepted), 202)
+    for _ in range(5):
+        forged = push_delivery(Provider.GITHUB, "guess", repo_url=REPO, branch="main", sha=SHA)
+        assert (await post(api, shop, Provider.GITHUB, forged)).status_code == 401
+    verdicts = [d["verdict"] for d in await deliveries(api, shop)]
+    assert verdicts == ["rejected"] * 3 + ["accepted"]
