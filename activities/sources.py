@@ -10,12 +10,16 @@ import asyncio
 import base64
 import hashlib
 import os
+import shlex
 import shutil
 import socket
 import subprocess
 import tarfile
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 from urllib.parse import urlsplit
 
 import httpx
@@ -110,8 +114,9 @@ class SourceActivities:
             await self._fetch_upload(request.source, workdir, source_dir)
             return None
         if request.source.kind == "repo":
-            token = await self._repo_token(request.service_id) if request.source.credential else None
-            return await _clone(request.source, source_dir, token)
+            wanted = request.source.credential
+            credential = await self._repo_credential(request.service_id) if wanted else None
+            return await _clone(request.source, source_dir, credential)
         raise ApplicationError(f"nothing to build for a {request.source.kind} source", non_retryable=True)
 
     def _plan(self, request: PrepareSource, source_dir: Path) -> PreparedSource:
@@ -161,15 +166,19 @@ class SourceActivities:
         dockerfile = nixpacks.pin_build_args(written.read_text(), nixpacks.plan_variables(plan))
         return prepared.model_copy(update={"builder": "nixpacks", "plan": plan, "dockerfile": dockerfile})
 
-    async def _repo_token(self, service_id: str) -> str | None:
-        """The service's repository token, from the control plane (never in workflow payloads)."""
+    async def _repo_credential(self, service_id: str) -> RepoCredential | None:
+        """The service's repository credential, from the control plane (never in workflow payloads)."""
         url = f"{self.settings.public_api_url}/internal/services/{service_id}/repo-credential"
         async with httpx.AsyncClient(timeout=30, headers=self._auth()) as http:
             response = await http.get(url)
         if response.status_code == 404:
             return None
         response.raise_for_status()
-        return str(response.json()["token"])
+        answer = response.json()
+        # A control plane from before deploy keys answers only {"token": ...}.
+        if answer.get("kind") == "deploy_key":
+            return RepoCredential(kind="deploy_key", secret=str(answer["token"]))
+        return RepoCredential(kind="token", secret=str(answer["token"]))
 
     def _auth(self) -> dict[str, str]:
         token = self.settings.api_token.get_secret_value() if self.settings.api_token else ""
@@ -244,6 +253,14 @@ def _extract(archive: Path, target: Path) -> None:
         ) from None
 
 
+@dataclass(frozen=True)
+class RepoCredential:
+    """A token (HTTP basic auth) or a deploy key (an SSH private key); its repr hides the secret."""
+
+    kind: Literal["token", "deploy_key"]
+    secret: str = field(repr=False)
+
+
 def git_auth_env(token: str | None, repo_url: str = "") -> dict[str, str]:
     """Git configuration, passed in the environment (never on a command line other users can
     read), that sends the token as HTTP basic auth with the user name its host expects."""
@@ -294,20 +311,54 @@ def parse_commit(log_output: str) -> Commit:
     return Commit(commit_sha=sha.strip(), commit_message=subject or None, commit_author=author or None)
 
 
-async def _clone(source: SourceSpec, target: Path, token: str | None = None) -> Commit:
+async def _clone(source: SourceSpec, target: Path, credential: RepoCredential | None = None) -> Commit:
     """Clone `repo_url` at `ref` (a branch, tag or commit); answer the commit checked out."""
-    await _git(
-        "clone",
-        "--quiet",
-        "--no-checkout",
-        "--",
-        source.repo_url or "",
-        str(target),
-        env=git_auth_env(token, source.repo_url or ""),
-    )
+    repo_url = source.repo_url or ""
+    async with _git_credential(credential, repo_url, target.parent) as env:
+        await _git("clone", "--quiet", "--no-checkout", "--", repo_url, str(target), env=env)
     ref = source.ref or "HEAD"
     await _git("-C", str(target), "checkout", "--quiet", "--detach", _remote_ref(ref))
     return parse_commit(await _git("-C", str(target), "log", "-1", COMMIT_FORMAT, "HEAD"))
+
+
+DEPLOY_KEY_FILE = "deploy_key"
+KNOWN_HOSTS_FILE = "known_hosts"
+
+
+@asynccontextmanager
+async def _git_credential(
+    credential: RepoCredential | None, repo_url: str, workdir: Path
+) -> AsyncIterator[dict[str, str]]:
+    """The environment that lets git use the credential. A deploy key lives in the deployment's work
+    directory, readable by this user only, for as long as the clone runs (whatever its outcome)."""
+    if credential is None or credential.kind == "token":
+        yield git_auth_env(credential.secret if credential else None, repo_url)
+        return
+    key_file = workdir / DEPLOY_KEY_FILE
+    _write_private(key_file, credential.secret.rstrip("\n") + "\n")  # ssh reads no key without it
+    try:
+        yield git_ssh_env(key_file, workdir / KNOWN_HOSTS_FILE)
+    finally:
+        key_file.unlink(missing_ok=True)
+
+
+def _write_private(path: Path, text: str) -> None:
+    # Created 0600 (never wider, not even for a moment); refuses to follow a planted link.
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(descriptor, "w") as out:
+        out.write(text)
+
+
+def git_ssh_env(key_file: Path, known_hosts: Path) -> dict[str, str]:
+    """Git's ssh command for a deploy key: that key only, never a prompt, and none of the builder
+    host's ssh configuration (`-F /dev/null`: its IdentityFile keys would be offered too). The host key
+    is trusted on first use and kept in the deployment's own known_hosts, as Railway and Coolify do for
+    deploy keys: their users give a URL and a key, not a host key to pin."""
+    options = ["IdentitiesOnly=yes", "BatchMode=yes", "StrictHostKeyChecking=accept-new"]
+    options.append(f"UserKnownHostsFile={known_hosts}")
+    command = ["ssh", "-F", "/dev/null", "-i", str(key_file)]
+    command += [word for option in options for word in ("-o", option)]
+    return {"GIT_SSH_COMMAND": shlex.join(command)}
 
 
 def _remote_ref(ref: str) -> str:
@@ -328,13 +379,28 @@ async def _git(*args: str, env: dict[str, str] | None = None) -> str:
     )
     out, err = await process.communicate()
     if process.returncode != 0:
-        message = err.decode(errors="replace").strip().splitlines()
+        command = args[0] if args[0] != "-C" else args[2]
         raise ApplicationError(
-            f"git {args[0] if args[0] != '-C' else args[2]} failed: {' '.join(message[-3:])}",
+            f"git {command} failed: {git_error(err.decode(errors='replace'))}",
             type="GitFailed",
             non_retryable=True,
         )
     return out.decode()
+
+
+# Lines around the cause that say nothing about it: ssh's note of a host key trusted on first use,
+# and git's advice after any failed fetch over SSH.
+GIT_NOISE = (
+    "Warning: Permanently added ",
+    "Please make sure you have the correct access rights",
+    "and the repository exists.",
+)
+
+
+def git_error(stderr: str, lines: int = 3) -> str:
+    """The last lines of git's error output that tell why it failed ("Permission denied (publickey)")."""
+    kept = [line.strip() for line in stderr.splitlines() if line.strip()]
+    return " ".join([line for line in kept if not line.startswith(GIT_NOISE)][-lines:])
 
 
 __all__ = ["DiscardSource", "PrepareSource", "PreparedSource", "SourceActivities", "host_task_queue"]

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from pathlib import PurePosixPath
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives.serialization import load_pem_private_key, load_ssh_private_key
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from core.contracts import DeploymentStatus
@@ -88,6 +91,89 @@ WatchPatterns = Annotated[
 ]
 
 
+CredentialKind = Literal["token", "deploy_key"]
+DEPLOY_KEY_MAX_LENGTH = 16 * 1024
+SSH_REPO_URL = re.compile(r"^(ssh://|git@[^/:]+:)\S+$")
+
+
+def is_private_key(secret: str) -> bool:
+    return secret.startswith("-----BEGIN ") and "PRIVATE KEY-----" in secret
+
+
+def credential_kind(secret: str) -> CredentialKind:
+    """What a stored repository credential is, told by its shape: a token is never a key block."""
+    return "deploy_key" if is_private_key(secret) else "token"
+
+
+def is_ssh_url(repo_url: str | None) -> bool:
+    return bool(repo_url and SSH_REPO_URL.match(repo_url))
+
+
+def deploy_key_problem(key: str) -> str | None:
+    """Why `key` cannot clone unattended over SSH, or None. Parsed here (no ssh-keygen on the API's
+    host): an OpenSSH or PEM private key block without a passphrase."""
+    if key.startswith(("ssh-", "ecdsa-", "sk-")):
+        return "this is a public key: give its private half (the public half is the repository's deploy key)"
+    if not is_private_key(key):
+        return "not a private key: expected an OpenSSH or PEM block (-----BEGIN ... PRIVATE KEY-----)"
+    data = key.encode()
+    try:
+        if "-----BEGIN OPENSSH PRIVATE KEY-----" in key:
+            load_ssh_private_key(data, password=None)
+        else:
+            load_pem_private_key(data, password=None)
+    except TypeError:  # what cryptography raises for a key that needs a password
+        return (
+            "the key is protected by a passphrase, which an unattended build cannot type: "
+            "give a key without one (`ssh-keygen -p -N '' -f KEY` removes it from a copy)"
+        )
+    except UnsupportedAlgorithm as exc:
+        return f"unsupported key type ({exc}): use an ed25519, ECDSA or RSA key"
+    except ValueError as exc:
+        return f"the private key cannot be read ({exc})"
+    return None
+
+
+def _deploy_key(value: SecretStr | None) -> SecretStr | None:
+    """A usable key, stored with Unix line ends and a final newline (ssh refuses a key without it)."""
+    if value is None or not value.get_secret_value().strip():
+        return None if value is None else SecretStr("")
+    if (size := len(value.get_secret_value())) > DEPLOY_KEY_MAX_LENGTH:
+        raise ValueError(f"{size} characters; a private key has at most {DEPLOY_KEY_MAX_LENGTH}")
+    key = "\n".join(value.get_secret_value().strip().splitlines()) + "\n"
+    if problem := deploy_key_problem(key):
+        raise ValueError(problem)
+    return SecretStr(key)
+
+
+def _token(value: SecretStr | None) -> SecretStr | None:
+    # The kind of a stored credential is told by its shape, so a key never passes as a token.
+    if value is not None and is_private_key(value.get_secret_value().strip()):
+        raise ValueError("this is a private key: give it as repo_deploy_key")
+    return value
+
+
+def _filled(secret: SecretStr | None) -> bool:
+    return secret is not None and secret.get_secret_value() != ""
+
+
+def _one_credential(token: SecretStr | None, deploy_key: SecretStr | None) -> None:
+    # Both may be given when one of them is "" (switching kinds): the service keeps one credential.
+    if _filled(token) and _filled(deploy_key):
+        raise ValueError("repo_token and repo_deploy_key: give one repository credential, not both")
+
+
+def _deploy_key_needs_ssh(deploy_key: SecretStr | None, repo_url: str | None) -> None:
+    if _filled(deploy_key) and not is_ssh_url(repo_url):
+        raise ValueError(
+            f"repo_url: a deploy key clones over SSH; give an ssh:// or git@host:path URL (got {repo_url!r})"
+        )
+
+
+RepoToken = Annotated[SecretStr | None, AfterValidator(_token)]
+DeployKey = Annotated[SecretStr | None, AfterValidator(_deploy_key)]
+
+
 class BuildFields(Body):
     """How code is built; leave out to detect it (Dockerfile, or Nixpacks-style auto-detection)."""
 
@@ -105,10 +191,15 @@ class ServiceCreate(BuildFields):
     image: str | None = Field(default=None, max_length=512, description="image, e.g. registry:5000/app:1.2")
     repo_url: RepoUrl | None = None
     repo_branch: RepoBranch | None = None
-    repo_token: SecretStr | None = Field(
+    repo_token: RepoToken = Field(
         default=None,
         description="token for a private repository (or `user:token`, e.g. a Bitbucket app password); "
         "stored encrypted, never returned",
+    )
+    repo_deploy_key: DeployKey = Field(
+        default=None,
+        description="private key (OpenSSH or PEM, no passphrase) whose public half is a deploy key of the "
+        "repository; needs an ssh:// or git@host:path repo_url; stored encrypted, never returned",
     )
     watch_patterns: WatchPatterns = Field(default_factory=list)
     previews: bool = Field(default=True, description="deploy it in pull-request previews (when enabled)")
@@ -127,6 +218,8 @@ class ServiceCreate(BuildFields):
             raise ValueError("image and repo_url: give one source, not both")
         if self.repo_branch and not self.repo_url:
             raise ValueError("repo_branch: needs repo_url")
+        _one_credential(self.repo_token, self.repo_deploy_key)
+        _deploy_key_needs_ssh(self.repo_deploy_key, self.repo_url)
         return self
 
 
@@ -136,8 +229,13 @@ class ServiceUpdate(BuildFields):
     )
     repo_url: RepoUrl | None = Field(default=None, description="build this repository (drops the image)")
     repo_branch: RepoBranch | None = None
-    repo_token: SecretStr | None = Field(
-        default=None, description='replace the repository token; "" removes it'
+    repo_token: RepoToken = Field(
+        default=None, description='replace the repository credential with this token; "" removes it'
+    )
+    repo_deploy_key: DeployKey = Field(
+        default=None,
+        description='replace the repository credential with this deploy key (as in ServiceCreate); "" '
+        "removes it",
     )
     watch_patterns: WatchPatterns | None = None
     previews: bool | None = None
@@ -149,6 +247,7 @@ class ServiceUpdate(BuildFields):
     def _one_source(self) -> ServiceUpdate:
         if self.image and self.repo_url:
             raise ValueError("image and repo_url: give one source, not both")
+        _one_credential(self.repo_token, self.repo_deploy_key)
         return self
 
     @field_validator("image", "repo_url", "repo_branch", "watch_patterns", "previews", "port", "replicas")
@@ -176,7 +275,9 @@ class ServiceRead(Read):
     dockerfile_path: str | None
     build_command: str | None
     start_command: str | None
-    has_repo_credential: bool = Field(description="a repository token is stored (it is never returned)")
+    has_repo_credential: bool = Field(
+        description="a repository token or deploy key is stored (it is never returned)"
+    )
     watch_patterns: list[str]
     previews: bool
     port: int

@@ -13,7 +13,7 @@ command -v "$python" >/dev/null || packages+=(python3)
 "$python" -c "import ensurepip, venv" 2>/dev/null || packages+=(python3-venv)
 extras="."
 if [[ "${1:-}" == "--dev" ]]; then
-  packages+=(postgresql apache2-utils)
+  packages+=(postgresql apache2-utils openssh-server openssh-client)
   extras=".[dev]"
 fi
 

@@ -1,13 +1,15 @@
 from __future__ import annotations
 
-from fastapi import APIRouter, status
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, status
 from pydantic import SecretStr
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from api.deps import CurrentActor, SessionDep, SettingsDep
 from api.errors import Conflict
-from api.schemas import ServiceCreate, ServiceRead, ServiceUpdate, ServiceUrl
+from api.schemas import ServiceCreate, ServiceRead, ServiceUpdate, ServiceUrl, credential_kind, is_ssh_url
 from api.store import (
     allocate_slug,
     audit,
@@ -22,6 +24,8 @@ from core.secrets import SecretBox
 from core.settings import Settings
 
 router = APIRouter(tags=["services"])
+
+CREDENTIAL_FIELDS = ("repo_token", "repo_deploy_key")
 
 
 async def _read(session: SessionDep, settings: Settings, service: Service) -> ServiceRead:
@@ -39,8 +43,55 @@ def _secret(settings: Settings) -> str | None:
     return settings.secret_key.get_secret_value() if settings.secret_key else None
 
 
-def _redacted(token: SecretStr | None) -> str | None:
-    return None if token is None else "********"
+def _redacted(secret: SecretStr | None) -> str | None:
+    """For the audit log: whether a credential was set ("********") or removed ("")."""
+    return None if secret is None else "********" if secret.get_secret_value() else ""
+
+
+def _given_credential(body: ServiceCreate | ServiceUpdate) -> str | None:
+    """The token or deploy key in the body (the schema lets at most one be non-empty), or None."""
+    for secret in (body.repo_deploy_key, body.repo_token):
+        if secret is not None and secret.get_secret_value():
+            return secret.get_secret_value()
+    return None
+
+
+def _stored_credential(service: Service, settings: Settings) -> str | None:
+    if service.repo_credential is None:
+        return None
+    try:
+        return SecretBox(_secret(settings)).decrypt(service.repo_credential)
+    except ValueError as exc:  # stored with another key: the operator must restore the key
+        raise HTTPException(503, f"repo_credential: {exc}") from None
+
+
+def _check_deploy_key_url(repo_url: str | None, credential: str | None) -> None:
+    """A deploy key clones over SSH only: refuse a change that leaves one beside another URL."""
+    if credential and credential_kind(credential) == "deploy_key" and not is_ssh_url(repo_url):
+        raise HTTPException(
+            422,
+            f"repo_url: a deploy key clones over SSH; give an ssh:// or git@host:path URL "
+            f'(got {repo_url!r}), or replace the key with repo_token (repo_deploy_key: "" removes it)',
+        )
+
+
+def _update_credential(
+    service: Service, body: ServiceUpdate, changes: dict[str, Any], settings: Settings
+) -> dict[str, str | None]:
+    """Store the body's token or deploy key (one credential per service: either replaces the other,
+    "" removes it), checked against the URL the service will have; answer them redacted."""
+    given = [field for field in CREDENTIAL_FIELDS if field in body.model_fields_set]
+    if given:
+        credential = _given_credential(body)
+    elif "repo_url" in changes:
+        credential = _stored_credential(service, settings)
+    else:
+        return {}
+    repo_url = None if changes.get("image") else changes.get("repo_url", service.repo_url)
+    _check_deploy_key_url(repo_url, credential)
+    if given:
+        service.repo_credential = SecretBox(_secret(settings)).encrypt(credential) if credential else None
+    return {field: _redacted(getattr(body, field)) for field in given}
 
 
 @router.post(
@@ -51,16 +102,17 @@ async def create_service(
 ) -> ServiceRead:
     project = await get_or_404(session, Project, project_id)
     slug = await allocate_slug(session, body.name, project.name)
-    fields = body.model_dump(exclude={"repo_token"})
+    fields = body.model_dump(exclude=set(CREDENTIAL_FIELDS))
     service = Service(project_id=project_id, slug=slug, **fields)
-    if body.repo_token is not None:
-        service.repo_credential = SecretBox(_secret(settings)).encrypt(body.repo_token.get_secret_value())
+    if (credential := _given_credential(body)) is not None:
+        service.repo_credential = SecretBox(_secret(settings)).encrypt(credential)
     session.add(service)
     try:
         await session.flush()
     except IntegrityError:
         raise Conflict(f"name: a service named {body.name!r} already exists in this project") from None
-    audit(session, actor, "service.create", service.id, **fields, repo_token=_redacted(body.repo_token))
+    redacted = {field: _redacted(getattr(body, field)) for field in CREDENTIAL_FIELDS}
+    audit(session, actor, "service.create", service.id, **fields, **redacted)
     await session.commit()
     return await _read(session, settings, service)
 
@@ -89,18 +141,15 @@ async def update_service(
 ) -> ServiceRead:
     """Change the service's configuration; it takes effect with the next deployment."""
     service = await get_or_404(session, Service, service_id)
-    changes = body.model_dump(exclude_unset=True, exclude={"repo_token"})
-    if "repo_token" in body.model_fields_set:
-        token = body.repo_token.get_secret_value() if body.repo_token else ""
-        service.repo_credential = SecretBox(_secret(settings)).encrypt(token) if token else None
-        changes["repo_token"] = _redacted(body.repo_token)
+    changes = body.model_dump(exclude_unset=True, exclude=set(CREDENTIAL_FIELDS))
+    redacted = _update_credential(service, body, changes, settings)
     if changes.get("repo_url"):
         service.image = None  # one source: the repository replaces the image
     if changes.get("image"):
         service.repo_url = service.repo_branch = None
     for field, value in changes.items():
         setattr(service, field, value)
-    audit(session, actor, "service.update", service.id, **changes)
+    audit(session, actor, "service.update", service.id, **changes, **redacted)
     await session.commit()
     return await _read(session, settings, service)
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 from fastapi.responses import FileResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from api.deps import CurrentActor, SessionDep, SettingsDep
 from api.errors import NotFound
+from api.schemas import CredentialKind, credential_kind
 from api.store import get_or_404
 from core.models import Service, SourceUpload
 from core.secrets import SecretBox
@@ -27,16 +28,21 @@ async def download_source(
 
 
 class RepoCredential(BaseModel):
-    token: str
+    kind: CredentialKind = Field(description="how the builder uses it: HTTP basic auth, or an SSH key")
+    token: str = Field(
+        description="the secret: the token, or the deploy key's private key (named `token` for "
+        "builders that predate deploy keys)"
+    )
 
 
 @router.get("/services/{service_id}/repo-credential", operation_id="get_repo_credential")
 async def get_repo_credential(
     service_id: str, session: SessionDep, settings: SettingsDep, _: CurrentActor
 ) -> RepoCredential:
-    """The decrypted repository token, for the builder that clones the service's repository."""
+    """The decrypted repository credential, for the builder that clones the service's repository."""
     service = await get_or_404(session, Service, service_id)
     if service.repo_credential is None:
         raise NotFound("repository credential of service", service_id)
     key = settings.secret_key.get_secret_value() if settings.secret_key else None
-    return RepoCredential(token=SecretBox(key).decrypt(service.repo_credential))
+    secret = SecretBox(key).decrypt(service.repo_credential)
+    return RepoCredential(kind=credential_kind(secret), token=secret)

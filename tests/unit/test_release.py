@@ -4,13 +4,24 @@ from __future__ import annotations
 
 import base64
 import re
+import shlex
+from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives.serialization import (
+    BestAvailableEncryption,
+    Encoding,
+    NoEncryption,
+    PrivateFormat,
+    PublicFormat,
+)
 from hypothesis import given
 from hypothesis import strategies as st
 
-from activities.sources import basic_auth_user, git_auth_env
+from activities.sources import basic_auth_user, git_auth_env, git_error, git_ssh_env
+from api.schemas import credential_kind, deploy_key_problem, is_ssh_url
 from core.contracts import REPLICA_ID_PATTERN, DeployRequest, HealthCheck, ReplicaSpec
 from core.naming import deploy_workflow_id, replica_id, route_name, service_hostname, service_workflow_id
 from core.release import replica_specs
@@ -189,3 +200,126 @@ def test_the_token_user_name_is_the_one_its_host_expects(
     assert basic_auth_user(token, repo_url) == expected
     header = git_auth_env(token, repo_url)["GIT_CONFIG_VALUE_0"]
     assert base64.b64decode(header.removeprefix("Authorization: Basic ")).decode() == ":".join(expected)
+
+
+# --- deploy keys ---------------------------------------------------------------------------------
+
+
+def test_a_deploy_key_runs_ssh_with_that_key_only_and_no_prompt() -> None:
+    env = git_ssh_env(Path("/builds/dep_1/deploy_key"), Path("/builds/dep_1/known_hosts"))
+
+    assert env == {
+        "GIT_SSH_COMMAND": "ssh -F /dev/null -i /builds/dep_1/deploy_key -o IdentitiesOnly=yes "
+        "-o BatchMode=yes -o StrictHostKeyChecking=accept-new -o UserKnownHostsFile=/builds/dep_1/known_hosts"
+    }
+
+
+def test_the_ssh_command_quotes_paths_for_the_shell_git_runs_it_with() -> None:
+    env = git_ssh_env(Path("/state dir/dep_1/deploy_key"), Path("/state dir/dep_1/known_hosts"))
+
+    assert shlex.split(env["GIT_SSH_COMMAND"])[3:5] == ["-i", "/state dir/dep_1/deploy_key"]
+    assert shlex.split(env["GIT_SSH_COMMAND"])[-1] == "UserKnownHostsFile=/state dir/dep_1/known_hosts"
+
+
+@pytest.mark.parametrize(
+    ("stderr", "message"),
+    [
+        pytest.param(
+            "Warning: Permanently added '[git.test]:22' (ED25519) to the list of known hosts.\r\n"
+            "git@git.test: Permission denied (publickey).\r\n"
+            "fatal: Could not read from remote repository.\n\n"
+            "Please make sure you have the correct access rights\nand the repository exists.\n",
+            "git@git.test: Permission denied (publickey). fatal: Could not read from remote repository.",
+            id="ssh-key-refused",
+        ),
+        pytest.param(
+            "Host key verification failed.\nfatal: Could not read from remote repository.\n\n"
+            "Please make sure you have the correct access rights\nand the repository exists.\n",
+            "Host key verification failed. fatal: Could not read from remote repository.",
+            id="host-key-changed",
+        ),
+        pytest.param(
+            "remote: Invalid username or password.\n"
+            "fatal: Authentication failed for 'https://git.test/acme/shop.git/'\n",
+            "remote: Invalid username or password. "
+            "fatal: Authentication failed for 'https://git.test/acme/shop.git/'",
+            id="token-refused",
+        ),
+        pytest.param("a\nb\nc\nd\n", "b c d", id="last-three-lines"),
+    ],
+)
+def test_git_errors_keep_the_lines_that_tell_why(stderr: str, message: str) -> None:
+    assert git_error(stderr) == message
+
+
+def _private_key(key: Any, form: PrivateFormat, passphrase: bytes | None = None) -> str:
+    encryption = BestAvailableEncryption(passphrase) if passphrase else NoEncryption()
+    return str(key.private_bytes(Encoding.PEM, form, encryption).decode())
+
+
+ED25519 = ed25519.Ed25519PrivateKey.generate()
+RSA = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+ECDSA = ec.generate_private_key(ec.SECP256R1())
+
+
+@pytest.mark.parametrize(
+    ("key", "problem"),
+    [
+        pytest.param(_private_key(ED25519, PrivateFormat.OpenSSH), None, id="openssh-ed25519"),
+        pytest.param(_private_key(RSA, PrivateFormat.OpenSSH), None, id="openssh-rsa"),
+        pytest.param(_private_key(RSA, PrivateFormat.TraditionalOpenSSL), None, id="pem-rsa"),
+        pytest.param(_private_key(ECDSA, PrivateFormat.PKCS8), None, id="pkcs8-ecdsa"),
+        pytest.param(
+            _private_key(ED25519, PrivateFormat.OpenSSH, b"hunter22"),
+            "the key is protected by a passphrase",
+            id="openssh-passphrase",
+        ),
+        pytest.param(
+            _private_key(ECDSA, PrivateFormat.PKCS8, b"hunter22"),
+            "the key is protected by a passphrase",
+            id="pkcs8-passphrase",
+        ),
+        pytest.param(
+            _private_key(RSA, PrivateFormat.TraditionalOpenSSL, b"hunter22"),
+            "the key is protected by a passphrase",
+            id="pem-passphrase",
+        ),
+        pytest.param(
+            ED25519.public_key().public_bytes(Encoding.OpenSSH, PublicFormat.OpenSSH).decode(),
+            "this is a public key",
+            id="public-half",
+        ),
+        pytest.param("ghp_0123456789abcdef", "not a private key", id="token"),
+        pytest.param(
+            "-----BEGIN OPENSSH PRIVATE KEY-----\nbm9wZQ==\n-----END OPENSSH PRIVATE KEY-----\n",
+            "the private key cannot be read",
+            id="damaged",
+        ),
+    ],
+)
+def test_deploy_keys_are_checked_without_ssh_keygen(key: str, problem: str | None) -> None:
+    found = deploy_key_problem(key)
+
+    assert found == problem if problem is None else found is not None and found.startswith(problem)
+
+
+@pytest.mark.parametrize(
+    ("repo_url", "ssh"),
+    [
+        ("ssh://git@github.com/acme/shop.git", True),
+        ("ssh://git@git.example:2222/acme/shop.git", True),
+        ("git@github.com:acme/shop.git", True),
+        ("https://github.com/acme/shop.git", False),
+        ("file:///srv/git/shop.git", False),
+        ("git@github.com/acme/shop.git", False),
+        (None, False),
+    ],
+)
+def test_deploy_keys_need_an_ssh_url(repo_url: str | None, ssh: bool) -> None:
+    assert is_ssh_url(repo_url) is ssh
+
+
+def test_a_stored_credential_is_told_apart_by_its_shape() -> None:
+    assert credential_kind(_private_key(ED25519, PrivateFormat.OpenSSH)) == "deploy_key"
+    assert credential_kind("ghp_0123456789abcdef") == "token"
+    assert credential_kind("ada:app-password") == "token"
