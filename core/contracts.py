@@ -114,7 +114,9 @@ class SourceSpec(Contract):
     upload_id: str | None = None
     repo_url: str | None = None
     ref: str | None = Field(default=None, description="branch, tag or commit to check out")
-    credential: bool = Field(default=False, description="the builder asks the API for the repository token")
+    credential: bool = Field(
+        default=False, description="the builder asks the API for the repository's token or deploy key"
+    )
 
 
 class BuildOptions(Contract):

@@ -132,7 +132,7 @@ async def test_a_repository_token_is_stored_encrypted_and_never_returned(
     assert all(token not in str(event.detail) for event in events)
     # Only the builder's internal call reads it back.
     credential = await api.get(f"/internal/services/{service['id']}/repo-credential")
-    assert credential.json() == {"token": token}
+    assert credential.json() == {"kind": "token", "token": token}
 
     cleared = await api.patch(f"/v1/services/{service['id']}", json={"repo_token": ""})
     assert cleared.json()["has_repo_credential"] is False
