@@ -32,7 +32,7 @@ STATIC_APP = Path(__file__).resolve().parents[1] / "fixtures" / "apps" / "static
 SAMPLE_LINE = "static sample: index.html served by Caddy"
 BUILD_SECONDS = 300  # the first build installs Caddy from Debian; later ones reuse that layer
 AUTHOR = ("Ada Lovelace", "ada@dockyard.invalid")
-# Dockyard sends a repository token as HTTP Basic with this fixed user name (activities/sources.py,
+# Dockyard sends a repository token as HTTP Basic with this fixed user name (activities/git.py,
 # git_auth_env), as GitHub accepts it; the test repository is private to exactly that pair.
 TOKEN_USER = "x-access-token"
 TOKEN = "ghs_dockyardTestToken0123456789"

@@ -26,15 +26,8 @@ from sqlalchemy import select
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
-from activities.sources import (
-    DEPLOY_KEY_FILE,
-    KNOWN_HOSTS_FILE,
-    PreparedSource,
-    PrepareSource,
-    RepoCredential,
-    SourceActivities,
-    _git_credential,
-)
+from activities.git import DEPLOY_KEY_FILE, KNOWN_HOSTS_FILE, RepoCredential, _git_credential
+from activities.sources import PreparedSource, PrepareSource, SourceActivities
 from api.routes.sources import RepoCredential as CredentialAnswer
 from core.contracts import BuildOptions, SourceSpec
 from core.db import Database
