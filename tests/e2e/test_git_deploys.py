@@ -32,8 +32,8 @@ STATIC_APP = Path(__file__).resolve().parents[1] / "fixtures" / "apps" / "static
 SAMPLE_LINE = "static sample: index.html served by Caddy"
 BUILD_SECONDS = 300  # the first build installs Caddy from Debian; later ones reuse that layer
 AUTHOR = ("Ada Lovelace", "ada@dockyard.invalid")
-# Dockyard sends a repository token as HTTP Basic with this fixed user name (activities/git.py,
-# git_auth_env), as GitHub accepts it; the test repository is private to exactly that pair.
+# Dockyard sends a repository token as HTTP Basic with the user name its host expects (activities/git.py,
+# basic_auth_user: x-access-token for a host like this one); the test repository is private to that pair.
 TOKEN_USER = "x-access-token"
 TOKEN = "ghs_dockyardTestToken0123456789"
 # A build step that outlasts any test: a deploy still in it can only end by being superseded.
