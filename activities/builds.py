@@ -3,7 +3,7 @@ output line streamed to Redis as it arrives (see activities/build_logs.py for th
 
 A build attempt, step by step:
   1. the tag is already in the registry (a retry after a crash that followed the push) → return its digest
-  2. `docker login --password-stdin` into a throw-away DOCKER_CONFIG (base images may sit in our registry)
+  2. the registry's credentials into a throw-away DOCKER_CONFIG (base images may sit in our registry)
   3. cap the memory of the engine's BuildKit RUN steps, when a limit is asked for
   4. `docker build --progress=plain` in its own process group; killed on timeout and on cancellation
   5. `docker push`; its last line names the digest
@@ -43,10 +43,10 @@ from core.build import (
     describe_failure,
     dockerfile_location,
     is_access_denied,
-    login_command,
     memory_limit_writes,
     push_command,
     pushed_digest,
+    write_registry_auth,
 )
 from core.settings import Settings
 
@@ -164,19 +164,11 @@ class BuildActivities:
         return resolved.digest
 
     async def _login(self, request: BuildRequest, docker_config: Path) -> None:
+        """Credentials for Dockyard's registry (base images, the push) in the build's own config."""
         password = self._password()
         if not password or request.registry_host != self.settings.registry_host:
             return
-        output: list[str] = []
-
-        async def keep(line: str) -> None:
-            output.append(line.replace(password, "********"))
-
-        command = login_command(
-            self.settings, docker_config, request.registry_host, self.settings.registry_username, password
-        )
-        if await self._run(command, keep) != 0:
-            raise _registry_error(f"docker login to {request.registry_host} failed", output)
+        write_registry_auth(docker_config, request.registry_host, self.settings.registry_username, password)
 
     def _limit_memory(self, limit_bytes: int) -> Path:
         """Cap the engine's BuildKit cgroup, the parent of every RUN step's cgroup: with BuildKit, dockerd

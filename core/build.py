@@ -9,6 +9,9 @@ runs (from the `build_*` settings), and how BuildKit's plain progress output is 
 
 from __future__ import annotations
 
+import base64
+import json
+import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -125,6 +128,17 @@ class Command:
 def client_env(settings: Settings, docker_config: Path) -> dict[str, str]:
     # A per-build DOCKER_CONFIG keeps the registry credentials out of ~/.docker and away from other builds.
     return {"DOCKER_HOST": settings.build_docker_host, "DOCKER_CONFIG": str(docker_config)}
+
+
+def write_registry_auth(docker_config: Path, registry_host: str, username: str, password: str) -> Path:
+    """What `docker login` leaves in DOCKER_CONFIG, written directly (no process, no round trip):
+    the registry's basic credentials in config.json, readable by the owner only."""
+    auth = base64.b64encode(f"{username}:{password}".encode()).decode()
+    path = docker_config / "config.json"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as file:
+        json.dump({"auths": {registry_host: {"auth": auth}}}, file)
+    return path
 
 
 def login_command(

@@ -122,7 +122,7 @@ def test_a_pull_request_gets_a_preview_that_is_torn_down_when_it_closes(
     assert deployment["commit_sha"] == head
     preview = environments(platform, project["id"])["pr-7"]
     preview_host = host_of(ok(platform.api.get(f"/v1/services/{service['id']}"))["urls"]["pr-7"])
-    assert preview_host.startswith("site-pr-7.")
+    assert preview_host == production_host.replace("-production.", "-pr-7.")
     assert PREVIEW in served(platform, preview_host).text
     assert PRODUCTION in served(platform, production_host).text
     image = deployment["image_ref"]

@@ -3,8 +3,10 @@ limit, and how BuildKit's plain progress output is read back (failing step, push
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,7 @@ from core.build import (
     memory_limit_writes,
     push_command,
     pushed_digest,
+    write_registry_auth,
 )
 from core.settings import Settings
 
@@ -108,6 +111,12 @@ def test_login_reads_the_password_from_stdin_never_argv() -> None:
     assert command.env == CLIENT_ENV
     assert command.stdin == "pa55"
     assert "pa55" not in repr(command)
+
+
+def test_registry_credentials_are_written_as_docker_login_would_for_the_owner_only(tmp_path: Path) -> None:
+    path = write_registry_auth(tmp_path, "127.0.0.1:5000", "dockyard", "pa55")
+    assert json.loads(path.read_text()) == {"auths": {"127.0.0.1:5000": {"auth": "ZG9ja3lhcmQ6cGE1NQ=="}}}
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
 
 
 def test_push_command() -> None:
