@@ -21,7 +21,7 @@ import pytest
 
 from tests.support import missing_component
 from tests.support.images import build_http_image
-from tests.support.nodes import Fleet, NodeEngine, NodeEngineError, NodeInUse
+from tests.support.nodes import Fleet, NodeEngine, NodeEngineError, NodeInUse, dockerd_command
 from tests.support.registry import PushedImage, Registry, push_image
 
 pytestmark = pytest.mark.timeout(90)
@@ -115,6 +115,23 @@ def wait_for_answer(replica: Replica, seconds: float = 15) -> Replica:
 
 
 # --- the fleet -----------------------------------------------------------------------------------------
+
+
+def test_the_dockerd_of_a_node_shares_no_path_bridge_or_iptables_chain_with_the_main_engine() -> None:
+    node = NodeEngine(1)
+    root = "/tmp/dockyard-nodes/node1"
+
+    command = dockerd_command(node.root, node.bridge, node.address_pool, node.cgroup_parent)
+
+    assert command == [
+        "dockerd",
+        *("--config-file", f"{root}/daemon.json", "--host", f"unix://{root}/docker.sock"),
+        *("--data-root", f"{root}/data", "--exec-root", f"{root}/exec", "--pidfile", f"{root}/dockerd.pid"),
+        *("--bridge", "dy-node1", "--iptables=false", "--ip-masq=false"),
+        *("--default-address-pool", "base=10.21.0.0/16,size=24", "--cgroup-parent", "dockyard-node-node1"),
+    ]
+    assert (node.address, node.subnet, node.gateway) == ("127.0.0.11", "10.21.0.0/24", "10.21.0.1")
+    assert node.docker_host == f"unix://{root}/docker.sock"
 
 
 def test_three_engines_start_each_with_its_own_containerd_bridge_and_images(fleet: Fleet) -> None:
@@ -212,21 +229,28 @@ def test_a_fleet_that_fails_to_start_stops_the_nodes_that_started() -> None:
 
 
 def test_a_node_left_by_a_crashed_test_run_is_cleared_by_the_next_start() -> None:
-    name_free = Fleet(1).claim().nodes[0]
-    name_free.stop()  # only to learn a free name
+    probe = Fleet(1).claim().nodes[0]
+    probe.stop()  # claimed only to learn a free name, released for the crashing run
+    index = probe.index
     crashed = subprocess.Popen(
-        [sys.executable, "-c", CRASHING_RUN, str(name_free.index)], cwd=REPO_ROOT, stdout=subprocess.PIPE
+        [sys.executable, "-c", CRASHING_RUN, str(index)], cwd=REPO_ROOT, stdout=subprocess.PIPE
     )
-    assert crashed.stdout is not None and crashed.stdout.readline() == b"ready\n"
-    crashed.kill()
-    crashed.wait()
-    crashed.stdout.close()
-    orphans = NodeEngine(name_free.index).leftovers()
-    assert any("dockerd" in item for item in orphans) and any("containerd" in item for item in orphans)
+    try:
+        assert crashed.stdout is not None and crashed.stdout.readline() == b"ready\n"
+        crashed.kill()  # as pytest-timeout or ^C does: its dockerd and containerd live on, orphaned
+        crashed.wait()
+        orphans = NodeEngine(index).leftovers()
+        assert any("dockerd" in item for item in orphans) and any("containerd" in item for item in orphans)
 
-    with NodeEngine(name_free.index) as node, closing(node.client()) as client:
-        assert client.ping()
-    assert node.leftovers() == []
+        with NodeEngine(index) as node, closing(node.client()) as client:
+            assert client.ping()
+        assert node.leftovers() == []
+    finally:
+        crashed.kill()
+        crashed.wait()
+        if crashed.stdout is not None:
+            crashed.stdout.close()
+        NodeEngine(index).stop()
 
 
 CRASHING_RUN = """

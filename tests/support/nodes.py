@@ -19,8 +19,9 @@ docker0's ICC rule does. The host reaches containers by their bridge IP directly
 ports work through docker-proxy, and nothing masquerades: containers cannot reach the internet.
 
 A name is claimed with an abstract unix socket (`@dockyard-node-<name>`) for the engine's life: another
-claimant, in this process or another test run, gets `NodeInUse`. The claim vanishes with its process, and the
-next claimant first clears whatever a killed or crashed engine of that name left behind.
+claimant, in this process or another test run, gets `NodeInUse`. A killed engine's claim passes to the next
+engine of that name in the same process; a claim vanishes with its process. Every start first clears whatever
+a killed or crashed engine of its name left behind.
 """
 
 from __future__ import annotations
@@ -75,6 +76,9 @@ def dockerd_command(root: Path, bridge: str, address_pool: str, cgroup_parent: s
     ]
 
 
+_killed_claims: dict[str, socket.socket] = {}  # by name, for the next start or stop of that name
+
+
 class NodeEngine:
     """The Docker Engine of simulated node `node<index>`: `start`, then `kill` and/or `stop` (idempotent)."""
 
@@ -125,6 +129,8 @@ class NodeEngine:
     # --- lifecycle ---------------------------------------------------------------------------------------
 
     def claim(self) -> Self:
+        if self._claim is None and (dead := _killed_claims.pop(self.name, None)) is not None:
+            self._claim = dead  # taken over from a killed engine of this process
         if self._claim is None:
             claim = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             try:
@@ -165,7 +171,8 @@ class NodeEngine:
         bridge stay, as a dead VM's disk and LAN do, until `stop` or the next start of this name."""
         self._kill_processes()
         _unmount(self.root / "exec" / "netns")
-        self._release()
+        if self._claim is not None:  # the name stays this process's: the dead node's subnet is not reused
+            _killed_claims[self.name], self._claim = self._claim, None
 
     def stop(self, grace_seconds: int = 5) -> None:
         """Graceful teardown: stop the containers, stop dockerd, then remove everything of the node."""
