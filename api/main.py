@@ -9,7 +9,17 @@ from fastapi import FastAPI
 
 from api.errors import install_error_handlers
 from api.releases import TemporalConnection
-from api.routes import build_logs, deployments, projects, services, sources, traefik, variables, webhooks
+from api.routes import (
+    build_logs,
+    deployments,
+    nodes,
+    projects,
+    services,
+    sources,
+    traefik,
+    variables,
+    webhooks,
+)
 from core.db import Database, migrate_async
 from core.settings import Settings
 
@@ -36,7 +46,7 @@ def create_app(settings: Settings, *, run_migrations: bool = True) -> FastAPI:
     app.state.settings = settings
     app.state.temporal = TemporalConnection(settings)
     install_error_handlers(app)
-    for module in (projects, services, variables, deployments, build_logs, sources, traefik, webhooks):
+    for module in (projects, services, variables, deployments, build_logs, sources, traefik, webhooks, nodes):
         app.include_router(module.router)
 
     @app.get("/healthz", tags=["health"], operation_id="health")

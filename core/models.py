@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any, ClassVar
 
 from sqlalchemy import (
@@ -11,11 +12,13 @@ from sqlalchemy import (
     Boolean,
     DateTime,
     ForeignKey,
+    Index,
     Integer,
     String,
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -224,3 +227,80 @@ class AuditEvent(Base):
     action: Mapped[str] = mapped_column(String(64))
     target: Mapped[str] = mapped_column(String(255))
     detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+# --- nodes ---------------------------------------------------------------------------------------
+
+
+class NodeState(StrEnum):
+    """Whether the scheduler may place replicas on a node.
+
+    READY ──cordon──▶ CORDONED ──uncordon──▶ READY
+    READY, CORDONED, DOWN ──drain──▶ DRAINING ──uncordon──▶ READY
+    DOWN is set by the control plane when heartbeats stop (later), never by an admin.
+    Only READY takes new replicas; a removed node keeps its last state and gets `removed_at`."""
+
+    READY = "READY"
+    CORDONED = "CORDONED"
+    DRAINING = "DRAINING"
+    DOWN = "DOWN"
+
+
+class Node(Base):
+    """A machine running `dockyard agent`, enrolled once with a join token. Its identity is its id, in
+    its certificate as dockyard://node/<id>; its name is for people and unique among current nodes."""
+
+    __tablename__ = "nodes"
+    __table_args__ = (
+        Index(
+            "uq_nodes_current_name",
+            "name",
+            unique=True,
+            sqlite_where=text("removed_at IS NULL"),
+            postgresql_where=text("removed_at IS NULL"),
+        ),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=lambda: new_id("node"))
+    name: Mapped[str] = mapped_column(String(63))
+    # host:port of the agent's API (HTTPS with mutual TLS).
+    address: Mapped[str] = mapped_column(String(255))
+    state: Mapped[str] = mapped_column(String(16), default=NodeState.READY.value)
+    labels: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # What the node offers and what its replicas use: {"cpu_millis", "memory_mb", "disk_mb"}.
+    capacity: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    usage: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    last_heartbeat_at: Mapped[datetime | None] = mapped_column(default=None)
+    # The current certificate (PEM): answered again to a repeated enrollment with the same key.
+    certificate: Mapped[str] = mapped_column(Text)
+    cert_serial: Mapped[str] = mapped_column(String(40), unique=True)  # hex
+    cert_not_after: Mapped[datetime] = mapped_column()
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    removed_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class JoinToken(Base):
+    """A single-use, expiring secret that lets one new node enroll. Only its SHA-256 is stored."""
+
+    __tablename__ = "join_tokens"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=lambda: new_id("jtk"))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    expires_at: Mapped[datetime] = mapped_column()
+    used_at: Mapped[datetime | None] = mapped_column(default=None)
+    # Not a foreign key: the token is claimed before the node's row exists, in the same transaction.
+    used_by_node_id: Mapped[str | None] = mapped_column(String(32), default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class RevokedCertificate(Base):
+    """A certificate the control plane refuses on every call, although the CA signed it and it has not
+    expired (a removed node's). Rows may go once `not_after` has passed: expiry refuses it then."""
+
+    __tablename__ = "revoked_certificates"
+
+    serial: Mapped[str] = mapped_column(String(40), primary_key=True)  # hex
+    node_id: Mapped[str] = mapped_column(ForeignKey("nodes.id", ondelete="CASCADE"), index=True)
+    reason: Mapped[str] = mapped_column(String(255))
+    not_after: Mapped[datetime] = mapped_column()
+    revoked_at: Mapped[datetime] = mapped_column(default=utcnow)

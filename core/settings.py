@@ -68,6 +68,9 @@ class Settings(BaseSettings):
     agent_url: str = "http://127.0.0.1:7801"
     agent_token: SecretStr | None = None
 
+    # Nodes enroll with a join token and get a certificate from Dockyard's CA (kept in `pki_dir`).
+    node_certificate_days: int = Field(default=30, ge=1, le=397)
+
     # Redis: log fan-out and caches.
     redis_url: str = "redis://127.0.0.1:6379/0"
 
@@ -173,6 +176,12 @@ class Settings(BaseSettings):
     def builds_dir(self) -> Path:
         """Work directories of the builds running on this host."""
         return self.state_dir / "builds"
+
+    @property
+    def pki_dir(self) -> Path:
+        """Dockyard's CA and the control plane's client certificate (core/pki.py); the CA key only on the
+        API's host."""
+        return self.state_dir / "pki"
 
     def registry_url(self) -> str:
         return f"{self.registry_scheme}://{self.registry_host}"

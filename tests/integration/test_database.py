@@ -34,6 +34,9 @@ TABLES = {
     "source_uploads",
     "variables",
     "webhook_deliveries",
+    "nodes",
+    "join_tokens",
+    "revoked_certificates",
 }
 
 
