@@ -1,12 +1,26 @@
-"""HTTP client of one node agent. Authentication is pluggable: a bearer token today."""
+"""HTTP client of one node agent: mutual TLS with an enrolled node (`AgentTLS`), or the bearer token
+of the local `dockyard up` agent.
+
+With mutual TLS the control plane presents its certificate (dockyard://control-plane) and checks the
+agent's before a single byte of a request is sent: OpenSSL verifies the chain to Dockyard's CA and the
+validity; `_NodeCheckedObject.do_handshake` then requires the node identity that was meant
+(dockyard://node/<id>) and refuses revoked serials. The name dialled is not checked: the identity is
+stronger, and a node reached through NAT may be dialled by an address its certificate does not list.
+"""
 
 from __future__ import annotations
 
 import math
+import ssl
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
+from cryptography import x509
 
+from core import pki
 from core.contracts import NodeInfo, ReplicaSpec, ReplicaStatus
 
 
@@ -25,13 +39,104 @@ class AgentCallError(Exception):
         return self.status_code is not None and 400 <= self.status_code < 500
 
 
+class NodeIdentityRejected(ssl.SSLCertVerificationError):
+    """The agent's certificate is Dockyard's, but not the expected node's, or it is revoked."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class _NodeContext(ssl.SSLContext):
+    """A client context that knows which node it is for and which serials are revoked."""
+
+    expected_identity: str
+    revoked_serials: frozenset[int]
+
+
+def _check_peer(context: ssl.SSLContext, der: bytes | None) -> None:
+    assert isinstance(context, _NodeContext)
+    if not der:
+        raise NodeIdentityRejected("the agent presented no certificate")
+    certificate = x509.load_der_x509_certificate(der)
+    problem = pki.peer_problem(certificate, context.expected_identity, context.revoked_serials)
+    if problem is not None:
+        raise NodeIdentityRejected(problem)
+
+
+class _NodeCheckedObject(ssl.SSLObject):
+    """What asyncio and anyio (httpx's async transport) handshake through."""
+
+    def do_handshake(self) -> None:
+        super().do_handshake()
+        _check_peer(self.context, self.getpeercert(binary_form=True))
+
+
+class _NodeCheckedSocket(ssl.SSLSocket):
+    """What a blocking client (httpx.Client) handshakes through."""
+
+    def do_handshake(self, block: bool = False) -> None:
+        super().do_handshake(block)
+        _check_peer(self.context, self.getpeercert(binary_form=True))
+
+
+@dataclass(frozen=True)
+class AgentTLS:
+    """Mutual TLS towards one node: the control plane's certificate and key, Dockyard's CA, the node
+    expected, and the serials to refuse (the revoked ones, read by the caller from the database for
+    each client: a node removed a moment ago is refused on the next call)."""
+
+    node_id: str
+    ca_file: Path
+    certificate_file: Path
+    key_file: Path
+    revoked_serials: frozenset[int] = field(default_factory=frozenset)
+
+    @classmethod
+    def from_pki_dir(cls, pki_dir: Path, node_id: str, revoked_serials: Iterable[int] = ()) -> AgentTLS:
+        files = pki.ControlPlaneFiles(pki_dir)
+        return cls(node_id, files.ca_certificate, files.certificate, files.key, frozenset(revoked_serials))
+
+    def ssl_context(self) -> ssl.SSLContext:
+        context = _NodeContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.minimum_version = ssl.TLSVersion.TLSv1_3
+        context.check_hostname = False  # the node identity is checked instead (see the module)
+        context.verify_mode = ssl.CERT_REQUIRED
+        try:
+            context.load_verify_locations(cafile=self.ca_file)
+            context.load_cert_chain(self.certificate_file, self.key_file)
+        except (OSError, ssl.SSLError) as exc:
+            raise AgentCallError(
+                self.node_id,
+                "tls",
+                f"the control plane's certificate cannot be loaded ({exc}); the API creates it in its "
+                "state directory (pki/) when the first join token is made",
+            ) from None
+        context.expected_identity = pki.node_identity(self.node_id)
+        context.revoked_serials = self.revoked_serials
+        context.sslobject_class = _NodeCheckedObject
+        context.sslsocket_class = _NodeCheckedSocket
+        return context
+
+
 class AgentClient:
     def __init__(
-        self, base_url: str, token: str | None, *, node: str = "local", timeout: float = 120
+        self,
+        base_url: str,
+        token: str | None,
+        *,
+        node: str | None = None,
+        timeout: float = 120,
+        tls: AgentTLS | None = None,
     ) -> None:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self.node = node
-        self._http = httpx.AsyncClient(base_url=base_url, headers=headers, timeout=timeout)
+        self.node = node or (tls.node_id if tls else "local")
+        verify: ssl.SSLContext | bool = tls.ssl_context() if tls else True
+        self._http = httpx.AsyncClient(base_url=base_url, headers=headers, timeout=timeout, verify=verify)
+
+    @classmethod
+    def for_node(cls, address: str, tls: AgentTLS, *, timeout: float = 120) -> AgentClient:
+        """The client of an enrolled node, at the `host:port` it enrolled with."""
+        return cls(f"https://{address}", None, timeout=timeout, tls=tls)
 
     async def __aenter__(self) -> AgentClient:
         return self
@@ -74,12 +179,28 @@ class AgentClient:
         try:
             response = await self._http.request(method, path, **kwargs)
         except httpx.TransportError as exc:
+            if (tls_error := _tls_error(exc)) is not None:
+                raise AgentCallError(self.node, "tls", tls_error) from None
             raise AgentCallError(
                 self.node, step, f"agent unreachable at {self._http.base_url}: {exc!r}"
             ) from None
         if response.status_code >= 400:
             raise AgentCallError(self.node, *_error_detail(step, response), status_code=response.status_code)
         return response.json() if response.content else None
+
+
+def _tls_error(exc: BaseException) -> str | None:
+    """Why TLS with the agent failed, when that is why the call failed."""
+    cause: BaseException | None = exc
+    while cause is not None and not isinstance(cause, ssl.SSLError):
+        cause = cause.__cause__ or cause.__context__
+    if isinstance(cause, NodeIdentityRejected):
+        return f"the agent was refused: {cause}"
+    if isinstance(cause, ssl.SSLCertVerificationError):
+        return f"the agent's certificate was refused: {cause.verify_message or cause}"
+    if isinstance(cause, ssl.SSLError):
+        return f"TLS with the agent failed: {cause.reason or cause}"
+    return None
 
 
 def _error_detail(step: str, response: httpx.Response) -> tuple[str, str]:

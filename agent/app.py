@@ -24,7 +24,8 @@ def create_app(
     runtime: Runtime | None = None,
     authenticator: Authenticator | None = None,
 ) -> FastAPI:
-    """The agent's API. A runtime passed in stays the caller's to close; one made here closes on shutdown."""
+    """The agent's API. A runtime passed in stays the caller's to close; one made here closes on shutdown.
+    Without an authenticator, /v1 takes the bearer token of `settings.token`."""
     owned = runtime is None
     docker_runtime: Runtime = runtime if runtime is not None else DockerRuntime(settings.docker_host)
 
@@ -61,7 +62,8 @@ def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(AuthenticationFailed)
     async def authentication_failed(request: Request, exc: AuthenticationFailed) -> JSONResponse:
         error = AgentError(step="authenticate", reason=exc.reason)
-        return _error(401, error, headers={"WWW-Authenticate": exc.challenge})
+        headers = {"WWW-Authenticate": exc.challenge} if exc.challenge else None
+        return _error(exc.status_code, error, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:

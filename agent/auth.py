@@ -1,23 +1,29 @@
-"""How the agent decides a caller may use /v1. Pluggable: mutual TLS replaces the bearer token later."""
+"""How the agent decides a caller may use /v1: the control plane's client certificate (enrolled
+agents, mutual TLS), or a bearer token (the local `dockyard up` agent)."""
 
 from __future__ import annotations
 
 import hmac
-from typing import Protocol
+from collections.abc import Mapping
+from typing import Any, Protocol
 
 from pydantic import SecretStr
 from starlette.requests import Request
+
+from core import pki
 
 REALM = "dockyard-agent"
 
 
 class AuthenticationFailed(Exception):
-    """The caller is not allowed in. `challenge` becomes the WWW-Authenticate header of the 401."""
+    """The caller is not allowed in: 401 (no credentials, or wrong ones) or 403 (a known caller that
+    is not the control plane). `challenge` becomes the WWW-Authenticate header of a 401."""
 
-    def __init__(self, reason: str, challenge: str) -> None:
+    def __init__(self, reason: str, challenge: str | None = None, status_code: int = 401) -> None:
         super().__init__(reason)
         self.reason = reason
         self.challenge = challenge
+        self.status_code = status_code
 
 
 class Authenticator(Protocol):
@@ -29,7 +35,7 @@ class Authenticator(Protocol):
 class BearerTokenAuthenticator:
     """`Authorization: Bearer <token>` compared in constant time with the configured token."""
 
-    def __init__(self, token: SecretStr | str) -> None:
+    def __init__(self, token: SecretStr | str | None) -> None:
         secret = token.get_secret_value() if isinstance(token, SecretStr) else token
         if not secret:
             raise ValueError("the agent token must not be empty")
@@ -44,3 +50,30 @@ class BearerTokenAuthenticator:
                 "invalid bearer token", f'Bearer realm="{REALM}", error="invalid_token"'
             )
         return "bearer"
+
+
+class ControlPlaneCertificateAuthenticator:
+    """Mutual TLS. The TLS layer has already refused any client without a certificate from Dockyard's
+    CA (agent/tls.py); this lets in only the one naming the control plane, so another node's
+    certificate, although CA-signed, gets a 403."""
+
+    def authenticate(self, request: Request) -> str:
+        chain = client_certificate_chain(request.scope)
+        if not chain:
+            raise AuthenticationFailed(
+                "no client certificate: this agent answers the control plane only, over mutual TLS"
+            )
+        identity = pki.identity_of(pki.load_certificate(chain[0]))
+        if identity != pki.CONTROL_PLANE_IDENTITY:
+            raise AuthenticationFailed(
+                f"the client certificate is for {identity or 'no dockyard:// identity'}; "
+                f"only {pki.CONTROL_PLANE_IDENTITY} may call this agent",
+                status_code=403,
+            )
+        return identity
+
+
+def client_certificate_chain(scope: Mapping[str, Any]) -> list[str]:
+    """The verified client certificate chain (PEM, leaf first) of the ASGI TLS extension, if any."""
+    tls = (scope.get("extensions") or {}).get("tls") or {}
+    return list(tls.get("client_cert_chain") or [])

@@ -1,18 +1,41 @@
-"""Serve the node agent: `run(settings)` (the `dockyard agent` command calls it)."""
+"""Serve the node agent: `run(settings)` (the `dockyard agent` command calls it).
+
+Enrolled (or enrolling now, with a join token): HTTPS with mutual TLS, only the control plane's
+certificate gets in. Otherwise: HTTP with the bearer token (the local `dockyard up` agent).
+"""
 
 from __future__ import annotations
+
+from typing import Any
 
 import uvicorn
 
 from agent.app import create_app
+from agent.auth import ControlPlaneCertificateAuthenticator
+from agent.enrollment import EnrollmentError, ensure_identity
 from agent.settings import AgentSettings
+from agent.tls import uvicorn_options
 
 
 def run(settings: AgentSettings | None = None) -> None:
-    """Serve the agent on listen_host:listen_port until interrupted. Settings default to the environment."""
-    settings = settings or AgentSettings()  # type: ignore[call-arg]  # token comes from the environment
-    app = create_app(settings)
-    uvicorn.run(app, host=settings.listen_host, port=settings.listen_port, log_level="info", access_log=False)
+    """Serve the agent on listen_host:listen_port until interrupted. Settings default to the environment.
+    Raises EnrollmentError when the agent has no usable identity and no token."""
+    settings = settings or AgentSettings()
+    identity = ensure_identity(settings)
+    options: dict[str, Any] = {}
+    if identity is not None:
+        app = create_app(settings, authenticator=ControlPlaneCertificateAuthenticator())
+        options = uvicorn_options(identity)
+    elif settings.token is not None and settings.token.get_secret_value():
+        app = create_app(settings)
+    else:
+        raise EnrollmentError(
+            "this agent is not enrolled: run `dockyard agent --join <API URL> --token <join token>` once "
+            "(or set DOCKYARD_AGENT_JOIN_URL and DOCKYARD_AGENT_JOIN_TOKEN); a local agent without "
+            "mutual TLS takes DOCKYARD_AGENT_TOKEN instead"
+        )
+    host, port = settings.listen_host, settings.listen_port
+    uvicorn.run(app, host=host, port=port, log_level="info", access_log=False, **options)
 
 
 if __name__ == "__main__":

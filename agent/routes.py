@@ -25,7 +25,7 @@ ReplicasDep = Annotated[Replicas, Depends(get_replicas)]
 ReplicaId = Annotated[str, Path(pattern=REPLICA_ID_PATTERN)]
 
 ERRORS: dict[int | str, dict[str, object]] = {
-    code: {"model": AgentError} for code in (401, 404, 409, 422, 500, 502, 503)
+    code: {"model": AgentError} for code in (401, 403, 404, 409, 422, 500, 502, 503)
 }
 
 router = APIRouter(prefix="/v1", tags=["agent"], dependencies=[Depends(authenticated)], responses=ERRORS)

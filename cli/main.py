@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 import time
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -119,13 +119,65 @@ def worker(
 
 
 @app.command()
-def agent() -> None:
-    """Run the node agent (settings: DOCKYARD_AGENT_*)."""
+def agent(
+    join: Annotated[
+        str | None,
+        typer.Option(
+            "--join",
+            metavar="API_URL",
+            help="Enroll this node with the control plane at API_URL (once; it restarts without).",
+        ),
+    ] = None,
+    token: Annotated[
+        str | None,
+        typer.Option(help="The join token (POST /v1/nodes/join-tokens), or DOCKYARD_AGENT_JOIN_TOKEN."),
+    ] = None,
+    ca_fingerprint: Annotated[
+        str | None,
+        typer.Option(help="sha256:... of Dockyard's CA (given with the token): refuse any other."),
+    ] = None,
+    label: Annotated[
+        list[str] | None, typer.Option(help="key=value, told to the control plane at enrollment; repeatable.")
+    ] = None,
+) -> None:
+    """Run the node agent (settings: DOCKYARD_AGENT_*). Enrolled, it serves HTTPS with mutual TLS."""
+    from pydantic import ValidationError
+
+    from agent.enrollment import EnrollmentError, is_enrolled
     from agent.main import run
     from agent.settings import AgentSettings
 
-    _settings()  # a local installation's generated agent token, when none is given
-    run(AgentSettings())  # type: ignore[call-arg]
+    given = {"join_url": join, "join_token": token, "join_ca_fingerprint": ca_fingerprint}
+    overrides: dict[str, Any] = {name: value for name, value in given.items() if value is not None}
+    if label:
+        overrides["labels"] = _labels(label)
+    try:
+        settings = AgentSettings(**overrides)
+        if settings.token is None and settings.join_token is None and not is_enrolled(settings.state_dir):
+            if _is_local_installation():
+                _settings()  # its generated agent token: the `dockyard up` agent, in bearer mode
+                settings = AgentSettings(**overrides)
+        run(settings)
+    except (EnrollmentError, ValidationError) as exc:
+        typer.secho(f"dockyard agent: {exc}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1) from None
+
+
+def _is_local_installation() -> bool:
+    try:
+        return (load_settings().state_dir / "secrets.env").exists()
+    except SettingsError:
+        return False
+
+
+def _labels(pairs: list[str]) -> dict[str, str]:
+    labels = {}
+    for pair in pairs:
+        key, separator, value = pair.partition("=")
+        if not separator or not key:
+            raise typer.BadParameter(f"{pair!r} is not key=value", param_hint="--label")
+        labels[key] = value
+    return labels
 
 
 @app.command()

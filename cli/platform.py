@@ -173,6 +173,9 @@ def platform_processes(settings: Settings, run_dir: Path, *, start_docker: bool)
                 "DOCKYARD_AGENT_LISTEN_HOST": agent_host,
                 "DOCKYARD_AGENT_LISTEN_PORT": str(agent_port),
                 "DOCKYARD_AGENT_NODE_ADDRESS": agent_host,
+                # Its own state directory: never an identity enrolled elsewhere on this machine, so it
+                # stays in bearer mode, which is how the local platform calls it.
+                "DOCKYARD_AGENT_STATE_DIR": str(settings.state_dir / "agent"),
                 "DOCKYARD_AGENT_REGISTRY_HOST": settings.registry_host,
                 "DOCKYARD_AGENT_REGISTRY_USERNAME": settings.registry_username,
                 "DOCKYARD_AGENT_REGISTRY_PASSWORD": _secret(settings.registry_password),
