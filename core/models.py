@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import secrets
 from datetime import UTC, datetime
-from enum import StrEnum
 from typing import Any, ClassVar
 
 from sqlalchemy import (
@@ -23,6 +22,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from core.contracts import DeploymentStatus
+from core.scheduler.model import NodeState
 
 
 def new_id(prefix: str) -> str:
@@ -232,20 +232,6 @@ class AuditEvent(Base):
 # --- nodes ---------------------------------------------------------------------------------------
 
 
-class NodeState(StrEnum):
-    """Whether the scheduler may place replicas on a node.
-
-    READY ──cordon──▶ CORDONED ──uncordon──▶ READY
-    READY, CORDONED, DOWN ──drain──▶ DRAINING ──uncordon──▶ READY
-    DOWN is set by the control plane when heartbeats stop (later), never by an admin.
-    Only READY takes new replicas; a removed node keeps its last state and gets `removed_at`."""
-
-    READY = "READY"
-    CORDONED = "CORDONED"
-    DRAINING = "DRAINING"
-    DOWN = "DOWN"
-
-
 class Node(Base):
     """A machine running `dockyard agent`, enrolled once with a join token. Its identity is its id, in
     its certificate as dockyard://node/<id>; its name is for people and unique among current nodes."""
@@ -265,6 +251,10 @@ class Node(Base):
     name: Mapped[str] = mapped_column(String(63))
     # host:port of the agent's API (HTTPS with mutual TLS).
     address: Mapped[str] = mapped_column(String(255))
+    # Only READY takes new replicas (core/scheduler). Admins move it (api/routes/nodes.py TRANSITIONS):
+    #   READY ──cordon──▶ CORDONED ──uncordon──▶ READY
+    #   READY, CORDONED, DOWN ──drain──▶ DRAINING ──uncordon──▶ READY
+    # DOWN is the control plane's, when heartbeats stop (later). A removed node keeps its last state.
     state: Mapped[str] = mapped_column(String(16), default=NodeState.READY.value)
     labels: Mapped[dict[str, Any]] = mapped_column(default=dict)
     # What the node offers and what its replicas use: {"cpu_millis", "memory_mb", "disk_mb"}.

@@ -34,7 +34,8 @@ from api.schemas import (
 )
 from api.store import audit, get_or_404
 from core import pki
-from core.models import JoinToken, Node, NodeState, RevokedCertificate, new_id, utcnow
+from core.models import JoinToken, Node, RevokedCertificate, new_id, utcnow
+from core.scheduler import NodeState
 from core.settings import Settings
 
 router = APIRouter(prefix="/v1/nodes", tags=["nodes"])

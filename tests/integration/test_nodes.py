@@ -19,7 +19,8 @@ from sqlalchemy import select, update
 
 from core import pki
 from core.db import Database
-from core.models import AuditEvent, JoinToken, Node, NodeState, RevokedCertificate
+from core.models import AuditEvent, JoinToken, Node, RevokedCertificate
+from core.scheduler import NodeState
 from tests.support.api import api_settings, running_api
 from tests.support.registry import free_port
 
