@@ -6,13 +6,17 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from sqlalchemy import select
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.agent_client import AgentCallError, AgentClient
-from activities.contracts import OrphanQuery, ReplicaBatch, ReplicaIds, ReplicaSet
+from activities.agent_client import AgentCallError, AgentClient, AgentTLS
+from activities.contracts import NodeRef, OrphanQuery, ReplicaBatch, ReplicaIds, ReplicaSet
 from activities.heartbeat import heartbeating
 from core.contracts import ReplicaSpec, ReplicaState, ReplicaStatus
+from core.db import Database
+from core.models import Node, RevokedCertificate
+from core.scheduler import NodeState
 from core.secrets import SecretBox, SecretKeyMissing
 from core.settings import Settings
 
@@ -20,25 +24,58 @@ PROBE_INTERVAL_SECONDS = 0.05
 
 
 class AgentActivities:
-    def __init__(self, settings: Settings) -> None:
+    """Each call goes to one node's agent: an enrolled node over mutual TLS (its certificate must name
+    the node expected, and not be revoked), or the local agent of a single-machine installation."""
+
+    def __init__(self, settings: Settings, db: Database | None = None) -> None:
         self.settings = settings
+        self.db = db
 
     @asynccontextmanager
-    async def _agent(self) -> AsyncIterator[AgentClient]:
-        token = self.settings.agent_token.get_secret_value() if self.settings.agent_token else None
-        async with AgentClient(self.settings.agent_url, token) as agent:
+    async def _agent(self, node: NodeRef) -> AsyncIterator[AgentClient]:
+        if node.node_id is None:
+            token = self.settings.agent_token.get_secret_value() if self.settings.agent_token else None
+            async with AgentClient(self.settings.agent_url, token) as agent:
+                yield agent
+            return
+        if node.address is None:
+            raise ApplicationError(f"node {node.node_id} has no agent address", non_retryable=True)
+        tls = AgentTLS.from_pki_dir(self.settings.pki_dir, node.node_id, await self._revoked_serials())
+        async with AgentClient.for_node(node.address, tls) as agent:
             yield agent
+
+    async def _revoked_serials(self) -> list[int]:
+        """Read for every client: a node removed a moment ago is refused on the next call."""
+        if self.db is None:
+            return []
+        async with self.db.session() as session:
+            return [int(serial, 16) for serial in await session.scalars(select(RevokedCertificate.serial))]
+
+    async def _nodes(self) -> list[NodeRef]:
+        """Every agent a sweep visits: the local one, and each enrolled node not removed or DOWN."""
+        targets = [NodeRef()]
+        if self.db is not None:
+            async with self.db.session() as session:
+                nodes = await session.scalars(
+                    select(Node).where(Node.removed_at.is_(None), Node.state != NodeState.DOWN.value)
+                )
+                targets += [NodeRef(node_id=node.id, address=node.address) for node in nodes]
+        return targets
 
     @activity.defn
     async def ensure_replicas(self, batch: ReplicaBatch) -> ReplicaSet:
         """Pull, create and start every replica (idempotent: the agent ensures by replica id)."""
         specs = [self._opened(spec) for spec in batch.specs]
-        async with self._agent() as agent, heartbeating():
+        async with self._agent(batch.node) as agent, heartbeating():
             try:
                 statuses = await asyncio.gather(*(agent.ensure_replica(spec) for spec in specs))
             except AgentCallError as exc:
                 raise _as_activity_error(exc) from None
-        return ReplicaSet(deployment_id=batch.specs[0].deployment_id, node=agent.node, replicas=statuses)
+        return ReplicaSet(
+            deployment_id=batch.specs[0].deployment_id,
+            node=batch.node.node_id or agent.node,
+            replicas=statuses,
+        )
 
     def _opened(self, spec: ReplicaSpec) -> ReplicaSpec:
         """The spec as the agent runs it: the service's variables unsealed, Dockyard's own on top."""
@@ -61,7 +98,7 @@ class AgentActivities:
         deadline = asyncio.get_running_loop().time() + self.settings.health_timeout_seconds
         pending = {spec.replica_id for spec in batch.specs}
         healthy: dict[str, ReplicaStatus] = {}
-        async with self._agent() as agent:
+        async with self._agent(batch.node) as agent:
             while pending:
                 activity.heartbeat(sorted(pending))
                 for replica_id in sorted(pending):
@@ -92,13 +129,13 @@ class AgentActivities:
                     await asyncio.sleep(PROBE_INTERVAL_SECONDS)
         return ReplicaSet(
             deployment_id=batch.specs[0].deployment_id,
-            node=agent.node,
+            node=batch.node.node_id or agent.node,
             replicas=[healthy[spec.replica_id] for spec in batch.specs],
         )
 
     @activity.defn
     async def remove_replicas(self, ids: ReplicaIds) -> None:
-        async with self._agent() as agent:
+        async with self._agent(ids.node) as agent:
             try:
                 await asyncio.gather(
                     *(agent.remove_replica(rid, ids.grace_seconds) for rid in ids.replica_ids)
@@ -108,8 +145,22 @@ class AgentActivities:
 
     @activity.defn
     async def remove_orphan_replicas(self, query: OrphanQuery) -> list[str]:
-        """Remove every replica of the service+environment that belongs to no kept deployment."""
-        async with self._agent() as agent, heartbeating():
+        """Remove, on every agent, each replica of the service+environment that belongs to no kept
+        deployment. An agent that cannot be reached is skipped (logged): its orphans go when it is
+        back, by a later sweep."""
+        removed: list[str] = []
+        async with heartbeating():
+            for node in await self._nodes():
+                try:
+                    removed += await self._remove_orphans_on(node, query)
+                except AgentCallError as exc:
+                    if exc.status_code is not None or exc.step == "tls":
+                        raise _as_activity_error(exc) from None
+                    activity.logger.warning("orphan sweep skipped %s: %s", node.node_id or "local agent", exc)
+        return removed
+
+    async def _remove_orphans_on(self, node: NodeRef, query: OrphanQuery) -> list[str]:
+        async with self._agent(node) as agent:
             owned = await agent.replicas(service_id=query.service_id, environment_id=query.environment_id)
             orphans = [r.replica_id for r in owned if r.deployment_id not in query.keep_deployment_ids]
             grace = self.settings.drain_seconds + 10

@@ -32,13 +32,44 @@ class ReleaseState(Contract):
     active_replica_ids: list[str] = Field(default_factory=list)
 
 
+class NodeRef(Contract):
+    """Where replicas run: an enrolled node (its id and agent address, called over mutual TLS), or,
+    with `node_id` None, the local agent of a single-machine installation (DOCKYARD_AGENT_URL)."""
+
+    node_id: str | None = None
+    address: str | None = None
+
+
 class ReplicaBatch(Contract):
     specs: list[ReplicaSpec]
+    node: NodeRef = Field(default_factory=NodeRef)
 
 
 class ReplicaIds(Contract):
     replica_ids: list[str]
     grace_seconds: float = 10.0
+    node: NodeRef = Field(default_factory=NodeRef)
+
+
+class PlacementRequest(Contract):
+    deployment_id: str
+    service_id: str
+    environment_id: str
+    replica_ids: list[str]
+    constraints: list[str] = Field(default_factory=list)
+    cpu_millis: int = 0
+    memory_mb: int = 0
+
+
+class NodeReplicas(Contract):
+    node: NodeRef
+    replica_ids: list[str]
+
+
+class Placement(Contract):
+    """The replicas of a deployment grouped by the node that runs them."""
+
+    groups: list[NodeReplicas]
 
 
 class ReplicaSet(Contract):

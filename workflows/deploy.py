@@ -25,6 +25,8 @@ with workflow.unsafe.imports_passed_through():
     from activities.builds import BuildActivities
     from activities.contracts import (
         OrphanQuery,
+        Placement,
+        PlacementRequest,
         ReplicaBatch,
         ReplicaIds,
         ReplicaSet,
@@ -34,14 +36,18 @@ with workflow.unsafe.imports_passed_through():
         StatusUpdate,
     )
     from activities.deployments import DeploymentActivities
+    from activities.nodes import NodeActivities
     from activities.registry import RegistryActivities
     from activities.routing import RoutingActivities
     from activities.sources import DiscardSource, PreparedSource, PrepareSource, SourceActivities
     from core.build import BuildRequest, BuiltImage
-    from core.contracts import DeploymentStatus, DeployRequest, DeployResult
+    from core.contracts import DeploymentStatus, DeployRequest, DeployResult, ReplicaSpec
     from core.release import replica_specs
 
 T = TypeVar("T")
+
+# Releases begun after this change place replicas on enrolled nodes (see _place).
+PLACE_ON_NODES = "place-replicas-on-nodes"
 
 RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=5))
 QUICK: workflow.ActivityConfig = {"start_to_close_timeout": timedelta(seconds=30), "retry_policy": RETRY}
@@ -127,22 +133,25 @@ class DeployWorkflow:
         )
 
         self._step = "start"
-        batch = ReplicaBatch(specs=replica_specs(params, image.pinned))
-        replica_ids = [spec.replica_id for spec in batch.specs]
-        self._on_failure(
-            "remove new replicas",
-            lambda: workflow.execute_activity_method(
-                AgentActivities.remove_replicas, ReplicaIds(replica_ids=replica_ids, grace_seconds=1), **QUICK
-            ),
+        batches = await self._place(params, replica_specs(params, image.pinned))
+        for batch in batches:
+            self._on_failure("remove new replicas", _removal(batch))
+        started: list[ReplicaSet] = await asyncio.gather(
+            *(workflow.execute_activity_method(AgentActivities.ensure_replicas, b, **SLOW) for b in batches)
         )
-        started: ReplicaSet = await workflow.execute_activity_method(
-            AgentActivities.ensure_replicas, batch, **SLOW
+        await asyncio.gather(
+            *(
+                workflow.execute_activity_method(DeploymentActivities.record_replicas, s, **QUICK)
+                for s in started
+            )
         )
-        await workflow.execute_activity_method(DeploymentActivities.record_replicas, started, **QUICK)
 
         self._step = "health"
-        healthy: ReplicaSet = await workflow.execute_activity_method(
-            AgentActivities.wait_replicas_healthy, batch, **SLOW
+        healthy: list[ReplicaSet] = await asyncio.gather(
+            *(
+                workflow.execute_activity_method(AgentActivities.wait_replicas_healthy, b, **SLOW)
+                for b in batches
+            )
         )
 
         route = RouteSpec(
@@ -150,7 +159,7 @@ class DeployWorkflow:
             environment_id=params.environment_id,
             hostname=params.hostname,
             deployment_id=params.deployment_id,
-            servers=[r.address for r in healthy.replicas if r.address],
+            servers=[r.address for replica_set in healthy for r in replica_set.replicas if r.address],
         )
         # The cut-over is not interrupted by a superseding deploy: it either completes (and the
         # newer deploy replaces this one) or fails and restores the previous route.
@@ -178,6 +187,29 @@ class DeployWorkflow:
         return DeployResult(
             deployment_id=params.deployment_id, status=DeploymentStatus.ACTIVE, image_digest=image.digest
         )
+
+    async def _place(self, params: DeployParams, specs: list[ReplicaSpec]) -> list[ReplicaBatch]:
+        """The replicas grouped by the node each runs on: the scheduler's spread over the enrolled
+        nodes, or the local agent when none is enrolled (and in releases begun before nodes existed)."""
+        if not workflow.patched(PLACE_ON_NODES):
+            return [ReplicaBatch(specs=specs)]
+        self._step = "place"
+        placement: Placement = await workflow.execute_activity_method(
+            NodeActivities.place_replicas,
+            PlacementRequest(
+                deployment_id=params.deployment_id,
+                service_id=params.service_id,
+                environment_id=params.environment_id,
+                replica_ids=[spec.replica_id for spec in specs],
+            ),
+            **QUICK,
+        )
+        self._step = "start"
+        by_id = {spec.replica_id: spec for spec in specs}
+        return [
+            ReplicaBatch(node=group.node, specs=[by_id[replica_id] for replica_id in group.replica_ids])
+            for group in placement.groups
+        ]
 
     async def _resolve(self, params: DeployParams) -> ResolvedImage:
         await self._set_status(params, DeploymentStatus.DEPLOYING, "resolving image")
@@ -313,6 +345,12 @@ class DeployWorkflow:
                 workflow.execute_activity_method(DeploymentActivities.set_deployment_status, update, **QUICK)
             )
         )
+
+
+def _removal(batch: ReplicaBatch) -> Callable[[], Awaitable[None]]:
+    """The compensation of starting a batch: remove its replicas from its node."""
+    ids = ReplicaIds(node=batch.node, replica_ids=[spec.replica_id for spec in batch.specs], grace_seconds=1)
+    return lambda: workflow.execute_activity_method(AgentActivities.remove_replicas, ids, **QUICK)
 
 
 async def _to_the_end(awaitable: Awaitable[T]) -> T:

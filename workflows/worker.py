@@ -19,6 +19,7 @@ from activities.agents import AgentActivities
 from activities.builds import BuildActivities
 from activities.deployments import DeploymentActivities
 from activities.environments import EnvironmentActivities
+from activities.nodes import NodeActivities
 from activities.registry import RegistryActivities
 from activities.routing import RoutingActivities
 from activities.sources import SourceActivities, host_task_queue
@@ -43,9 +44,10 @@ class Role(StrEnum):
 def activities_for(settings: Settings, db: Database, client: Client) -> list[object]:
     deployments = DeploymentActivities(db, settings.redis_url)
     registry = RegistryActivities(settings)
-    agents = AgentActivities(settings)
+    agents = AgentActivities(settings, db)
     routing = RoutingActivities(db, settings)
     environments = EnvironmentActivities(db, client)
+    nodes = NodeActivities(db)
     return [
         deployments.set_deployment_status,
         deployments.record_replicas,
@@ -57,6 +59,7 @@ def activities_for(settings: Settings, db: Database, client: Client) -> list[obj
         environments.stop_service_workflow,
         environments.images_only_in,
         environments.delete_environment,
+        nodes.place_replicas,
         agents.ensure_replicas,
         agents.wait_replicas_healthy,
         agents.remove_replicas,

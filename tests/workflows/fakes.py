@@ -27,7 +27,11 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.contracts import (
+    NodeRef,
+    NodeReplicas,
     OrphanQuery,
+    Placement,
+    PlacementRequest,
     ReplicaBatch,
     ReplicaIds,
     ReplicaSet,
@@ -83,6 +87,7 @@ class FakeActivities:
     deploy_config: dict[str, object] = {}  # noqa: RUF012 - deploy keys "found" in the source's config files
     commit_sha: str | None = None  # the commit "cloned"
     environment_images: tuple[str, ...] = ()  # what images_only_in "finds"
+    nodes: tuple[str, ...] = ()  # enrolled node ids place_replicas spreads over (none: the local agent)
 
     def __init__(self) -> None:
         self.calls: list[Call] = []
@@ -159,6 +164,7 @@ class FakeActivities:
             self.unpublish_route,
             self.wait_route_live,
             self.save_build_log,
+            self.place_replicas,
             self.stop_service_workflow,
             self.images_only_in,
             self.delete_image,
@@ -275,6 +281,22 @@ class FakeActivities:
         await self._run("unpublish_route", key, None)
         self.routes.pop((key.service_id, key.environment_id), None)
 
+    @activity.defn(name="place_replicas")
+    async def place_replicas(self, request: PlacementRequest) -> Placement:
+        """All on the fake node, unless a test spreads them over `self.nodes`, round robin."""
+        await self._run("place_replicas", request, request.deployment_id)
+        if not self.nodes:
+            return Placement(groups=[NodeReplicas(node=NodeRef(), replica_ids=request.replica_ids)])
+        groups: dict[str, list[str]] = {}
+        for index, replica_id in enumerate(request.replica_ids):
+            groups.setdefault(self.nodes[index % len(self.nodes)], []).append(replica_id)
+        return Placement(
+            groups=[
+                NodeReplicas(node=NodeRef(node_id=node, address=f"{node}.test:7801"), replica_ids=ids)
+                for node, ids in groups.items()
+            ]
+        )
+
     @activity.defn(name="stop_service_workflow")
     async def stop_service_workflow(self, key: RouteKey) -> None:
         await self._run("stop_service_workflow", key, key.environment_id)
@@ -317,15 +339,16 @@ async def _hold(gate: Gate) -> None:
 
 
 def _replica_set(batch: ReplicaBatch, *, healthy: bool) -> ReplicaSet:
+    node = batch.node.node_id or NODE
     return ReplicaSet(
         deployment_id=batch.specs[0].deployment_id,
-        node=NODE,
+        node=node,
         replicas=[
             ReplicaStatus(
                 replica_id=spec.replica_id,
                 state=ReplicaState.RUNNING,
                 healthy=healthy,
-                address=f"{spec.replica_id}.{NODE}:{spec.port}",
+                address=f"{spec.replica_id}.{node}:{spec.port}",
                 container_id=f"container-{spec.replica_id}",
                 deployment_id=spec.deployment_id,
             )

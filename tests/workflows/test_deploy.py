@@ -18,6 +18,7 @@ HAPPY_PATH = [
     "set_deployment_status",  # DEPLOYING: resolving image
     "resolve_image",
     "set_deployment_status",  # DEPLOYING: starting replicas, with the digest
+    "place_replicas",
     "ensure_replicas",
     "record_replicas",
     "wait_replicas_healthy",
@@ -174,3 +175,39 @@ async def test_a_first_route_that_never_goes_live_is_unpublished(dockyard: Docky
     ]
     assert fakes.routes == {}
     assert fakes.last_update("dep-a").failed_step == "route"
+
+
+async def test_replicas_placed_on_several_nodes_start_there_and_all_serve(dockyard: Dockyard) -> None:
+    fakes = dockyard.fakes
+    fakes.nodes = ("node-a", "node-b", "node-c")
+    await dockyard.deploy("dep-a", replicas=3)
+    await dockyard.result("dep-a")
+
+    batches = fakes.args("ensure_replicas")
+    assert sorted(b.node.node_id for b in batches) == ["node-a", "node-b", "node-c"]
+    assert all(len(b.specs) == 1 for b in batches)
+    [route] = fakes.args("publish_route")
+    assert sorted(server.split(".")[1].split(":")[0] for server in route.servers) == [
+        "node-a",
+        "node-b",
+        "node-c",
+    ]
+
+
+async def test_a_failed_health_check_on_one_node_removes_the_new_replicas_from_every_node(
+    dockyard: Dockyard,
+) -> None:
+    fakes = dockyard.fakes
+    fakes.nodes = ("node-a", "node-b")
+    fakes.fail(
+        "wait_replicas_healthy", "replica never healthy", type="HealthCheckTimeout", deployment="dep-a"
+    )
+    await dockyard.deploy("dep-a", replicas=2)
+
+    with pytest.raises(WorkflowFailureError):
+        await dockyard.result("dep-a")
+
+    removed = fakes.args("remove_replicas")
+    assert sorted(ids.node.node_id for ids in removed) == ["node-a", "node-b"]
+    assert fakes.live_replicas == {}
+    assert fakes.last_update("dep-a").failed_step == "health"
