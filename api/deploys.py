@@ -11,6 +11,7 @@ transaction before any of them starts:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.exceptions import HTTPException
@@ -49,25 +50,32 @@ def new_deployment(
     source: SourceSpec,
     commit: CommitInfo | None = None,
     variables: dict[str, str] | None = None,
+    release_of: Deployment | None = None,
+    replicas: int | None = None,
 ) -> PendingDeployment:
     """A QUEUED deployment added to the session (not committed) and the request that releases it.
 
     `variables` (the service's, in this environment) go to the replicas sealed with the platform
-    key; the planner's own (NIXPACKS_*) also go to the build in clear, as build settings."""
+    key; the planner's own (NIXPACKS_*) also go to the build in clear, as build settings.
+    `release_of` releases an earlier deployment again (a rollback, a scale): its image by digest
+    and its configuration snapshot, no build; `replicas` overrides the replica count."""
     variables = variables or {}
     deployment_id = new_id("dep")
+    config = dict(release_of.config) if release_of is not None else _config_of(service)
+    if replicas is not None:
+        config["replicas"] = replicas
+    image = release_of.image_ref if release_of is not None else service.image
+    if release_of is not None:
+        source = SourceSpec(kind="image", release_of=release_of.id)
+        commit = commit or _commit_of(release_of)
     deployment = Deployment(
         id=deployment_id,
         service_id=service.id,
         environment_id=environment.id,
-        image=service.image if source.kind == "image" else None,
+        image=image if source.kind == "image" else None,
         builder="image" if source.kind == "image" else None,
         source=source.model_dump(exclude_none=True),
-        config={
-            "port": service.port,
-            "replicas": service.replicas,
-            "health_check_path": service.health_check_path,
-        },
+        config=config,
         status=DeploymentStatus.QUEUED.value,
         workflow_id=deploy_workflow_id(service.id, environment.id, deployment_id),
     )
@@ -89,16 +97,34 @@ def new_deployment(
             root_directory=service.root_directory,
             dockerfile_path=service.dockerfile_path,
             build_command=service.build_command,
-            start_command=service.start_command,
+            start_command=config.get("start_command", service.start_command),
             variables=build_variables(variables),
         ),
         image_repository=f"{settings.registry_host}/{service.slug}",
-        replicas=service.replicas,
-        port=service.port,
+        replicas=config.get("replicas", service.replicas),
+        port=config.get("port", service.port),
         sealed_env=SecretBox(_key(settings)).seal(variables) if variables else None,
-        health_check_path=service.health_check_path,
+        health_check_path=config.get("health_check_path", service.health_check_path),
     )
     return PendingDeployment(deployment, request)
+
+
+def _config_of(service: Service) -> dict[str, Any]:
+    """The configuration snapshot a deployment keeps: what a rollback to it runs again."""
+    return {
+        "port": service.port,
+        "replicas": service.replicas,
+        "health_check_path": service.health_check_path,
+        "start_command": service.start_command,
+    }
+
+
+def _commit_of(deployment: Deployment) -> CommitInfo | None:
+    if deployment.commit_sha is None:
+        return None
+    return CommitInfo(
+        sha=deployment.commit_sha, message=deployment.commit_message, author=deployment.commit_author
+    )
 
 
 async def service_variables(

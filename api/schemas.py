@@ -468,3 +468,12 @@ class NodeRead(Read):
     cert_not_after: datetime
     created_at: datetime
     removed_at: datetime | None = Field(description="set once removed; its certificate is then revoked")
+
+
+class RollbackCreate(Body):
+    deployment_id: str = Field(description="the earlier deployment to release again (its environment's)")
+
+
+class ScaleCreate(Body):
+    replicas: int = Field(ge=1, le=100, description="how many replicas the service runs from now on")
+    environment: EnvironmentName = "production"

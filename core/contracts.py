@@ -117,6 +117,9 @@ class SourceSpec(Contract):
     credential: bool = Field(
         default=False, description="the builder asks the API for the repository's token or deploy key"
     )
+    release_of: str | None = Field(
+        default=None, description="an earlier deployment released again (rollback, scale): its image"
+    )
 
 
 class BuildOptions(Contract):

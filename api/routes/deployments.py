@@ -7,11 +7,12 @@ from starlette.exceptions import HTTPException
 
 from api.deploys import new_deployment, service_variables, submit
 from api.deps import CurrentActor, SessionDep, SettingsDep, TemporalDep
+from api.errors import Conflict
 from api.releases import TemporalConnection
-from api.schemas import DeploymentCreate, DeploymentRead
+from api.schemas import DeploymentCreate, DeploymentRead, RollbackCreate, ScaleCreate
 from api.store import audit, environment_by_name, get_or_404
 from api.uploads import store_upload
-from core.contracts import SourceSpec
+from core.contracts import DeploymentStatus, SourceSpec
 from core.models import Deployment, Environment, Service
 from core.settings import Settings
 
@@ -100,6 +101,97 @@ async def _start(
     pending = new_deployment(session, settings, service, environment, source, variables=variables)
     deployment = pending.deployment
     audit(session, actor, "deployment.create", deployment.id, service_id=service.id, source=deployment.source)
+    await session.commit()
+    await submit(session, settings, temporal, pending)
+    await session.refresh(deployment)
+    return DeploymentRead.model_validate(deployment)
+
+
+@router.post(
+    "/v1/services/{service_id}/rollback",
+    status_code=status.HTTP_202_ACCEPTED,
+    operation_id="rollback_service",
+)
+async def rollback_service(
+    service_id: str,
+    body: RollbackCreate,
+    session: SessionDep,
+    settings: SettingsDep,
+    temporal: TemporalDep,
+    actor: CurrentActor,
+) -> DeploymentRead:
+    """Release an earlier deployment again in its environment: its image by digest and its
+    configuration snapshot, no build (Railway's rollback). The service's current variables apply."""
+    service = await get_or_404(session, Service, service_id)
+    target = await get_or_404(session, Deployment, body.deployment_id)
+    if target.service_id != service.id:
+        raise HTTPException(422, f"deployment_id: {target.id} is a deployment of another service")
+    if target.image_ref is None:
+        raise Conflict(
+            f"deployment_id: {target.id} never produced an image ({target.status}"
+            + (f" at {target.failed_step}" if target.failed_step else "")
+            + "): there is nothing to roll back to"
+        )
+    environment = await get_or_404(session, Environment, target.environment_id)
+    return await _release_again(session, settings, temporal, actor, service, environment, target, None)
+
+
+@router.post(
+    "/v1/services/{service_id}/scale", status_code=status.HTTP_202_ACCEPTED, operation_id="scale_service"
+)
+async def scale_service(
+    service_id: str,
+    body: ScaleCreate,
+    session: SessionDep,
+    settings: SettingsDep,
+    temporal: TemporalDep,
+    actor: CurrentActor,
+) -> DeploymentRead:
+    """Run `replicas` replicas of the ACTIVE deployment: it is released again with that count (new
+    replicas start and serve before the old ones drain), and later deploys keep the count."""
+    service = await get_or_404(session, Service, service_id)
+    environment = await environment_by_name(session, service.project_id, body.environment)
+    active = await session.scalar(
+        select(Deployment).where(
+            Deployment.service_id == service.id,
+            Deployment.environment_id == environment.id,
+            Deployment.status == DeploymentStatus.ACTIVE.value,
+        )
+    )
+    if active is None or active.image_ref is None:
+        raise Conflict(f"environment: no ACTIVE deployment in {environment.name} to scale; deploy first")
+    service.replicas = body.replicas
+    return await _release_again(
+        session, settings, temporal, actor, service, environment, active, body.replicas
+    )
+
+
+async def _release_again(
+    session: AsyncSession,
+    settings: Settings,
+    temporal: TemporalConnection,
+    actor: str,
+    service: Service,
+    environment: Environment,
+    earlier: Deployment,
+    replicas: int | None,
+) -> DeploymentRead:
+    variables = await service_variables(session, settings, service, environment)
+    pending = new_deployment(
+        session,
+        settings,
+        service,
+        environment,
+        SourceSpec(kind="image"),
+        variables=variables,
+        release_of=earlier,
+        replicas=replicas,
+    )
+    deployment = pending.deployment
+    action = "deployment.rollback" if replicas is None else "deployment.scale"
+    audit(
+        session, actor, action, deployment.id, service_id=service.id, release_of=earlier.id, replicas=replicas
+    )
     await session.commit()
     await submit(session, settings, temporal, pending)
     await session.refresh(deployment)
