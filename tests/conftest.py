@@ -18,7 +18,7 @@ from tests.support.components import DockerEngine, PostgresServer, TemporalDevSe
 from tests.support.redis_server import RedisServer
 from tests.support.registry import Registry
 
-pytest_plugins = ["tests.support.platform"]
+pytest_plugins = ["tests.support.platform", "tests.support.fleet"]
 
 
 @pytest.fixture(scope="session")

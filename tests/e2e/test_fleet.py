@@ -8,7 +8,7 @@ import pytest
 
 from activities.agent_client import AgentCallError
 from tests.support import missing_component
-from tests.support.fleet import EnrolledFleet, enrolled_fleet  # noqa: F401 (the fixture)
+from tests.support.fleet import EnrolledFleet
 from tests.support.nodes import NodeEngine
 from tests.support.platform import Platform
 from tests.support.process import LoopbackServerError
@@ -17,7 +17,7 @@ pytestmark = pytest.mark.timeout(300)  # the first e2e test also pays for `docky
 
 
 async def test_three_nodes_enroll_answer_over_mutual_tls_and_a_killed_one_goes_silent(
-    enrolled_fleet: EnrolledFleet,  # noqa: F811
+    enrolled_fleet: EnrolledFleet,
 ) -> None:
     fleet = enrolled_fleet
     listed = {name: (node["state"], node["address"], node["labels"]) for name, node in fleet.listed().items()}

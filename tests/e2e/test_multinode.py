@@ -1,0 +1,131 @@
+"""Several nodes, end to end: three enrolled agents, each on its own Docker Engine and loopback address,
+behind the platform's Traefik. Replicas spread over the nodes; a rolling update and a rollback run under
+a bounded request loop through Traefik, which must see no failed request."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.support.fleet import EnrolledFleet
+from tests.support.platform import AppImages, Platform
+
+pytestmark = pytest.mark.timeout(600)
+
+LOOP_MAX_REQUESTS = 20_000  # the request loop is bounded in count and time, and only talks to loopback
+LOOP_MAX_SECONDS = 120
+
+
+@dataclass
+class RequestLoop:
+    """Requests through Traefik, one after the other, until stopped (or its bounds are reached)."""
+
+    edge_url: str
+    hostname: str
+    answers: Counter[str] = field(default_factory=Counter)
+    failures: list[str] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def __enter__(self) -> RequestLoop:
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        deadline = time.monotonic() + LOOP_MAX_SECONDS
+        with httpx.Client(base_url=self.edge_url, headers={"Host": self.hostname}, timeout=10) as client:
+            for _ in range(LOOP_MAX_REQUESTS):
+                if self._stop.is_set() or time.monotonic() > deadline:
+                    return
+                try:
+                    response = client.get("/")
+                except httpx.HTTPError as exc:
+                    self.failures.append(f"{type(exc).__name__}: {exc}")
+                    continue
+                if response.status_code != 200:
+                    self.failures.append(f"HTTP {response.status_code}: {response.text[:100]}")
+                else:
+                    self.answers[response.text.strip()] += 1
+                time.sleep(0.005)
+
+    @property
+    def total(self) -> int:
+        return sum(self.answers.values()) + len(self.failures)
+
+
+def replicas_per_node(fleet: EnrolledFleet, service_id: str, deployment_id: str) -> dict[str, int]:
+    async def count() -> dict[str, int]:
+        found: dict[str, int] = {}
+        for index, node in enumerate(fleet.nodes):
+            async with fleet.client(index) as agent:
+                replicas = await agent.replicas(service_id=service_id)
+            found[node.name] = sum(1 for r in replicas if r.deployment_id == deployment_id)
+        return found
+
+    return asyncio.run(count())
+
+
+def hostname(service: dict[str, Any]) -> str:
+    return str(service["urls"]["production"].split("://", 1)[1].split(":")[0])
+
+
+def test_replicas_spread_over_nodes_and_updates_and_rollbacks_fail_no_request(
+    platform: Platform, app_images: AppImages, enrolled_fleet: EnrolledFleet
+) -> None:
+    fleet = enrolled_fleet
+    v1 = app_images.push("e2e/spread", "v1", "spread v1")
+    service = platform.create_service("e2e-spread", "spread", v1, replicas=3, health_check_path="/healthz")
+
+    first = platform.wait_final(platform.deploy(service["id"])["id"], timeout=180)
+    assert first["status"] == "ACTIVE", first
+    assert replicas_per_node(fleet, service["id"], first["id"]) == {node.name: 1 for node in fleet.nodes}
+    assert platform.get(service).text.strip() == "spread v1"
+
+    v2 = app_images.push("e2e/spread", "v2", "spread v2")
+    with RequestLoop(platform.edge_url, hostname(service)) as update:
+        time.sleep(0.5)
+        second = platform.wait_final(platform.deploy(service["id"], image=v2)["id"], timeout=180)
+        time.sleep(1)
+    assert second["status"] == "ACTIVE", second
+    print(
+        f"\n[multinode] rolling update of 3 replicas on 3 nodes: {update.total} requests, "
+        f"{len(update.failures)} failed, answers {dict(update.answers)}"
+    )
+    assert update.failures == []
+    assert update.answers["spread v1"] > 0 and update.answers["spread v2"] > 0
+    assert replicas_per_node(fleet, service["id"], second["id"]) == {node.name: 1 for node in fleet.nodes}
+
+    with RequestLoop(platform.edge_url, hostname(service)) as rollback_loop:
+        time.sleep(0.5)
+        called = time.monotonic()
+        response = platform.api.post(
+            f"/v1/services/{service['id']}/rollback", json={"deployment_id": first["id"]}
+        )
+        assert response.status_code == 202, response.text
+        while platform.get(service).text.strip() != "spread v1":
+            assert time.monotonic() - called < 60, "the rollback never served v1"
+            time.sleep(0.02)
+        rollback_seconds = time.monotonic() - called
+        rolled_back = platform.wait_final(response.json()["id"], timeout=120)
+        time.sleep(1)
+    assert rolled_back["status"] == "ACTIVE", rolled_back
+    assert rolled_back["image_ref"] == first["image_ref"]
+    print(
+        f"[multinode] rollback → v1 answering through Traefik: {rollback_seconds:.2f} s; "
+        f"{rollback_loop.total} requests, {len(rollback_loop.failures)} failed"
+    )
+    assert rollback_loop.failures == []
+    assert platform.get(service).text.strip() == "spread v1"
