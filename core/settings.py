@@ -68,6 +68,10 @@ class Settings(BaseSettings):
     agent_url: str = "http://127.0.0.1:7801"
     agent_token: SecretStr | None = None
 
+    # A node whose agent has not answered the control plane's probes for this long is DOWN: its
+    # replicas are started again on the other nodes.
+    node_down_after_seconds: float = Field(default=10.0, gt=0)
+    node_probe_interval_seconds: float = Field(default=2.0, gt=0)
     # Nodes enroll with a join token and get a certificate from Dockyard's CA (kept in `pki_dir`).
     node_certificate_days: int = Field(default=30, ge=1, le=397)
 

@@ -13,12 +13,14 @@ import signal
 from enum import StrEnum
 
 from temporalio.client import Client
+from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.worker import Worker
 
 from activities.agents import AgentActivities
 from activities.builds import BuildActivities
 from activities.deployments import DeploymentActivities
 from activities.environments import EnvironmentActivities
+from activities.fleet import FleetActivities
 from activities.nodes import NodeActivities
 from activities.registry import RegistryActivities
 from activities.routing import RoutingActivities
@@ -28,10 +30,11 @@ from core.planner import BaseImages
 from core.settings import Settings
 from core.temporal import connect
 from workflows.deploy import DeployWorkflow
+from workflows.fleet import FLEET_WATCH_ID, FleetWatchInput, FleetWatchWorkflow
 from workflows.service import ServiceWorkflow
 from workflows.teardown import TeardownWorkflow
 
-WORKFLOWS = [ServiceWorkflow, DeployWorkflow, TeardownWorkflow]
+WORKFLOWS = [ServiceWorkflow, DeployWorkflow, TeardownWorkflow, FleetWatchWorkflow]
 DEBIAN_BASE_REPOSITORY = "dockyard/debian:bookworm"  # pushed by infra/images/build-base-images.sh
 
 
@@ -48,7 +51,10 @@ def activities_for(settings: Settings, db: Database, client: Client) -> list[obj
     routing = RoutingActivities(db, settings)
     environments = EnvironmentActivities(db, client)
     nodes = NodeActivities(db)
+    fleet = FleetActivities(db, settings)
     return [
+        fleet.probe_nodes,
+        fleet.heal_node,
         deployments.set_deployment_status,
         deployments.record_replicas,
         deployments.activate_deployment,
@@ -106,6 +112,7 @@ async def run_worker(settings: Settings, role: Role = Role.ALL) -> None:
     workers = []
     if role in (Role.ALL, Role.ORCHESTRATOR):
         workers.append(build_worker(client, settings, db))
+        await start_fleet_watch(client, settings)
     if role in (Role.ALL, Role.BUILDER):
         workers.extend(builder_workers(client, settings))
     stop = asyncio.Event()
@@ -116,6 +123,17 @@ async def run_worker(settings: Settings, role: Role = Role.ALL) -> None:
         await asyncio.gather(*(_run_until(worker, stop) for worker in workers))
     finally:
         await db.dispose()
+
+
+async def start_fleet_watch(client: Client, settings: Settings) -> None:
+    """The one watch over the nodes (FleetWatchWorkflow); a running one is joined."""
+    await client.start_workflow(
+        FleetWatchWorkflow.run,
+        FleetWatchInput(probe_interval_seconds=settings.node_probe_interval_seconds),
+        id=FLEET_WATCH_ID,
+        task_queue=settings.temporal_task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+    )
 
 
 async def _run_until(worker: Worker, stop: asyncio.Event) -> None:

@@ -166,6 +166,35 @@ async def scale_service(
     )
 
 
+@router.post(
+    "/internal/services/{service_id}/heal", status_code=status.HTTP_202_ACCEPTED, include_in_schema=False
+)
+async def heal_service(
+    service_id: str,
+    environment_id: str,
+    session: SessionDep,
+    settings: SettingsDep,
+    temporal: TemporalDep,
+    _: CurrentActor,
+) -> DeploymentRead:
+    """For the fleet watch: release the ACTIVE deployment again after a node that ran some of its
+    replicas went DOWN; the scheduler places them on the nodes left."""
+    service = await get_or_404(session, Service, service_id)
+    environment = await get_or_404(session, Environment, environment_id)
+    active = await session.scalar(
+        select(Deployment).where(
+            Deployment.service_id == service.id,
+            Deployment.environment_id == environment.id,
+            Deployment.status == DeploymentStatus.ACTIVE.value,
+        )
+    )
+    if active is None or active.image_ref is None:
+        raise Conflict(f"no ACTIVE deployment of {service.id} in {environment.name} to heal")
+    return await _release_again(
+        session, settings, temporal, "control-plane", service, environment, active, None, "deployment.heal"
+    )
+
+
 async def _release_again(
     session: AsyncSession,
     settings: Settings,
@@ -175,6 +204,7 @@ async def _release_again(
     environment: Environment,
     earlier: Deployment,
     replicas: int | None,
+    action: str | None = None,
 ) -> DeploymentRead:
     variables = await service_variables(session, settings, service, environment)
     pending = new_deployment(
@@ -188,7 +218,7 @@ async def _release_again(
         replicas=replicas,
     )
     deployment = pending.deployment
-    action = "deployment.rollback" if replicas is None else "deployment.scale"
+    action = action or ("deployment.rollback" if replicas is None else "deployment.scale")
     audit(
         session, actor, action, deployment.id, service_id=service.id, release_of=earlier.id, replicas=replicas
     )

@@ -129,3 +129,53 @@ def test_replicas_spread_over_nodes_and_updates_and_rollbacks_fail_no_request(
     )
     assert rollback_loop.failures == []
     assert platform.get(service).text.strip() == "spread v1"
+
+
+def test_a_lost_node_s_replicas_serve_again_from_the_other_nodes_within_30_seconds(
+    platform: Platform, app_images: AppImages, enrolled_fleet: EnrolledFleet
+) -> None:
+    fleet = enrolled_fleet
+    image = app_images.push("e2e/heal", "v1", "heal v1")
+    service = platform.create_service("e2e-heal", "heal", image, replicas=3, health_check_path="/healthz")
+    first = platform.wait_final(platform.deploy(service["id"])["id"], timeout=180)
+    assert first["status"] == "ACTIVE", first
+    lost = fleet.nodes[1]
+
+    fleet.kill_node(1)  # the agent, its engine and every container on it: a dead VM
+    killed = time.monotonic()
+    healed: dict[str, Any] | None = None
+    while time.monotonic() - killed < 60:
+        listed = platform.api.get(f"/v1/services/{service['id']}/deployments").json()
+        if listed[0]["id"] != first["id"] and listed[0]["status"] == "ACTIVE":
+            healed = listed[0]
+            break
+        time.sleep(0.25)
+    assert healed is not None, "no deployment replaced the lost node's replicas"
+    answers = Counter(platform.get(service).status_code for _ in range(30))
+    recovered = time.monotonic() - killed
+    print(f"\n[multinode] node lost → its replicas serving again from the others: {recovered:.1f} s")
+
+    assert answers == Counter({200: 30})
+    assert recovered < 30
+    node = platform.api.get(f"/v1/nodes/{lost.node_id}").json()
+    assert node["state"] == "DOWN"
+    alive = replicas_per_node_alive(fleet, service["id"], healed["id"])
+    assert set(alive) == {node.name for node in fleet.nodes} - {lost.name}
+    assert sorted(alive.values()) == [1, 2]  # three replicas spread over the two nodes left
+
+
+def replicas_per_node_alive(fleet: EnrolledFleet, service_id: str, deployment_id: str) -> dict[str, int]:
+    """Like replicas_per_node, asking only the nodes that still answer."""
+
+    async def count() -> dict[str, int]:
+        found: dict[str, int] = {}
+        for index, node in enumerate(fleet.nodes):
+            try:
+                async with fleet.client(index) as agent:
+                    replicas = await agent.replicas(service_id=service_id)
+            except Exception:
+                continue
+            found[node.name] = sum(1 for r in replicas if r.deployment_id == deployment_id)
+        return found
+
+    return asyncio.run(count())

@@ -1,0 +1,64 @@
+"""FleetWatchWorkflow on a real Temporal server with fake activities: every round probes the nodes;
+each node reported newly DOWN is healed once; the watch continues as new with its settings."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+from temporalio import activity
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from workflows.fleet import FleetWatchInput, FleetWatchWorkflow
+from workflows.worker import WORKFLOWS
+
+pytestmark = pytest.mark.timeout(60)
+
+
+class FakeFleet:
+    def __init__(self) -> None:
+        self.rounds = 0
+        self.healed: list[str] = []
+        self.down_in_round = {2: ["node_b"], 4: ["node_a", "node_c"]}
+        self.round_reached = asyncio.Event()
+
+    @activity.defn(name="probe_nodes")
+    async def probe_nodes(self) -> list[str]:
+        self.rounds += 1
+        if self.rounds >= 6:
+            self.round_reached.set()
+        return self.down_in_round.get(self.rounds, [])
+
+    @activity.defn(name="heal_node")
+    async def heal_node(self, node_id: str) -> list[str]:
+        self.healed.append(node_id)
+        return [f"dep-heal-{node_id}"]
+
+
+async def test_each_node_that_goes_down_is_healed_once(temporal_client: Client) -> None:
+    fleet = FakeFleet()
+    task_queue = f"fleet-{uuid.uuid4().hex[:8]}"
+    async with Worker(
+        temporal_client,
+        task_queue=task_queue,
+        workflows=WORKFLOWS,
+        activities=[fleet.probe_nodes, fleet.heal_node],
+    ):
+        handle = await temporal_client.start_workflow(
+            FleetWatchWorkflow.run,
+            FleetWatchInput(probe_interval_seconds=0.05),
+            id=f"fleet-watch-{task_queue}",
+            task_queue=task_queue,
+        )
+        try:
+            await asyncio.wait_for(fleet.round_reached.wait(), 30)
+            assert fleet.healed == ["node_b", "node_a", "node_c"]
+            assert await handle.query(FleetWatchWorkflow.healed) == [
+                "dep-heal-node_b",
+                "dep-heal-node_a",
+                "dep-heal-node_c",
+            ]
+        finally:
+            await handle.terminate("test over")
