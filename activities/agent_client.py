@@ -21,7 +21,7 @@ import httpx
 from cryptography import x509
 
 from core import pki
-from core.contracts import NodeInfo, ReplicaSpec, ReplicaStatus
+from core.contracts import Heartbeat, NodeInfo, ReplicaSpec, ReplicaStatus
 
 
 class AgentCallError(Exception):
@@ -171,6 +171,9 @@ class AgentClient:
             f"/v1/replicas/{replica_id}",
             params={"grace_seconds": math.ceil(grace_seconds)},
         )
+
+    async def heartbeat(self) -> Heartbeat:
+        return Heartbeat.model_validate(await self._call("heartbeat", "GET", "/v1/heartbeat"))
 
     async def node_info(self) -> NodeInfo:
         return NodeInfo.model_validate(await self._call("node", "GET", "/v1/node"))

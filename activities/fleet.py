@@ -12,11 +12,12 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio import activity
 
 from activities.agent_client import AgentCallError, AgentClient, AgentTLS
 from activities.nodes import LIVE_STATES
-from core.contracts import DeploymentStatus
+from core.contracts import DeploymentStatus, Heartbeat
 from core.db import Database
 from core.models import Deployment, Node, Replica, RevokedCertificate
 from core.scheduler import NodeState
@@ -37,18 +38,23 @@ class FleetActivities:
         async with self.db.session() as session:
             nodes = list(await session.scalars(select(Node).where(Node.removed_at.is_(None))))
             revoked = [int(s, 16) for s in await session.scalars(select(RevokedCertificate.serial))]
-        answered = await asyncio.gather(*(self._answers(node, revoked) for node in nodes))
+        heartbeats = await asyncio.gather(*(self._heartbeat(node, revoked) for node in nodes))
         now = datetime.now(UTC)
         silent_since = now - timedelta(seconds=self.settings.node_down_after_seconds)
         newly_down = []
         async with self.db.transaction() as session:
-            for node, ok in zip(nodes, answered, strict=True):
-                if ok:
-                    changes: dict[str, object] = {"last_heartbeat_at": now}
+            for node, heartbeat in zip(nodes, heartbeats, strict=True):
+                if heartbeat is not None:
+                    changes: dict[str, object] = {
+                        "last_heartbeat_at": now,
+                        "capacity": heartbeat.capacity.model_dump(),
+                        "usage": heartbeat.usage.model_dump(),
+                    }
                     if node.state == NodeState.DOWN.value:
                         changes["state"] = NodeState.READY.value
                         activity.logger.info("node %s answers again: READY", node.name)
                     await session.execute(update(Node).where(Node.id == node.id).values(**changes))
+                    await _observe(session, node.id, heartbeat)
                     continue
                 last = node.last_heartbeat_at or node.created_at
                 if node.state != NodeState.DOWN.value and last < silent_since:
@@ -63,14 +69,14 @@ class FleetActivities:
                         newly_down.append(node.id)
         return newly_down
 
-    async def _answers(self, node: Node, revoked: list[int]) -> bool:
+    async def _heartbeat(self, node: Node, revoked: list[int]) -> Heartbeat | None:
+        """The node's heartbeat, or None when its agent does not answer in time."""
         tls = AgentTLS.from_pki_dir(self.settings.pki_dir, node.id, revoked)
         try:
             async with AgentClient.for_node(node.address, tls, timeout=PROBE_TIMEOUT_SECONDS) as agent:
-                await agent.node_info()
+                return await agent.heartbeat()
         except (AgentCallError, httpx.HTTPError, OSError):
-            return False
-        return True
+            return None
 
     @activity.defn
     async def heal_node(self, node_id: str) -> list[str]:
@@ -115,3 +121,18 @@ class FleetActivities:
     def _auth(self) -> dict[str, str]:
         token = self.settings.api_token.get_secret_value() if self.settings.api_token else ""
         return {"Authorization": f"Bearer {token}"}
+
+
+async def _observe(session: AsyncSession, node_id: str, heartbeat: Heartbeat) -> None:
+    """The replicas' states as the node reports them (a container that exited shows as exited); rows
+    the control plane already retired (removed, lost) stay retired."""
+    for replica in heartbeat.replicas:
+        await session.execute(
+            update(Replica)
+            .where(
+                Replica.id == replica.replica_id,
+                Replica.node == node_id,
+                Replica.state != replica.state.value,
+            )
+            .values(state=replica.state.value)
+        )

@@ -14,12 +14,12 @@ import weakref
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from agent import containers
+from agent import containers, host
 from agent.errors import AgentFailure
 from agent.health import probe
 from agent.runtime import Conflict, DockerError, DockerUnavailable, PullFailed, Runtime
 from agent.settings import AgentSettings
-from core.contracts import NodeInfo, ReplicaSpec, ReplicaState, ReplicaStatus
+from core.contracts import Heartbeat, NodeInfo, ReplicaSpec, ReplicaState, ReplicaStatus
 
 T = TypeVar("T")
 
@@ -79,6 +79,16 @@ class Replicas:
         async with self._lock(replica_id):
             name = containers.container_name(replica_id)
             await self._docker("remove", replica_id, self.runtime.remove, name, grace)
+
+    async def heartbeat(self) -> Heartbeat:
+        capacity, usage = await asyncio.to_thread(host.capacity_and_usage)
+        return Heartbeat(
+            node=await self.node(),
+            capacity=capacity,
+            usage=usage,
+            labels=self.settings.labels,
+            replicas=await self.list(),
+        )
 
     async def node(self) -> NodeInfo:
         version = await self._docker("node", None, self.runtime.version)

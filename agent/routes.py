@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
 from agent.auth import Authenticator
 from agent.errors import AgentFailure
 from agent.replicas import Replicas
-from core.contracts import REPLICA_ID_PATTERN, AgentError, NodeInfo, ReplicaSpec, ReplicaStatus
+from core.contracts import REPLICA_ID_PATTERN, AgentError, Heartbeat, NodeInfo, ReplicaSpec, ReplicaStatus
 
 
 def authenticated(request: Request) -> str:
@@ -72,6 +72,12 @@ async def remove_replica(
     """Stop (SIGTERM, SIGKILL after the grace) and remove the replica; 204 also when it never existed."""
     await replicas.remove(replica_id, grace_seconds)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get("/heartbeat", operation_id="get_heartbeat")
+async def get_heartbeat(replicas: ReplicasDep) -> Heartbeat:
+    """This node's capacity, usage, labels and every container it owns (not probed)."""
+    return await replicas.heartbeat()
 
 
 @router.get("/node", operation_id="get_node")

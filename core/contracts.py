@@ -96,6 +96,23 @@ class NodeInfo(Contract):
     docker_version: str
 
 
+class NodeResources(Contract):
+    cpu_millis: int = 0
+    memory_mb: int = 0
+    disk_mb: int = 0
+
+
+class Heartbeat(Contract):
+    """What a node's agent reports of itself: capacity, what is in use, its labels, and the state of
+    every container it owns (not probed)."""
+
+    node: NodeInfo
+    capacity: NodeResources
+    usage: NodeResources
+    labels: dict[str, str] = Field(default_factory=dict)
+    replicas: list[ReplicaStatus] = Field(default_factory=list)
+
+
 class AgentError(Contract):
     """The body of every agent error: which step failed and why, in words a user can act on."""
 

@@ -159,6 +159,9 @@ def test_a_lost_node_s_replicas_serve_again_from_the_other_nodes_within_30_secon
     assert recovered < 30
     node = platform.api.get(f"/v1/nodes/{lost.node_id}").json()
     assert node["state"] == "DOWN"
+    alive_node = platform.api.get(f"/v1/nodes/{fleet.nodes[0].node_id}").json()
+    assert alive_node["state"] == "READY" and alive_node["last_heartbeat_at"]  # heartbeats recorded
+    assert alive_node["capacity"]["cpu_millis"] >= 1000 and alive_node["usage"]["memory_mb"] > 0
     alive = replicas_per_node_alive(fleet, service["id"], healed["id"])
     assert set(alive) == {node.name for node in fleet.nodes} - {lost.name}
     assert sorted(alive.values()) == [1, 2]  # three replicas spread over the two nodes left

@@ -18,7 +18,15 @@ import pytest
 from agent.app import create_app
 from agent.runtime import DockerRuntime
 from agent.settings import AgentSettings
-from core.contracts import AgentError, HealthCheck, NodeInfo, ReplicaSpec, ReplicaState, ReplicaStatus
+from core.contracts import (
+    AgentError,
+    HealthCheck,
+    Heartbeat,
+    NodeInfo,
+    ReplicaSpec,
+    ReplicaState,
+    ReplicaStatus,
+)
 from tests.support import DOCKER_HOST, connect_docker, missing_component
 from tests.support.images import build_http_image
 from tests.support.registry import PushedImage, Registry, push_image
@@ -310,6 +318,21 @@ async def test_node_info(agent: httpx.AsyncClient, docker_client: docker.DockerC
     assert NodeInfo.model_validate(response.json()) == NodeInfo(
         name="test-node", address="127.0.0.1", docker_version=docker_client.version()["Version"]
     )
+
+
+async def test_heartbeat_reports_capacity_usage_labels_and_every_owned_container(
+    agent: httpx.AsyncClient, make_spec: Any
+) -> None:
+    spec = make_spec()
+    await ensured(agent, spec)
+
+    heartbeat = Heartbeat.model_validate((await agent.get("/v1/heartbeat")).json())
+
+    assert heartbeat.node.name == "test-node"
+    assert heartbeat.capacity.cpu_millis >= 1000 and heartbeat.capacity.memory_mb > 0
+    assert heartbeat.capacity.disk_mb >= heartbeat.usage.disk_mb > 0
+    assert 0 < heartbeat.usage.memory_mb <= heartbeat.capacity.memory_mb
+    assert spec.replica_id in {replica.replica_id for replica in heartbeat.replicas}
 
 
 # --- errors -----------------------------------------------------------------------------------------
