@@ -148,16 +148,18 @@ class AgentActivities:
         """Remove, on every agent, each replica of the service+environment that belongs to no kept
         deployment. An agent that cannot be reached is skipped (logged): its orphans go when it is
         back, by a later sweep."""
-        removed: list[str] = []
         async with heartbeating():
-            for node in await self._nodes():
-                try:
-                    removed += await self._remove_orphans_on(node, query)
-                except AgentCallError as exc:
-                    if exc.status_code is not None or exc.step == "tls":
-                        raise _as_activity_error(exc) from None
-                    activity.logger.warning("orphan sweep skipped %s: %s", node.node_id or "local agent", exc)
-        return removed
+            found = await asyncio.gather(*(self._sweep(node, query) for node in await self._nodes()))
+        return [replica_id for removed in found for replica_id in removed]
+
+    async def _sweep(self, node: NodeRef, query: OrphanQuery) -> list[str]:
+        try:
+            return await self._remove_orphans_on(node, query)
+        except AgentCallError as exc:
+            if exc.status_code is not None or exc.step == "tls":
+                raise _as_activity_error(exc) from None
+            activity.logger.warning("orphan sweep skipped %s: %s", node.node_id or "local agent", exc)
+            return []
 
     async def _remove_orphans_on(self, node: NodeRef, query: OrphanQuery) -> list[str]:
         async with self._agent(node) as agent:

@@ -16,10 +16,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio import activity
 
 from activities.agent_client import AgentCallError, AgentClient, AgentTLS
-from activities.nodes import LIVE_STATES
 from core.contracts import DeploymentStatus, Heartbeat
 from core.db import Database
-from core.models import Deployment, Node, Replica, RevokedCertificate
+from core.models import LIVE_REPLICA_STATES, Deployment, Node, Replica, RevokedCertificate
 from core.scheduler import NodeState
 from core.settings import Settings
 
@@ -90,7 +89,7 @@ class FleetActivities:
                     .join(Replica, Replica.deployment_id == Deployment.id)
                     .where(
                         Replica.node == node_id,
-                        Replica.state.in_(LIVE_STATES),
+                        Replica.state.in_(LIVE_REPLICA_STATES),
                         Deployment.status == DeploymentStatus.ACTIVE.value,
                     )
                     .distinct()
@@ -113,7 +112,7 @@ class FleetActivities:
         async with self.db.transaction() as session:
             await session.execute(
                 update(Replica)
-                .where(Replica.node == node_id, Replica.state.in_(LIVE_STATES))
+                .where(Replica.node == node_id, Replica.state.in_(LIVE_REPLICA_STATES))
                 .values(state="lost")
             )
         return started

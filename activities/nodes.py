@@ -11,7 +11,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.contracts import NodeRef, NodeReplicas, Placement, PlacementRequest
 from core.db import Database
-from core.models import Deployment, Node, Replica
+from core.models import LIVE_REPLICA_STATES, Deployment, Node, Replica
 from core.scheduler import (
     ExistingReplica,
     NodeInfo,
@@ -21,9 +21,6 @@ from core.scheduler import (
     Unplaced,
     schedule,
 )
-
-# Replica states that hold a place on their node.
-LIVE_STATES = ("created", "running", "restarting")
 
 
 class NodeActivities:
@@ -46,7 +43,7 @@ class NodeActivities:
                     Deployment.service_id == request.service_id,
                     Deployment.environment_id == request.environment_id,
                     Deployment.id != request.deployment_id,
-                    Replica.state.in_(LIVE_STATES),
+                    Replica.state.in_(LIVE_REPLICA_STATES),
                 )
             )
             spread_key = f"{request.service_id}/{request.environment_id}"

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.exceptions import HTTPException
 
 from api.releases import TemporalConnection, submit_deploy
+from api.store import audit
 from api.variables import build_variables, effective_variables
 from core.contracts import BuildOptions, DeploymentStatus, DeployRequest, SourceSpec
 from core.models import Deployment, Environment, Service, new_id
@@ -125,6 +126,42 @@ def _commit_of(deployment: Deployment) -> CommitInfo | None:
     return CommitInfo(
         sha=deployment.commit_sha, message=deployment.commit_message, author=deployment.commit_author
     )
+
+
+async def release_again(
+    session: AsyncSession,
+    settings: Settings,
+    temporal: TemporalConnection,
+    actor: str,
+    service: Service,
+    environment: Environment,
+    earlier: Deployment,
+    *,
+    replicas: int | None = None,
+    action: str | None = None,
+) -> Deployment:
+    """Release an earlier deployment again (rollback, scale, heal, drain): its image by digest and
+    its configuration, with the service's current variables; recorded, audited and submitted."""
+    variables = await service_variables(session, settings, service, environment)
+    pending = new_deployment(
+        session,
+        settings,
+        service,
+        environment,
+        SourceSpec(kind="image"),
+        variables=variables,
+        release_of=earlier,
+        replicas=replicas,
+    )
+    deployment = pending.deployment
+    action = action or ("deployment.rollback" if replicas is None else "deployment.scale")
+    audit(
+        session, actor, action, deployment.id, service_id=service.id, release_of=earlier.id, replicas=replicas
+    )
+    await session.commit()
+    await submit(session, settings, temporal, pending)
+    await session.refresh(deployment)
+    return deployment
 
 
 async def service_variables(

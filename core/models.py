@@ -191,6 +191,10 @@ class SourceUpload(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+# Replica states that hold a place on their node (others: exited, removed, lost).
+LIVE_REPLICA_STATES = ("created", "running", "restarting")
+
+
 class Replica(Base):
     __tablename__ = "replicas"
 

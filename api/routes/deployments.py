@@ -5,7 +5,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.exceptions import HTTPException
 
-from api.deploys import new_deployment, service_variables, submit
+from api.deploys import new_deployment, release_again, service_variables, submit
 from api.deps import CurrentActor, SessionDep, SettingsDep, TemporalDep
 from api.errors import Conflict
 from api.releases import TemporalConnection
@@ -133,7 +133,8 @@ async def rollback_service(
             + "): there is nothing to roll back to"
         )
     environment = await get_or_404(session, Environment, target.environment_id)
-    return await _release_again(session, settings, temporal, actor, service, environment, target, None)
+    deployment = await release_again(session, settings, temporal, actor, service, environment, target)
+    return DeploymentRead.model_validate(deployment)
 
 
 @router.post(
@@ -161,9 +162,10 @@ async def scale_service(
     if active is None or active.image_ref is None:
         raise Conflict(f"environment: no ACTIVE deployment in {environment.name} to scale; deploy first")
     service.replicas = body.replicas
-    return await _release_again(
-        session, settings, temporal, actor, service, environment, active, body.replicas
+    deployment = await release_again(
+        session, settings, temporal, actor, service, environment, active, replicas=body.replicas
     )
+    return DeploymentRead.model_validate(deployment)
 
 
 @router.post(
@@ -190,41 +192,9 @@ async def heal_service(
     )
     if active is None or active.image_ref is None:
         raise Conflict(f"no ACTIVE deployment of {service.id} in {environment.name} to heal")
-    return await _release_again(
-        session, settings, temporal, "control-plane", service, environment, active, None, "deployment.heal"
+    deployment = await release_again(
+        session, settings, temporal, "control-plane", service, environment, active, action="deployment.heal"
     )
-
-
-async def _release_again(
-    session: AsyncSession,
-    settings: Settings,
-    temporal: TemporalConnection,
-    actor: str,
-    service: Service,
-    environment: Environment,
-    earlier: Deployment,
-    replicas: int | None,
-    action: str | None = None,
-) -> DeploymentRead:
-    variables = await service_variables(session, settings, service, environment)
-    pending = new_deployment(
-        session,
-        settings,
-        service,
-        environment,
-        SourceSpec(kind="image"),
-        variables=variables,
-        release_of=earlier,
-        replicas=replicas,
-    )
-    deployment = pending.deployment
-    action = action or ("deployment.rollback" if replicas is None else "deployment.scale")
-    audit(
-        session, actor, action, deployment.id, service_id=service.id, release_of=earlier.id, replicas=replicas
-    )
-    await session.commit()
-    await submit(session, settings, temporal, pending)
-    await session.refresh(deployment)
     return DeploymentRead.model_validate(deployment)
 
 

@@ -1,5 +1,5 @@
 """Nodes: single-use join tokens, enrollment (Dockyard's CA signs the node's CSR), cordon / uncordon /
-drain (state only: moving replicas away is a later workflow) and removal (the certificate is revoked).
+drain (its replicas released again elsewhere) and removal (the certificate is revoked).
 
 Enrollment is the one route without the API token: the join token is the credential. It is claimed
 with a conditional UPDATE (`used_at IS NULL AND expires_at > now`) as the first statement of the
@@ -22,7 +22,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.exceptions import HTTPException
 
-from api.deps import CurrentActor, SessionDep, SettingsDep
+from api.deploys import release_again
+from api.deps import CurrentActor, SessionDep, SettingsDep, TemporalDep
 from api.errors import Conflict
 from api.schemas import (
     ErrorBody,
@@ -34,7 +35,19 @@ from api.schemas import (
 )
 from api.store import audit, get_or_404
 from core import pki
-from core.models import JoinToken, Node, RevokedCertificate, new_id, utcnow
+from core.contracts import DeploymentStatus
+from core.models import (
+    LIVE_REPLICA_STATES,
+    Deployment,
+    Environment,
+    JoinToken,
+    Node,
+    Replica,
+    RevokedCertificate,
+    Service,
+    new_id,
+    utcnow,
+)
 from core.scheduler import NodeState
 from core.settings import Settings
 
@@ -265,9 +278,29 @@ async def uncordon_node(node_id: str, session: SessionDep, actor: CurrentActor) 
 
 
 @router.post("/{node_id}/drain", operation_id="drain_node")
-async def drain_node(node_id: str, session: SessionDep, actor: CurrentActor) -> NodeRead:
-    """No new replicas, and the ones it runs are to move elsewhere (the state only, for now)."""
-    return await _change_state(session, node_id, "drain", actor)
+async def drain_node(
+    node_id: str, session: SessionDep, settings: SettingsDep, temporal: TemporalDep, actor: CurrentActor
+) -> NodeRead:
+    """No new replicas, and the ones it runs move elsewhere: every ACTIVE deployment with a replica
+    here is released again, so its replicas start on other nodes before these drain and stop."""
+    node = await _change_state(session, node_id, "drain", actor)
+    affected = await session.execute(
+        select(Deployment)
+        .join(Replica, Replica.deployment_id == Deployment.id)
+        .where(
+            Replica.node == node_id,
+            Replica.state.in_(LIVE_REPLICA_STATES),
+            Deployment.status == DeploymentStatus.ACTIVE.value,
+        )
+        .distinct()
+    )
+    for deployment in list(affected.scalars()):
+        service = await get_or_404(session, Service, deployment.service_id)
+        environment = await get_or_404(session, Environment, deployment.environment_id)
+        await release_again(
+            session, settings, temporal, actor, service, environment, deployment, action="deployment.drain"
+        )
+    return node
 
 
 async def _change_state(session: AsyncSession, node_id: str, action: str, actor: str) -> NodeRead:

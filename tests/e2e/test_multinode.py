@@ -182,3 +182,32 @@ def replicas_per_node_alive(fleet: EnrolledFleet, service_id: str, deployment_id
         return found
 
     return asyncio.run(count())
+
+
+def test_draining_a_node_moves_its_replicas_to_the_others_without_a_failed_request(
+    platform: Platform, app_images: AppImages, enrolled_fleet: EnrolledFleet
+) -> None:
+    fleet = enrolled_fleet
+    image = app_images.push("e2e/drain", "v1", "drain v1")
+    service = platform.create_service("e2e-drain", "drain", image, replicas=3, health_check_path="/healthz")
+    first = platform.wait_final(platform.deploy(service["id"])["id"], timeout=180)
+    assert first["status"] == "ACTIVE", first
+    drained = fleet.nodes[2]
+
+    with RequestLoop(platform.edge_url, hostname(service)) as loop:
+        time.sleep(0.3)
+        response = platform.api.post(f"/v1/nodes/{drained.node_id}/drain")
+        assert response.status_code == 200, response.text
+        assert response.json()["state"] == "DRAINING"
+        moved = platform.api.get(f"/v1/services/{service['id']}/deployments").json()[0]
+        assert moved["id"] != first["id"] and moved["source"]["release_of"] == first["id"]
+        moved = platform.wait_final(moved["id"], timeout=120)
+        deadline = time.monotonic() + 30
+        while replicas_per_node(fleet, service["id"], first["id"]) != {n.name: 0 for n in fleet.nodes}:
+            assert time.monotonic() < deadline, "the drained deployment's replicas were not removed"
+            time.sleep(0.2)
+    assert moved["status"] == "ACTIVE", moved
+    print(f"\n[multinode] drain: {loop.total} requests, {len(loop.failures)} failed")
+    assert loop.failures == []
+    placed = replicas_per_node(fleet, service["id"], moved["id"])
+    assert placed[drained.name] == 0 and sorted(placed.values()) == [0, 1, 2]
