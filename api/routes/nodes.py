@@ -285,7 +285,7 @@ async def drain_node(
     here is released again, so its replicas start on other nodes before these drain and stop."""
     node = await _change_state(session, node_id, "drain", actor)
     affected = await session.execute(
-        select(Deployment)
+        select(Deployment.id)
         .join(Replica, Replica.deployment_id == Deployment.id)
         .where(
             Replica.node == node_id,
@@ -294,7 +294,8 @@ async def drain_node(
         )
         .distinct()
     )
-    for deployment in list(affected.scalars()):
+    for deployment_id in list(affected.scalars()):
+        deployment = await get_or_404(session, Deployment, deployment_id)
         service = await get_or_404(session, Service, deployment.service_id)
         environment = await get_or_404(session, Environment, deployment.environment_id)
         await release_again(
