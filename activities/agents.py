@@ -98,6 +98,7 @@ class AgentActivities:
         deadline = asyncio.get_running_loop().time() + self.settings.health_timeout_seconds
         pending = {spec.replica_id for spec in batch.specs}
         healthy: dict[str, ReplicaStatus] = {}
+        seen: dict[str, str] = {}  # the last thing each probe saw
         async with self._agent(batch.node) as agent:
             while pending:
                 activity.heartbeat(sorted(pending))
@@ -118,10 +119,13 @@ class AgentActivities:
                             type="ReplicaExited",
                             non_retryable=True,
                         )
+                    elif status.message:
+                        seen[replica_id] = status.message
                 if pending and asyncio.get_running_loop().time() > deadline:
                     raise ApplicationError(
                         f"node {agent.node}: replicas {', '.join(sorted(pending))} not healthy within "
-                        f"{self.settings.health_timeout_seconds:g}s",
+                        f"{self.settings.health_timeout_seconds:g}s"
+                        + "".join(f"; {rid}: {seen[rid]}" for rid in sorted(pending) if rid in seen),
                         type="HealthCheckTimeout",
                         non_retryable=True,
                     )

@@ -4,30 +4,41 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from typing import NamedTuple
 
 import httpx
 
 from core.contracts import HealthCheck
 
 
-async def probe(address: str, check: HealthCheck, *, direct: bool = False) -> bool:
-    """Probe `host:port`; never raises, a failure of any kind is simply "not healthy".
+class Probe(NamedTuple):
+    healthy: bool
+    evidence: str  # what the probe saw, for the user when the replica never becomes healthy
+
+
+async def probe(address: str, check: HealthCheck, *, direct: bool = False) -> Probe:
+    """Probe `host:port`; never raises, a failure of any kind is "not healthy", with what was seen.
 
     `direct` says the address is the process's own (not a port published through Docker's proxy),
     so an accepted TCP connection is proof enough."""
     if check.path is None:
-        return await _tcp_probe(address, check.timeout_seconds, 0 if direct else _TCP_SETTLE_SECONDS)
-    return await _http_probe(f"http://{address}{check.path}", check.timeout_seconds)
+        settle = 0 if direct else _TCP_SETTLE_SECONDS
+        if await _tcp_probe(address, check.timeout_seconds, settle):
+            return Probe(True, f"TCP port {address.rpartition(':')[2]} accepts connections")
+        return Probe(False, f"nothing accepts TCP connections on port {address.rpartition(':')[2]}")
+    return await _http_probe(check.path, f"http://{address}{check.path}", check.timeout_seconds)
 
 
-async def _http_probe(url: str, timeout_seconds: float) -> bool:
+async def _http_probe(path: str, url: str, timeout_seconds: float) -> Probe:
     # trust_env=False: a replica on a node address must never be reached through an HTTP proxy.
     async with httpx.AsyncClient(timeout=timeout_seconds, trust_env=False, follow_redirects=False) as http:
         try:
             response = await http.get(url)
-        except httpx.HTTPError:
-            return False
-    return response.status_code < 400
+        except httpx.TimeoutException:
+            return Probe(False, f"GET {path} got no answer within {timeout_seconds:g}s")
+        except httpx.HTTPError as exc:
+            return Probe(False, f"GET {path} failed: {type(exc).__name__}")
+    return Probe(response.status_code < 400, f"GET {path} answered HTTP {response.status_code}")
 
 
 # Docker's userland proxy accepts every connection on a published port and only then finds the process

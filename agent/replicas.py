@@ -172,8 +172,10 @@ class Replicas:
             return status
         direct = containers.container_address(attrs)
         check = containers.health_check_of(attrs)
-        healthy = await (probe(direct, check, direct=True) if direct else probe(status.address, check))
-        return status.model_copy(update={"healthy": healthy})
+        result = await (probe(direct, check, direct=True) if direct else probe(status.address, check))
+        if result.healthy:
+            return status.model_copy(update={"healthy": True})
+        return status.model_copy(update={"healthy": False, "message": status.message or result.evidence})
 
     async def _docker(self, step: str, replica_id: str | None, call: Callable[..., T], *args: Any) -> T:
         try:

@@ -170,6 +170,7 @@ def test_a_version_failing_its_health_check_leaves_the_old_one_serving_and_nothi
     assert any(f"node {node.node_id}" in message for node in fleet.nodes), message
     assert f"{failed['id'].replace('_', '-')}-" in message, message  # the replica that is not healthy
     assert "not healthy" in message, message
+    assert "GET /healthz answered HTTP 404" in message, message  # what the probe got
     assert cleaned, f"replicas of the failed deployment left: {containers_on_nodes(fleet, service['id'])}"
     assert deployments(platform, service["id"]) == {first["id"]: "ACTIVE", failed["id"]: "FAILED"}
     assert loop.failures == []

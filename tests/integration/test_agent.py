@@ -268,7 +268,19 @@ async def test_tcp_probe_needs_a_listening_process(agent: httpx.AsyncClient, mak
 
     assert (await until_healthy(agent, listening.replica_id)).healthy
     # Docker's proxy accepts the connection on the published port even though nothing listens behind it.
-    assert not (await until_healthy(agent, silent.replica_id, within_seconds=1)).healthy
+    unhealthy = await until_healthy(agent, silent.replica_id, within_seconds=1)
+    assert not unhealthy.healthy
+    assert unhealthy.message == f"nothing accepts TCP connections on port {silent.port}"
+
+
+async def test_an_http_health_check_that_fails_says_what_it_got(
+    agent: httpx.AsyncClient, make_spec: Any
+) -> None:
+    spec = make_spec("missing-path", health_check=HealthCheck(path="/no-such-path"))
+    await ensured(agent, spec)
+    status = await until_healthy(agent, spec.replica_id, within_seconds=1)
+    assert not status.healthy
+    assert status.message == "GET /no-such-path answered HTTP 404"
 
 
 # --- list, status, remove ---------------------------------------------------------------------------
