@@ -17,6 +17,13 @@ class RouteView:
     servers: tuple[str, ...]
 
 
+# A request whose server cannot be reached (a replica just gone, a node lost before the control plane
+# noticed) is tried again on another server of the route, instead of failing; Traefik retries only
+# when the server did not answer. The static configuration keeps the dial timeout short for this.
+RETRY_MIDDLEWARE = "dockyard-retry"
+MIDDLEWARES = {RETRY_MIDDLEWARE: {"retry": {"attempts": 3, "initialInterval": "50ms"}}}
+
+
 def render_traefik_config(routes: Iterable[RouteView]) -> dict[str, Any]:
     """One router per entrypoint (plain HTTP and TLS) and one load-balanced service per route.
 
@@ -29,11 +36,17 @@ def render_traefik_config(routes: Iterable[RouteView]) -> dict[str, Any]:
         if not route.servers:
             continue
         rule = f"Host(`{route.hostname}`)"
-        routers[route.name] = {"rule": rule, "service": route.name, "entryPoints": [WEB_ENTRYPOINT]}
+        routers[route.name] = {
+            "rule": rule,
+            "service": route.name,
+            "entryPoints": [WEB_ENTRYPOINT],
+            "middlewares": [RETRY_MIDDLEWARE],
+        }
         routers[f"{route.name}-tls"] = {
             "rule": rule,
             "service": route.name,
             "entryPoints": [WEBSECURE_ENTRYPOINT],
+            "middlewares": [RETRY_MIDDLEWARE],
             "tls": {},
         }
         services[route.name] = {
@@ -44,7 +57,7 @@ def render_traefik_config(routes: Iterable[RouteView]) -> dict[str, Any]:
         }
     if not routers:
         return {}
-    return {"http": {"routers": routers, "services": services}}
+    return {"http": {"routers": routers, "services": services, "middlewares": MIDDLEWARES}}
 
 
 def served_servers(traefik_service: dict[str, Any]) -> set[str]:

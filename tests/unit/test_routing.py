@@ -19,11 +19,21 @@ API = RouteView(
 EMPTY = RouteView(name="svc-c-env-p", hostname="worker-production.apps.test", servers=())
 
 
+RETRY = ["dockyard-retry"]
+MIDDLEWARES = {"dockyard-retry": {"retry": {"attempts": 3, "initialInterval": "50ms"}}}
+
+
 def routers(route: RouteView) -> dict[str, Any]:
     rule = f"Host(`{route.hostname}`)"
     return {
-        route.name: {"rule": rule, "service": route.name, "entryPoints": ["web"]},
-        f"{route.name}-tls": {"rule": rule, "service": route.name, "entryPoints": ["websecure"], "tls": {}},
+        route.name: {"rule": rule, "service": route.name, "entryPoints": ["web"], "middlewares": RETRY},
+        f"{route.name}-tls": {
+            "rule": rule,
+            "service": route.name,
+            "entryPoints": ["websecure"],
+            "middlewares": RETRY,
+            "tls": {},
+        },
     }
 
 
@@ -41,11 +51,13 @@ def routers(route: RouteView) -> dict[str, Any]:
                             "rule": "Host(`web-production.apps.test`)",
                             "service": "svc-a-env-p",
                             "entryPoints": ["web"],
+                            "middlewares": ["dockyard-retry"],
                         },
                         "svc-a-env-p-tls": {
                             "rule": "Host(`web-production.apps.test`)",
                             "service": "svc-a-env-p",
                             "entryPoints": ["websecure"],
+                            "middlewares": ["dockyard-retry"],
                             "tls": {},
                         },
                     },
@@ -57,6 +69,7 @@ def routers(route: RouteView) -> dict[str, Any]:
                             }
                         }
                     },
+                    "middlewares": MIDDLEWARES,
                 }
             },
             id="one-route",
@@ -83,6 +96,7 @@ def routers(route: RouteView) -> dict[str, Any]:
                             }
                         },
                     },
+                    "middlewares": MIDDLEWARES,
                 }
             },
             id="two-routes-and-one-without-servers",
