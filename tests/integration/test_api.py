@@ -16,6 +16,7 @@ from activities.contracts import RouteSpec
 from activities.routing import RoutingActivities
 from core.db import Database
 from core.models import AuditEvent
+from core.routing import MIDDLEWARES, RETRY_MIDDLEWARE
 from core.settings import load_settings
 from core.temporal import ENVIRONMENT_ID, SERVICE_ID
 from tests.support.api import TOKEN, api_settings, running_api
@@ -322,8 +323,19 @@ async def test_traefik_config_and_service_url_follow_published_routes(
     assert ok(await api.get("/internal/traefik/config")) == {
         "http": {
             "routers": {
-                name: {"rule": rule, "service": name, "entryPoints": ["web"]},
-                f"{name}-tls": {"rule": rule, "service": name, "entryPoints": ["websecure"], "tls": {}},
+                name: {
+                    "rule": rule,
+                    "service": name,
+                    "entryPoints": ["web"],
+                    "middlewares": [RETRY_MIDDLEWARE],
+                },
+                f"{name}-tls": {
+                    "rule": rule,
+                    "service": name,
+                    "entryPoints": ["websecure"],
+                    "middlewares": [RETRY_MIDDLEWARE],
+                    "tls": {},
+                },
             },
             "services": {
                 name: {
@@ -333,6 +345,7 @@ async def test_traefik_config_and_service_url_follow_published_routes(
                     }
                 }
             },
+            "middlewares": MIDDLEWARES,
         }
     }
     url = ok(await api.get(f"/v1/services/{web['id']}/url", params={"environment": "production"}))
