@@ -37,9 +37,9 @@ import docker
 import httpx
 import pytest
 
-from tests.e2e.test_multinode import unexplained
 from tests.support.fleet import EnrolledFleet, FleetNode
 from tests.support.platform import FINAL, AppImages, Platform
+from tests.support.traffic import unexplained
 
 pytestmark = [pytest.mark.bench, pytest.mark.timeout(600)]
 

@@ -5,80 +5,17 @@ a bounded request loop through Traefik, which must see no failed request."""
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 from collections import Counter
-from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
 import pytest
 
 from tests.support.fleet import EnrolledFleet
 from tests.support.platform import AppImages, Platform
+from tests.support.traffic import RequestLoop, hostname, unexplained
 
 pytestmark = pytest.mark.timeout(600)
-
-LOOP_MAX_REQUESTS = 20_000  # the request loop is bounded in count and time, and only talks to loopback
-LOOP_MAX_SECONDS = 120
-
-
-@dataclass
-class RequestLoop:
-    """Requests through Traefik, one after the other, until stopped (or its bounds are reached)."""
-
-    edge_url: str
-    hostname: str
-    answers: Counter[str] = field(default_factory=Counter)
-    failures: list[str] = field(default_factory=list)
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _thread: threading.Thread | None = None
-
-    def __enter__(self) -> RequestLoop:
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=30)
-
-    def _run(self) -> None:
-        deadline = time.monotonic() + LOOP_MAX_SECONDS
-        with httpx.Client(base_url=self.edge_url, headers={"Host": self.hostname}, timeout=10) as client:
-            for _ in range(LOOP_MAX_REQUESTS):
-                if self._stop.is_set() or time.monotonic() > deadline:
-                    return
-                try:
-                    response = client.get("/")
-                except httpx.HTTPError as exc:
-                    self.failures.append(f"{type(exc).__name__}: {exc}")
-                    continue
-                if response.status_code != 200:
-                    self.failures.append(f"HTTP {response.status_code}: {response.text[:100]}")
-                else:
-                    self.answers[response.text.strip()] += 1
-                time.sleep(0.005)
-
-    @property
-    def total(self) -> int:
-        return sum(self.answers.values()) + len(self.failures)
-
-
-# A known open bug (see the issue notes): during a rollout, a request through Traefik very rarely hangs
-# until the client's 10 s timeout, about once in a few thousand; no 5xx, refused or reset connection has
-# been seen. Until it is found, one such hang per loop is reported; every other failure fails the test.
-KNOWN_HANG = "ReadTimeout"
-
-
-def unexplained(failures: list[str]) -> list[str]:
-    """The failures a test must not accept: all but a single client-side hang (KNOWN_HANG)."""
-    hangs = [failure for failure in failures if failure.startswith(KNOWN_HANG)]
-    others = [failure for failure in failures if not failure.startswith(KNOWN_HANG)]
-    if hangs:
-        print(f"[multinode] known open bug, reported not failed: {hangs[0]}")
-    return others + hangs[1:]
 
 
 def replicas_per_node(fleet: EnrolledFleet, service_id: str, deployment_id: str) -> dict[str, int]:
@@ -91,10 +28,6 @@ def replicas_per_node(fleet: EnrolledFleet, service_id: str, deployment_id: str)
         return found
 
     return asyncio.run(count())
-
-
-def hostname(service: dict[str, Any]) -> str:
-    return str(service["urls"]["production"].split("://", 1)[1].split(":")[0])
 
 
 def test_replicas_spread_over_nodes_and_updates_and_rollbacks_fail_no_request(

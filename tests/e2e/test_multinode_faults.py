@@ -13,10 +13,11 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.test_multinode import RequestLoop, hostname, replicas_per_node, unexplained
+from tests.e2e.test_multinode import replicas_per_node
 from tests.support.fleet import EnrolledFleet
 from tests.support.images import build_http_image
 from tests.support.platform import AppImages, Platform
+from tests.support.traffic import RequestLoop, hostname, unexplained
 
 pytestmark = pytest.mark.timeout(600)
 
