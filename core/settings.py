@@ -12,11 +12,12 @@ import re
 import tomllib
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
@@ -111,6 +112,30 @@ class Settings(BaseSettings):
     health_timeout_seconds: float = Field(default=60.0, gt=0)
     routing_timeout_seconds: float = Field(default=30.0, gt=0)
     drain_seconds: float = Field(default=0.5, ge=0)
+
+    # Proxmox VE, where node pools' guests are cloned. Every cluster member serves the API: `proxmox_hosts`
+    # lists the ones to use, `host` or `host:port` (comma-separated in the variable), the next tried when
+    # one cannot be reached. Auth: an API token (`proxmox_token_id` user@realm!tokenid and
+    # `proxmox_token_secret`, recommended) or `proxmox_user` + `proxmox_password` (a ticket). TLS is checked
+    # against `proxmox_ca_file` (PVE's CA, /etc/pve/pve-root-ca.pem) or the system's CAs; `proxmox_verify`
+    # false turns that off.
+    # Lock waits inside PVE take up to a minute, so the HTTP timeout is never below 30 s.
+    proxmox_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    proxmox_port: int = Field(default=8006, ge=1, le=65535)
+    proxmox_token_id: str = Field(default="", pattern=r"^([^\s@!]+@[^\s@!]+![A-Za-z][A-Za-z0-9._-]*)?$")
+    proxmox_token_secret: SecretStr | None = None
+    proxmox_user: str = Field(default="", pattern=r"^([^\s@!]+@[^\s@!]+)?$")
+    proxmox_password: SecretStr | None = None
+    proxmox_ca_file: Path | None = None
+    proxmox_verify: bool = True
+    proxmox_timeout_seconds: float = Field(default=60.0, ge=30)
+
+    @field_validator("proxmox_hosts", mode="before")
+    @classmethod
+    def _proxmox_hosts_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [host.strip() for host in value.split(",") if host.strip()]
+        return value
 
     @classmethod
     def settings_customise_sources(
