@@ -143,3 +143,11 @@ def _kind(status: int | None, reason: str, errors: Mapping[str, str], action: st
 
 def _reason_kind(reason: str) -> PveErrorKind | None:
     return next((kind for pattern, kind in _REASON_KINDS if pattern.search(reason)), None)
+
+
+class PveCallError(Exception):
+    """Raised by the I/O edge (activities/proxmox/client.py) with the classified error as its value."""
+
+    def __init__(self, error: PveError) -> None:
+        super().__init__(str(error))
+        self.error = error

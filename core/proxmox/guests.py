@@ -52,15 +52,17 @@ def guest_tags(node_id: str, extra: Sequence[str] = ()) -> list[str]:
     return list(tags.values())
 
 
+def belongs_to(guest: PveGuest, node_id: str) -> bool:
+    """The guest was made for this Dockyard node: tagged `dyn-<node id>`, or (before its tags are set) named
+    `dy-<short id>`. Never a template."""
+    if guest.template:
+        return False
+    return node_tag(node_id) in (tag.lower() for tag in guest.tags) or guest.name == guest_name(node_id)
+
+
 def find_guest(snapshot: ClusterSnapshot, node_id: str) -> PveGuest | None:
-    """The guest made for a Dockyard node: tagged `dyn-<node id>`, or (before its tags are set) named
-    `dy-<short id>`. Templates never count. GuestLookupError when several claim it."""
-    tag, name = node_tag(node_id), guest_name(node_id)
-    found = [
-        guest
-        for guest in snapshot.guests
-        if not guest.template and (tag in (t.lower() for t in guest.tags) or guest.name == name)
-    ]
+    """The guest made for a Dockyard node (`belongs_to`). GuestLookupError when several claim it."""
+    found = [guest for guest in snapshot.guests if belongs_to(guest, node_id)]
     if len(found) > 1:
         listed = ", ".join(
             f"{g.kind.value} {g.vmid} on {g.node}" for g in sorted(found, key=lambda g: g.vmid)

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from typing import Any, Literal
 from urllib.parse import quote
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from core.contracts import Contract
 from core.proxmox.guests import guest_name, guest_tags, qemu_mac
@@ -30,11 +30,18 @@ class PveCall(Contract):
     path_params: dict[str, ParamValue] = Field(default_factory=dict)
     params: dict[str, ParamValue] = Field(default_factory=dict, description="query (GET, DELETE) or body")
 
+    @field_validator("path_params")
+    @classmethod
+    def _one_segment_each(cls, values: dict[str, ParamValue]) -> dict[str, ParamValue]:
+        for name, value in values.items():
+            if not str(value) or "/" in str(value) or "?" in str(value):
+                raise ValueError(f"{name} must be one non-empty path segment, got {value!r}")
+        return values
+
     @property
     def path(self) -> str:
-        return self.template.format(
-            **{name: quote(str(value), safe="") for name, value in self.path_params.items()}
-        )
+        """The path as sent (a UPID's `:`, `@` and `!` are legal in a path and go as they are)."""
+        return self.template.format(**{name: str(value) for name, value in self.path_params.items()})
 
     def __str__(self) -> str:
         return f"{self.method} {self.path}"
