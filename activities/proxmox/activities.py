@@ -99,7 +99,7 @@ class ProxmoxActivities:
         except TemplateError as exc:
             raise ApplicationError(str(exc), type="PveTemplateInvalid", non_retryable=True) from None
         config = await self._call(
-            params.guest_config(spec.kind, template.node, template.vmid), f"reading template {template.vmid}"
+            params.guest_config(spec.kind, template.node, template.vmid), "reading the template's config"
         )
         try:
             disk = guests.root_disk(spec.kind, _mapping(config))
@@ -158,7 +158,11 @@ class ProxmoxActivities:
         guest = GuestRef(kind=spec.kind, pve_node=placement.node, vmid=vmid)
         clone = params.clone(spec, request.node_id, placement.template_node, vmid, placement.target)
         async with heartbeating():
-            upid = str(await self._call(clone, f"clone of template {spec.template_vmid} to {guest}"))
+            upid = str(
+                await self._call(
+                    clone, f"clone of template {spec.template_vmid} to vmid {vmid} on {placement.node}"
+                )
+            )
         return GuestAllocation(guest=guest, upid=upid, created=True)
 
     @activity.defn
@@ -184,16 +188,23 @@ class ProxmoxActivities:
         pool's size. Safe to repeat: the MAC is kept and a disk already big enough is left alone."""
         guest, spec = request.guest, request.spec
         config = _mapping(
-            await self._call(params.guest_config(guest.kind, guest.pve_node, guest.vmid), f"reading {guest}")
+            await self._call(
+                params.guest_config(guest.kind, guest.pve_node, guest.vmid),
+                f"reading the config of {guest.kind.value} {guest.vmid}",
+            )
         )
         put = params.configure(spec, request.node_id, guest.pve_node, guest.vmid, request.join, config)
-        await self._call(put, f"configuring {guest}")
+        await self._call(put, f"configuring {guest.kind.value} {guest.vmid}")
         disk = guests.root_disk(guest.kind, config)
         resized = guests.needs_resize(config, disk, spec.disk_gib)
         if resized:
             resize = params.resize(guest.kind, guest.pve_node, guest.vmid, disk, spec.disk_gib)
             async with heartbeating():
-                await self._run_task(resize, guest, f"resizing {disk} of {guest} to {spec.disk_gib} GiB")
+                await self._run_task(
+                    resize,
+                    guest,
+                    f"resizing {disk} of {guest.kind.value} {guest.vmid} to {spec.disk_gib} GiB",
+                )
         return GuestConfigured(guest=guest, disk=disk, resized=resized)
 
     @activity.defn
@@ -202,7 +213,9 @@ class ProxmoxActivities:
         async with heartbeating():
             try:
                 upid = await self._run_task(
-                    params.start(guest.kind, guest.pve_node, guest.vmid), guest, f"starting {guest}"
+                    params.start(guest.kind, guest.pve_node, guest.vmid),
+                    guest,
+                    f"starting {guest.kind.value} {guest.vmid}",
                 )
             except ApplicationError as exc:
                 if _kind(exc) is PveErrorKind.ALREADY_RUNNING:
@@ -217,12 +230,10 @@ class ProxmoxActivities:
         guest = request.guest
         if guest.kind is GuestKind.LXC:
             return JoinDataWritten(guest=guest, path=None)
-        await self._call(
-            params.agent_ping(guest.pve_node, guest.vmid), f"waiting for the guest agent of {guest}"
-        )
+        await self._call(params.agent_ping(guest.pve_node, guest.vmid), "pinging the guest agent")
         await self._call(
             params.write_join_file(guest.pve_node, guest.vmid, request.join),
-            f"writing {JOIN_ENV_PATH} in {guest}",
+            f"writing {JOIN_ENV_PATH}",
         )
         return JoinDataWritten(guest=guest, path=JOIN_ENV_PATH)
 
@@ -232,7 +243,8 @@ class ProxmoxActivities:
         until it has one."""
         guest = request.guest
         answer = await self._call(
-            params.interfaces(guest.kind, guest.pve_node, guest.vmid), f"reading the addresses of {guest}"
+            params.interfaces(guest.kind, guest.pve_node, guest.vmid),
+            f"reading the addresses of {guest.kind.value} {guest.vmid}",
         )
         address = guests.guest_address(guest.kind, answer)
         if address is None:
@@ -249,7 +261,7 @@ class ProxmoxActivities:
             call = params.shutdown(guest.kind, guest.pve_node, guest.vmid, request.shutdown_timeout_seconds)
         async with heartbeating():
             try:
-                upid = await self._run_task(call, guest, f"stopping {guest}")
+                upid = await self._run_task(call, guest, f"stopping {guest.kind.value} {guest.vmid}")
             except ApplicationError as exc:
                 if _kind(exc) in (PveErrorKind.NOT_RUNNING, PveErrorKind.GUEST_MISSING):
                     return GuestPowerResult(guest=guest, changed=False)
@@ -277,7 +289,9 @@ class ProxmoxActivities:
                 await self.stop_guest(GuestStopRequest(guest=guest, shutdown_timeout_seconds=None))
             try:
                 await self._run_task(
-                    params.destroy(guest.kind, guest.pve_node, guest.vmid), guest, f"destroying {guest}"
+                    params.destroy(guest.kind, guest.pve_node, guest.vmid),
+                    guest,
+                    f"destroying {guest.kind.value} {guest.vmid}",
                 )
             except ApplicationError as exc:
                 if _kind(exc) is PveErrorKind.GUEST_MISSING:

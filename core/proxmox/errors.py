@@ -73,18 +73,18 @@ class PveError(Contract):
         return self.kind in RETRYABLE_KINDS
 
     def __str__(self) -> str:
-        subject = " ".join(
+        where = ", ".join(
             part
             for part in (
-                self.action or "PVE call",
-                f"of vmid {self.vmid}" if self.vmid is not None else "",
-                f"on PVE node {self.node}" if self.node else "",
+                f"PVE node {self.node}" if self.node else "",
+                f"vmid {self.vmid}" if self.vmid else "",
             )
             if part
         )
         status = f"{self.status} " if self.status is not None else ""
         fields = "".join(f"; {name}: {message}" for name, message in sorted(self.field_errors.items()))
-        return f"{subject} failed: {status}{self.reason}{fields}"
+        subject = f"{self.action or 'PVE call'} failed" + (f" on {where}" if where else "")
+        return f"{subject}: {status}{self.reason}{fields}"
 
 
 def classify(
