@@ -210,10 +210,16 @@ class GuestAgents:
         return {"state": state, **(process.view() if process is not None else {})}
 
     def stop_all(self) -> None:
+        """At the simulator's exit the simulated cluster goes away: every guest's processes are stopped and
+        what they left (engines, agent state) removed."""
         with self._lock:
             vmids = list(self._processes)
         for vmid in vmids:
             try:
                 self.stop(vmid, graceful=False)
+                with self._lock:
+                    process = self._processes.pop(vmid, None)
+                if process is not None:
+                    process.destroy()
             except Exception:
                 log.exception("guest %s did not stop", vmid)
