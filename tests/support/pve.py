@@ -15,7 +15,7 @@ means Dockyard sent something a real PVE refuses. The `pve` fixture fails the te
 them; requests made inside `pve.deliberate()` are exempt.
 
 Each simulator claims a slot (an abstract unix socket, like node engines): slot k serves on 127.0.3.k and
-gives its guests 127.0.(200+k).1-254, so simulators of one session never share an address. Guests boot
+gives its guests 127.0.(200+k).1-254, so simulators of one test run never share an address. Guests boot
 with tests/support/pve_guests.py: an engine of their own plus a real agent; `stop` sweeps any engine a
 guest left.
 """

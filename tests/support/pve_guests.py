@@ -4,7 +4,7 @@ guest's loopback address, so a guest dies as a VM does: stopping it kills its ag
 every container, destroying it removes them.
 
 It runs inside the simulator's process. Engine names are claimed like Fleet claims them, but from the
-highest index down, so the `enrolled_fleet` tests of the same session (which take the first free names)
+highest index down, so the `enrolled_fleet` tests of the same run (which take the first free names)
 rarely have to skip a name; a claim is exclusive either way. Each guest records its engine's index in
 `<guest state>/engine.json`, for the fixture's sweep after a simulator that died without cleaning up.
 """

@@ -1,4 +1,4 @@
-"""The PVE simulator's request validation: what PVE 9.1's schema refuses, with PVE's own messages."""
+"""The PVE simulator's validation and permission checks: what PVE 9.1 refuses, with its own messages."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from infra.proxmox.sim.auth import Principal, check_permissions
 from infra.proxmox.sim.base import PveError
 from infra.proxmox.sim.schema import Schema, parse_property_string, validate
 
@@ -237,3 +238,46 @@ def test_paths_match_their_template(method: str, path: str, template: str) -> No
 def test_unknown_method_does_not_match() -> None:
     assert SCHEMA.match("PUT", "/version") is None
     assert SCHEMA.match("GET", "/nodes/pve1/lxc/100/rrd") is None
+
+
+@pytest.mark.parametrize(
+    ("privileges", "endpoint", "params", "refusal"),
+    [
+        pytest.param(None, LXC_CLONE, {"vmid": 9000, "newid": 100}, None, id="all-privileges"),
+        pytest.param(
+            {"VM.Clone"},
+            LXC_CLONE,
+            {"vmid": 9000, "newid": 100},
+            "Permission check failed (/vms/100, VM.Allocate)",
+            id="clone-without-allocate",
+        ),
+        pytest.param({"VM.Clone", "VM.Allocate"}, LXC_CLONE, {"vmid": 9000, "newid": 100}, None, id="clone"),
+        pytest.param(
+            {"VM.Audit"},
+            ("POST", "/nodes/{node}/qemu/{vmid}/agent/file-write"),
+            {"vmid": 100},
+            "Permission check failed (/vms/100, VM.GuestAgent.FileWrite)",
+            id="file-write",
+        ),
+        pytest.param(
+            {"VM.GuestAgent.Unrestricted"},
+            ("POST", "/nodes/{node}/qemu/{vmid}/agent/file-write"),
+            {"vmid": 100},
+            None,
+            id="file-write-any-of",
+        ),
+    ],
+)
+def test_permission_check(
+    privileges: set[str] | None, endpoint: tuple[str, str], params: dict[str, Any], refusal: str | None
+) -> None:
+    principal = Principal(
+        "root@pam!limited", False, frozenset(privileges) if privileges is not None else None
+    )
+    permissions = SCHEMA.endpoints[endpoint].permissions
+    if refusal is None:
+        check_permissions(principal, permissions, params)
+        return
+    with pytest.raises(PveError) as raised:
+        check_permissions(principal, permissions, params)
+    assert (raised.value.status, raised.value.message) == (403, refusal)
