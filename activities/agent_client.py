@@ -2,10 +2,8 @@
 of the local `dockyard up` agent.
 
 With mutual TLS the control plane presents its certificate (dockyard://control-plane) and checks the
-agent's before a single byte of a request is sent: OpenSSL verifies the chain to Dockyard's CA and the
-validity; `_NodeCheckedObject.do_handshake` then requires the node identity that was meant
-(dockyard://node/<id>) and refuses revoked serials. The name dialled is not checked: the identity is
-stronger, and a node reached through NAT may be dialled by an address its certificate does not list.
+agent's before a single byte of a request is sent (core/mtls.py): the chain to Dockyard's CA, the node
+identity that was meant (dockyard://node/<id>), and no revoked serial.
 """
 
 from __future__ import annotations
@@ -18,9 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from cryptography import x509
 
-from core import pki
+from core import mtls, pki
 from core.contracts import Heartbeat, NodeInfo, ReplicaSpec, ReplicaStatus
 
 
@@ -37,46 +34,6 @@ class AgentCallError(Exception):
     @property
     def is_client_error(self) -> bool:
         return self.status_code is not None and 400 <= self.status_code < 500
-
-
-class NodeIdentityRejected(ssl.SSLCertVerificationError):
-    """The agent's certificate is Dockyard's, but not the expected node's, or it is revoked."""
-
-    def __str__(self) -> str:
-        return str(self.args[0])
-
-
-class _NodeContext(ssl.SSLContext):
-    """A client context that knows which node it is for and which serials are revoked."""
-
-    expected_identity: str
-    revoked_serials: frozenset[int]
-
-
-def _check_peer(context: ssl.SSLContext, der: bytes | None) -> None:
-    assert isinstance(context, _NodeContext)
-    if not der:
-        raise NodeIdentityRejected("the agent presented no certificate")
-    certificate = x509.load_der_x509_certificate(der)
-    problem = pki.peer_problem(certificate, context.expected_identity, context.revoked_serials)
-    if problem is not None:
-        raise NodeIdentityRejected(problem)
-
-
-class _NodeCheckedObject(ssl.SSLObject):
-    """What asyncio and anyio (httpx's async transport) handshake through."""
-
-    def do_handshake(self) -> None:
-        super().do_handshake()
-        _check_peer(self.context, self.getpeercert(binary_form=True))
-
-
-class _NodeCheckedSocket(ssl.SSLSocket):
-    """What a blocking client (httpx.Client) handshakes through."""
-
-    def do_handshake(self, block: bool = False) -> None:
-        super().do_handshake(block)
-        _check_peer(self.context, self.getpeercert(binary_form=True))
 
 
 @dataclass(frozen=True)
@@ -97,25 +54,21 @@ class AgentTLS:
         return cls(node_id, files.ca_certificate, files.certificate, files.key, frozenset(revoked_serials))
 
     def ssl_context(self) -> ssl.SSLContext:
-        context = _NodeContext(ssl.PROTOCOL_TLS_CLIENT)
-        context.minimum_version = ssl.TLSVersion.TLSv1_3
-        context.check_hostname = False  # the node identity is checked instead (see the module)
-        context.verify_mode = ssl.CERT_REQUIRED
         try:
-            context.load_verify_locations(cafile=self.ca_file)
-            context.load_cert_chain(self.certificate_file, self.key_file)
+            return mtls.client_context(
+                self.ca_file,
+                self.certificate_file,
+                self.key_file,
+                pki.node_identity(self.node_id),
+                self.revoked_serials,
+            )
         except (OSError, ssl.SSLError) as exc:
             raise AgentCallError(
                 self.node_id,
                 "tls",
                 f"the control plane's certificate cannot be loaded ({exc}); the API creates it in its "
-                "state directory (pki/) when the first join token is made",
+                "state directory (pki/) when it starts",
             ) from None
-        context.expected_identity = pki.node_identity(self.node_id)
-        context.revoked_serials = self.revoked_serials
-        context.sslobject_class = _NodeCheckedObject
-        context.sslsocket_class = _NodeCheckedSocket
-        return context
 
 
 class AgentClient:
@@ -164,13 +117,10 @@ class AgentClient:
         body = await self._call("list", "GET", "/v1/replicas", params=filters)
         return [ReplicaStatus.model_validate(item) for item in body]
 
-    async def remove_replica(self, replica_id: str, grace_seconds: float) -> None:
-        await self._call(
-            "remove",
-            "DELETE",
-            f"/v1/replicas/{replica_id}",
-            params={"grace_seconds": math.ceil(grace_seconds)},
-        )
+    async def remove_replica(self, replica_id: str, grace_seconds: float | None = None) -> None:
+        """Stop and remove; with no grace, the replica's own (its service's draining seconds)."""
+        params = {} if grace_seconds is None else {"grace_seconds": math.ceil(grace_seconds)}
+        await self._call("remove", "DELETE", f"/v1/replicas/{replica_id}", params=params)
 
     async def heartbeat(self) -> Heartbeat:
         return Heartbeat.model_validate(await self._call("heartbeat", "GET", "/v1/heartbeat"))
@@ -197,7 +147,7 @@ def _tls_error(exc: BaseException) -> str | None:
     cause: BaseException | None = exc
     while cause is not None and not isinstance(cause, ssl.SSLError):
         cause = cause.__cause__ or cause.__context__
-    if isinstance(cause, NodeIdentityRejected):
+    if isinstance(cause, mtls.PeerIdentityRejected):
         return f"the agent was refused: {cause}"
     if isinstance(cause, ssl.SSLCertVerificationError):
         return f"the agent's certificate was refused: {cause.verify_message or cause}"

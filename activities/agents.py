@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
 from temporalio import activity
@@ -13,14 +14,17 @@ from temporalio.exceptions import ApplicationError
 from activities.agent_client import AgentCallError, AgentClient, AgentTLS
 from activities.contracts import NodeRef, OrphanQuery, ReplicaBatch, ReplicaIds, ReplicaSet
 from activities.heartbeat import heartbeating
-from core.contracts import ReplicaSpec, ReplicaState, ReplicaStatus
+from core.contracts import DeploymentStatus, ReplicaSpec, ReplicaState, ReplicaStatus
 from core.db import Database
-from core.models import Node, RevokedCertificate
+from core.models import Deployment, Node, RevokedCertificate
+from core.reconcile import DeploymentFacts, unowned_replicas
 from core.scheduler import NodeState
 from core.secrets import SecretBox, SecretKeyMissing
 from core.settings import Settings
 
 PROBE_INTERVAL_SECONDS = 0.05
+# A deployment's own workflow has cleaned up long before this after it ended; what is left is unowned.
+RECONCILE_GRACE = timedelta(seconds=60)
 
 
 class AgentActivities:
@@ -169,9 +173,48 @@ class AgentActivities:
         async with self._agent(node) as agent:
             owned = await agent.replicas(service_id=query.service_id, environment_id=query.environment_id)
             orphans = [r.replica_id for r in owned if r.deployment_id not in query.keep_deployment_ids]
-            grace = self.settings.drain_seconds + 10
-            await asyncio.gather(*(agent.remove_replica(rid, grace) for rid in orphans))
+            await asyncio.gather(*(agent.remove_replica(rid) for rid in orphans))
         return orphans
+
+    @activity.defn
+    async def remove_unowned_replicas(self) -> list[str]:
+        """On every enrolled node that answers, remove the replicas no deployment owns any more
+        (core/reconcile.py): those a release's own sweep missed, e.g. on a node that was DOWN meanwhile.
+        Answers their ids. Not on the local agent: its Docker Engine may be shared (a developer's own)."""
+        nodes = [node for node in await self._nodes() if node.node_id is not None]
+        async with heartbeating():
+            found = await asyncio.gather(*(self._reconcile(node) for node in nodes))
+        return [replica_id for removed in found for replica_id in removed]
+
+    async def _reconcile(self, node: NodeRef) -> list[str]:
+        try:
+            async with self._agent(node) as agent:
+                owned = await agent.replicas()
+                deployments = await self._deployment_facts({r.deployment_id or "" for r in owned})
+                unowned = unowned_replicas(owned, deployments, datetime.now(UTC), RECONCILE_GRACE)
+                for replica in unowned:
+                    activity.logger.info(
+                        "node %s: removing %s (%s)", agent.node, replica.replica_id, replica.reason
+                    )
+                await asyncio.gather(*(agent.remove_replica(replica.replica_id) for replica in unowned))
+        except AgentCallError as exc:
+            activity.logger.warning("reconcile skipped %s: %s", node.node_id or "local agent", exc)
+            return []
+        return [replica.replica_id for replica in unowned]
+
+    async def _deployment_facts(self, deployment_ids: set[str]) -> dict[str, DeploymentFacts]:
+        if self.db is None or not deployment_ids:
+            return {}
+        async with self.db.session() as session:
+            rows = await session.execute(
+                select(Deployment.id, Deployment.status, Deployment.finished_at, Deployment.updated_at).where(
+                    Deployment.id.in_(deployment_ids)
+                )
+            )
+            return {
+                id_: DeploymentFacts(DeploymentStatus(status), finished_at or updated_at)
+                for id_, status, finished_at, updated_at in rows
+            }
 
 
 def _as_activity_error(exc: AgentCallError) -> Exception:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from core.contracts import Contract, DeploymentStatus, ReplicaSpec, ReplicaStatus
+from core.contracts import Contract, DeploymentStatus, PlacementSettings, ReplicaSpec, ReplicaStatus
 
 
 class ResolvedImage(Contract):
@@ -47,7 +47,7 @@ class ReplicaBatch(Contract):
 
 class ReplicaIds(Contract):
     replica_ids: list[str]
-    grace_seconds: float = 10.0
+    grace_seconds: float | None = None  # None: each replica's own (its service's draining seconds)
     node: NodeRef = Field(default_factory=NodeRef)
 
 
@@ -56,9 +56,7 @@ class PlacementRequest(Contract):
     service_id: str
     environment_id: str
     replica_ids: list[str]
-    constraints: list[str] = Field(default_factory=list)
-    cpu_millis: int = 0
-    memory_mb: int = 0
+    placement: PlacementSettings = Field(default_factory=PlacementSettings)
 
 
 class NodeReplicas(Contract):

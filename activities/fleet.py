@@ -1,28 +1,23 @@
 """Activities that watch the fleet: which nodes answer, which went DOWN, and the redeploys that bring
 the replicas a DOWN node ran back on the others.
 
-Liveness is probed by the control plane (a call over mutual TLS to each node's agent); a node that has
-not answered for `node_down_after_seconds` is DOWN: it takes no new replicas, and every service that
-had a replica there is released again, so the scheduler places its replicas on the nodes left."""
+Agents send heartbeats to the agent gateway (api/gateway.py); a node with none for
+`node_down_after_seconds` is DOWN: it takes no new replicas, and every service that had a replica there
+is released again, so the scheduler places its replicas on the nodes left."""
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime, timedelta
 
 import httpx
-from sqlalchemy import select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import or_, select, update
 from temporalio import activity
 
-from activities.agent_client import AgentCallError, AgentClient, AgentTLS
-from core.contracts import DeploymentStatus, Heartbeat
+from core.contracts import DeploymentStatus
 from core.db import Database
-from core.models import LIVE_REPLICA_STATES, Deployment, Node, Replica, RevokedCertificate
+from core.models import LIVE_REPLICA_STATES, Deployment, Node, Replica
 from core.scheduler import NodeState
 from core.settings import Settings
-
-PROBE_TIMEOUT_SECONDS = 2.0
 
 
 class FleetActivities:
@@ -30,52 +25,41 @@ class FleetActivities:
         self.db = db
         self.settings = settings
 
-    @activity.defn
-    async def probe_nodes(self) -> list[str]:
-        """Call every current node's agent; record who answered; mark DOWN the nodes silent for
-        longer than the limit and READY again a DOWN node that answers. Answers the newly DOWN ids."""
-        async with self.db.session() as session:
-            nodes = list(await session.scalars(select(Node).where(Node.removed_at.is_(None))))
-            revoked = [int(s, 16) for s in await session.scalars(select(RevokedCertificate.serial))]
-        heartbeats = await asyncio.gather(*(self._heartbeat(node, revoked) for node in nodes))
+    # The name FleetWatchWorkflow histories call it by (it once probed the agents itself).
+    @activity.defn(name="probe_nodes")
+    async def mark_silent_nodes(self) -> list[str]:
+        """Mark DOWN every current node with no heartbeat for longer than the limit (the agent gateway
+        records them, api/gateway.py); answer the newly DOWN ids. The state a node had is kept, to come
+        back to when it reports again."""
         now = datetime.now(UTC)
         silent_since = now - timedelta(seconds=self.settings.node_down_after_seconds)
+        async with self.db.session() as session:
+            nodes = list(
+                await session.scalars(
+                    select(Node).where(Node.removed_at.is_(None), Node.state != NodeState.DOWN.value)
+                )
+            )
         newly_down = []
         async with self.db.transaction() as session:
-            for node, heartbeat in zip(nodes, heartbeats, strict=True):
-                if heartbeat is not None:
-                    changes: dict[str, object] = {
-                        "last_heartbeat_at": now,
-                        "capacity": heartbeat.capacity.model_dump(),
-                        "usage": heartbeat.usage.model_dump(),
-                    }
-                    if node.state == NodeState.DOWN.value:
-                        changes["state"] = NodeState.READY.value
-                        activity.logger.info("node %s answers again: READY", node.name)
-                    await session.execute(update(Node).where(Node.id == node.id).values(**changes))
-                    await _observe(session, node.id, heartbeat)
-                    continue
+            for node in nodes:
                 last = node.last_heartbeat_at or node.created_at
-                if node.state != NodeState.DOWN.value and last < silent_since:
-                    # Conditional: an admin's change or a concurrent probe wins over this one.
-                    marked = await session.execute(
-                        update(Node)
-                        .where(Node.id == node.id, Node.state == node.state, Node.removed_at.is_(None))
-                        .values(state=NodeState.DOWN.value)
+                if last >= silent_since:
+                    continue
+                # Conditional: an admin's change, a heartbeat or a concurrent check wins over this one.
+                marked = await session.execute(
+                    update(Node)
+                    .where(
+                        Node.id == node.id,
+                        Node.state == node.state,
+                        or_(Node.last_heartbeat_at.is_(None), Node.last_heartbeat_at < silent_since),
+                        Node.removed_at.is_(None),
                     )
-                    if marked.rowcount:  # type: ignore[attr-defined]
-                        activity.logger.warning("node %s silent since %s: DOWN", node.name, last)
-                        newly_down.append(node.id)
+                    .values(state=NodeState.DOWN.value, state_before_down=node.state)
+                )
+                if marked.rowcount:  # type: ignore[attr-defined]
+                    activity.logger.warning("node %s silent since %s: DOWN", node.name, last)
+                    newly_down.append(node.id)
         return newly_down
-
-    async def _heartbeat(self, node: Node, revoked: list[int]) -> Heartbeat | None:
-        """The node's heartbeat, or None when its agent does not answer in time."""
-        tls = AgentTLS.from_pki_dir(self.settings.pki_dir, node.id, revoked)
-        try:
-            async with AgentClient.for_node(node.address, tls, timeout=PROBE_TIMEOUT_SECONDS) as agent:
-                return await agent.heartbeat()
-        except (AgentCallError, httpx.HTTPError, OSError):
-            return None
 
     @activity.defn
     async def heal_node(self, node_id: str) -> list[str]:
@@ -120,18 +104,3 @@ class FleetActivities:
     def _auth(self) -> dict[str, str]:
         token = self.settings.api_token.get_secret_value() if self.settings.api_token else ""
         return {"Authorization": f"Bearer {token}"}
-
-
-async def _observe(session: AsyncSession, node_id: str, heartbeat: Heartbeat) -> None:
-    """The replicas' states as the node reports them (a container that exited shows as exited); rows
-    the control plane already retired (removed, lost) stay retired."""
-    for replica in heartbeat.replicas:
-        await session.execute(
-            update(Replica)
-            .where(
-                Replica.id == replica.replica_id,
-                Replica.node == node_id,
-                Replica.state != replica.state.value,
-            )
-            .values(state=replica.state.value)
-        )

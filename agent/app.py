@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -11,7 +14,9 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from agent.auth import AuthenticationFailed, Authenticator, BearerTokenAuthenticator
+from agent.enrollment import NodeIdentity
 from agent.errors import AgentFailure
+from agent.heartbeats import HeartbeatSender
 from agent.replicas import Replicas
 from agent.routes import router
 from agent.runtime import DockerRuntime, Runtime
@@ -19,21 +24,44 @@ from agent.settings import AgentSettings
 from core.contracts import AgentError
 
 
+@dataclass(frozen=True)
+class Heartbeats:
+    """Where an enrolled agent sends its heartbeats, and how often (agent/heartbeats.py)."""
+
+    identity: NodeIdentity
+    gateway_url: str
+    interval_seconds: float
+
+
 def create_app(
     settings: AgentSettings,
     runtime: Runtime | None = None,
     authenticator: Authenticator | None = None,
+    heartbeats: Heartbeats | None = None,
 ) -> FastAPI:
     """The agent's API. A runtime passed in stays the caller's to close; one made here closes on shutdown.
-    Without an authenticator, /v1 takes the bearer token of `settings.token`."""
+    Without an authenticator, /v1 takes the bearer token of `settings.token`. With `heartbeats`, the
+    agent sends them for as long as it serves."""
     owned = runtime is None
     docker_runtime: Runtime = runtime if runtime is not None else DockerRuntime(settings.docker_host)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        yield
-        if owned:
-            docker_runtime.close()
+        sending = None
+        if heartbeats is not None:
+            sender = HeartbeatSender(
+                heartbeats.identity, heartbeats.gateway_url, heartbeats.interval_seconds, app.state.replicas
+            )
+            sending = asyncio.create_task(sender.run())
+        try:
+            yield
+        finally:
+            if sending is not None:
+                sending.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await sending
+            if owned:
+                docker_runtime.close()
 
     app = FastAPI(title="Dockyard node agent", version="1", lifespan=lifespan)
     app.state.settings = settings

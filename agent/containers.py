@@ -23,6 +23,9 @@ LABEL_DEPLOYMENT = "dockyard.deployment"
 LABEL_PORT = "dockyard.port"
 LABEL_HEALTH_PATH = "dockyard.health.path"
 LABEL_HEALTH_TIMEOUT = "dockyard.health.timeout"
+# SIGTERM → SIGKILL when the replica is stopped (its service's draining seconds): whoever stops it later
+# reads it here (the SDK's containers.create takes no StopTimeout).
+LABEL_STOP_GRACE = "dockyard.stop-grace"
 # Replicas are immutable (one id, one spec): the fingerprint lets a repeated PUT tell "same" from "changed".
 LABEL_SPEC = "dockyard.spec"
 
@@ -60,7 +63,9 @@ def image_registry(image: str) -> str:
 
 
 def spec_fingerprint(spec: ReplicaSpec) -> str:
-    canonical = json.dumps(spec.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    canonical = json.dumps(
+        spec.model_dump(mode="json", exclude_none=True), sort_keys=True, separators=(",", ":")
+    )
     return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -80,19 +85,30 @@ def replica_labels(spec: ReplicaSpec) -> dict[str, str]:
     return labels
 
 
-def create_kwargs(spec: ReplicaSpec, node_address: str) -> dict[str, Any]:
+def create_kwargs(spec: ReplicaSpec, node_address: str, stop_grace_seconds: int = 10) -> dict[str, Any]:
     """The exact keyword arguments of docker SDK `containers.create` for one replica."""
+    limits: dict[str, Any] = {}
+    if spec.cpu_millis is not None:
+        limits["nano_cpus"] = spec.cpu_millis * 1_000_000
+    if spec.memory_mb is not None:
+        limits["mem_limit"] = f"{spec.memory_mb}m"
     return {
         "image": spec.image,
         "name": container_name(spec.replica_id),
         "command": spec.command,
         # $PORT always matches the published port, whatever spec.env says.
         "environment": {**spec.env, "PORT": str(spec.port)},
-        "labels": replica_labels(spec),
+        "labels": {
+            **replica_labels(spec),
+            LABEL_STOP_GRACE: str(
+                spec.stop_grace_seconds if spec.stop_grace_seconds is not None else stop_grace_seconds
+            ),
+        },
         # Docker picks the host port; the agent reads it back from NetworkSettings.
         "ports": {f"{spec.port}/tcp": (node_address, None)},
         "restart_policy": {"Name": "unless-stopped"},
         "log_config": LOG_CONFIG,
+        **limits,
     }
 
 
@@ -185,3 +201,9 @@ def replica_status(attrs: dict[str, Any], node_address: str, healthy: bool = Fal
         image=(attrs.get("Config") or {}).get("Image"),
         message=_state_message(attrs),
     )
+
+
+def stop_grace_of(attrs: dict[str, Any], default: int) -> int:
+    """The grace a replica was created with (its label), or `default` for one made without it."""
+    value = labels_of(attrs).get(LABEL_STOP_GRACE)
+    return int(value) if value is not None and value.isdigit() else default

@@ -3,7 +3,7 @@
     <state_dir>/node.key    the node's private key (0600): made here, never sent anywhere
     <state_dir>/node.pem    its certificate from Dockyard's CA (dockyard://node/<id>)
     <state_dir>/ca.pem      Dockyard's CA: the only issuer of clients the agent lets in
-    <state_dir>/node.json   node id, name, the control plane it enrolled with
+    <state_dir>/node.json   node id, name, the control plane it enrolled with, its agent gateway
 
 `node.pem` is written last: a directory without it is not enrolled, whatever else it holds. An agent
 that restarts finds its identity here and needs no token; a join token given then is not used.
@@ -52,6 +52,10 @@ class NodeIdentity:
     @property
     def info_file(self) -> Path:
         return self.directory / "node.json"
+
+    def info(self) -> dict[str, Any]:
+        """What the enrollment recorded: the control plane, its agent gateway, the heartbeat interval."""
+        return dict(json.loads(self.info_file.read_text()))
 
 
 def is_enrolled(state_dir: Path) -> bool:
@@ -126,6 +130,8 @@ def enroll(settings: AgentSettings, now: datetime, http: httpx.Client | None = N
         "name": answer["name"],
         "control_plane": settings.join_url,
         "control_plane_identity": answer["control_plane_identity"],
+        "gateway_url": answer.get("gateway_url"),
+        "heartbeat_interval_seconds": answer.get("heartbeat_interval_seconds"),
         "enrolled_at": now.isoformat(),
     }
     pki.write_public(identity.info_file, json.dumps(info, indent=2).encode())

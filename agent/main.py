@@ -6,15 +6,18 @@ certificate gets in. Otherwise: HTTP with the bearer token (the local `dockyard 
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import uvicorn
 
-from agent.app import create_app
+from agent.app import Heartbeats, create_app
 from agent.auth import ControlPlaneCertificateAuthenticator
-from agent.enrollment import EnrollmentError, ensure_identity
+from agent.enrollment import EnrollmentError, NodeIdentity, ensure_identity
 from agent.settings import AgentSettings
 from agent.tls import uvicorn_options
+
+log = logging.getLogger("dockyard.agent")
 
 
 def run(settings: AgentSettings | None = None) -> None:
@@ -24,7 +27,11 @@ def run(settings: AgentSettings | None = None) -> None:
     identity = ensure_identity(settings)
     options: dict[str, Any] = {}
     if identity is not None:
-        app = create_app(settings, authenticator=ControlPlaneCertificateAuthenticator())
+        app = create_app(
+            settings,
+            authenticator=ControlPlaneCertificateAuthenticator(),
+            heartbeats=_heartbeats(settings, identity),
+        )
         options = uvicorn_options(identity)
     elif settings.token is not None and settings.token.get_secret_value():
         app = create_app(settings)
@@ -36,6 +43,15 @@ def run(settings: AgentSettings | None = None) -> None:
         )
     host, port = settings.listen_host, settings.listen_port
     uvicorn.run(app, host=host, port=port, log_level="info", access_log=False, **options)
+
+
+def _heartbeats(settings: AgentSettings, identity: NodeIdentity) -> Heartbeats | None:
+    info = identity.info()
+    gateway_url = settings.gateway_url or info.get("gateway_url")
+    if not gateway_url:
+        log.warning("no agent gateway known (enrolled with an older control plane?): no heartbeats are sent")
+        return None
+    return Heartbeats(identity, str(gateway_url), float(info.get("heartbeat_interval_seconds") or 2.0))
 
 
 if __name__ == "__main__":

@@ -75,10 +75,10 @@ class Replicas:
         return sorted(statuses, key=lambda status: status.replica_id)
 
     async def remove(self, replica_id: str, grace_seconds: int | None = None) -> None:
-        grace = self.settings.stop_timeout_seconds if grace_seconds is None else grace_seconds
+        """Stop and remove; with no grace given, the replica's own (its service's draining seconds)."""
         async with self._lock(replica_id):
             name = containers.container_name(replica_id)
-            await self._docker("remove", replica_id, self.runtime.remove, name, grace)
+            await self._docker("remove", replica_id, self.runtime.remove, name, grace_seconds)
 
     async def heartbeat(self) -> Heartbeat:
         capacity, usage = await asyncio.to_thread(host.capacity_and_usage)
@@ -118,7 +118,9 @@ class Replicas:
             raise AgentFailure(502, "pull", f"{exc.reason} for image {spec.image}", spec.replica_id) from None
 
     async def _create(self, spec: ReplicaSpec) -> dict[str, Any]:
-        kwargs = containers.create_kwargs(spec, self.settings.node_address)
+        kwargs = containers.create_kwargs(
+            spec, self.settings.node_address, self.settings.stop_timeout_seconds
+        )
         try:
             await asyncio.to_thread(self.runtime.create, kwargs)
         except Conflict:

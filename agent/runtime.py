@@ -17,8 +17,12 @@ import docker.errors
 import requests.exceptions
 from docker.constants import MINIMUM_DOCKER_API_VERSION
 
+from agent import containers
+
 P = ParamSpec("P")
 T = TypeVar("T")
+
+DEFAULT_STOP_TIMEOUT_SECONDS = 10  # Docker's own, for a container created without one
 
 
 class DockerError(Exception):
@@ -48,7 +52,7 @@ class Runtime(Protocol):
     def create(self, kwargs: dict[str, Any]) -> dict[str, Any]: ...
     def start(self, name: str) -> None: ...
     def list(self, filters: dict[str, list[str]]) -> list[dict[str, Any]]: ...
-    def remove(self, name: str, grace_seconds: int) -> None: ...
+    def remove(self, name: str, grace_seconds: int | None) -> None: ...
     def version(self) -> str: ...
     def close(self) -> None: ...
 
@@ -149,9 +153,13 @@ class DockerRuntime:
         return [container.attrs for container in containers]
 
     @_translated
-    def remove(self, name: str, grace_seconds: int) -> None:
-        """SIGTERM, SIGKILL after `grace_seconds`, then remove. A missing container is already removed."""
+    def remove(self, name: str, grace_seconds: int | None) -> None:
+        """SIGTERM, SIGKILL after `grace_seconds` (None: the replica's own, from its label), then remove.
+        A missing container is already removed."""
         try:
+            if grace_seconds is None:
+                attrs = self.client.api.inspect_container(name)
+                grace_seconds = containers.stop_grace_of(attrs, DEFAULT_STOP_TIMEOUT_SECONDS)
             self.client.api.stop(name, timeout=grace_seconds)
             self.client.api.remove_container(name, force=True)
         except docker.errors.NotFound:

@@ -46,6 +46,8 @@ class AgentSettings(BaseSettings):
     join_url: str | None = None
     join_token: SecretStr | None = None
     join_ca_fingerprint: str | None = Field(default=None, pattern=r"^sha256:[0-9a-f]{64}$")
+    # Where heartbeats go; default: the agent gateway the control plane named at enrollment.
+    gateway_url: str | None = None
     # host:port the control plane calls; default node_address:listen_port.
     advertise_address: str | None = None
     # Told to the control plane at enrollment (the scheduler's constraints match them).

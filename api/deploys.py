@@ -19,7 +19,7 @@ from starlette.exceptions import HTTPException
 from api.releases import TemporalConnection, submit_deploy
 from api.store import audit
 from api.variables import build_variables, effective_variables
-from core.contracts import BuildOptions, DeploymentStatus, DeployRequest, SourceSpec
+from core.contracts import BuildOptions, DeploymentStatus, DeployRequest, PlacementSettings, SourceSpec
 from core.models import Deployment, Environment, Service, new_id
 from core.naming import deploy_workflow_id, service_hostname
 from core.secrets import SecretBox
@@ -106,6 +106,14 @@ def new_deployment(
         port=config.get("port", service.port),
         sealed_env=SecretBox(_key(settings)).seal(variables) if variables else None,
         health_check_path=config.get("health_check_path", service.health_check_path),
+        placement=PlacementSettings(
+            cpu_millis=config.get("cpu_millis"),
+            memory_mb=config.get("memory_mb"),
+            constraints=config.get("constraints", []),
+            strategy=config.get("placement_strategy", "spread"),
+        ),
+        overlap_seconds=config.get("overlap_seconds"),
+        draining_seconds=config.get("draining_seconds"),
     )
     return PendingDeployment(deployment, request)
 
@@ -117,6 +125,12 @@ def _config_of(service: Service) -> dict[str, Any]:
         "replicas": service.replicas,
         "health_check_path": service.health_check_path,
         "start_command": service.start_command,
+        "cpu_millis": service.cpu_millis,
+        "memory_mb": service.memory_mb,
+        "constraints": list(service.constraints),
+        "placement_strategy": service.placement_strategy,
+        "overlap_seconds": service.overlap_seconds,
+        "draining_seconds": service.draining_seconds,
     }
 
 

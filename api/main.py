@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from uvicorn import server as uvicorn_server
 
 from api.errors import install_error_handlers
+from api.gateway import create_gateway_app
 from api.releases import TemporalConnection
 from api.routes import (
     build_logs,
@@ -20,6 +24,7 @@ from api.routes import (
     variables,
     webhooks,
 )
+from core import mtls, pki
 from core.db import Database, migrate_async
 from core.settings import Settings
 
@@ -57,6 +62,41 @@ def create_app(settings: Settings, *, run_migrations: bool = True) -> FastAPI:
 
 
 def run(settings: Settings) -> None:
+    """Serve the REST API and, beside it, the agent gateway (mutual TLS) until interrupted."""
+    asyncio.run(serve(settings))
+
+
+async def serve(settings: Settings) -> None:
     import uvicorn
 
-    uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port, log_level="warning")
+    api = uvicorn.Server(
+        uvicorn.Config(
+            create_app(settings), host=settings.api_host, port=settings.api_port, log_level="warning"
+        )
+    )
+    # The control plane's certificate is the gateway's: agents require dockyard://control-plane.
+    await asyncio.to_thread(pki.ensure_authority, settings.pki_dir)
+    files = pki.ControlPlaneFiles(settings.pki_dir)
+    gateway = _Companion(
+        uvicorn.Config(
+            create_gateway_app(settings),
+            host=settings.agent_gateway_host,
+            port=settings.agent_gateway_port,
+            log_level="warning",
+            **mtls.server_options(files.certificate, files.key, files.ca_certificate),
+        )
+    )
+    companion = asyncio.create_task(gateway.serve())
+    try:
+        await api.serve()  # returns on SIGINT/SIGTERM (the API server handles the signals)
+    finally:
+        gateway.should_exit = True
+        await companion
+
+
+class _Companion(uvicorn_server.Server):
+    """A server beside the main one: the main one takes the signals and tells it to stop."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield

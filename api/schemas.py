@@ -14,6 +14,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, fi
 from core.contracts import DeploymentStatus
 from core.images import InvalidImageReference, parse_image_reference
 from core.pki import CertificateProblem, load_csr
+from core.scheduler import parse_constraint
 
 DnsLabel = Annotated[str, Field(pattern=r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")]
 ProjectName = Annotated[DnsLabel, Field(min_length=1, max_length=63)]
@@ -184,7 +185,49 @@ class BuildFields(Body):
     start_command: str | None = Field(default=None, max_length=4096)
 
 
-class ServiceCreate(BuildFields):
+def _constraints(value: list[str] | None) -> list[str] | None:
+    if value is None:
+        return None
+    for text in value:
+        parse_constraint(text)  # ValueError names the constraint and the expected form
+    return value
+
+
+class PlacementFields(Body):
+    """Where replicas run and how a release replaces them; leave out for the platform's defaults."""
+
+    cpu_millis: int | None = Field(
+        default=None,
+        ge=10,
+        le=1_000_000,
+        description="CPU each replica reserves and is limited to (1000 = a core)",
+    )
+    memory_mb: int | None = Field(
+        default=None, ge=6, le=10_000_000, description="memory each replica reserves and is limited to, MiB"
+    )
+    constraints: list[Annotated[str, Field(max_length=255)]] | None = Field(
+        default=None, max_length=20, description='node labels replicas need: "key=value" or "key!=value"'
+    )
+    placement_strategy: Literal["spread", "binpack"] | None = Field(
+        default=None, description="spread (default): across nodes; binpack: fill the fullest node first"
+    )
+    overlap_seconds: float | None = Field(
+        default=None,
+        ge=0,
+        le=3600,
+        description="how long old replicas keep serving beside the new ones once those are routed",
+    )
+    draining_seconds: int | None = Field(
+        default=None, ge=0, le=3600, description="SIGTERM → SIGKILL grace when a replica is stopped"
+    )
+
+    @field_validator("constraints")
+    @classmethod
+    def _valid_constraints(cls, value: list[str] | None) -> list[str] | None:
+        return _constraints(value)
+
+
+class ServiceCreate(BuildFields, PlacementFields):
     """A service runs `image`, or code from `repo_url` (at `repo_branch`), or code uploaded with
     each deploy (`dockyard deploy PATH`) when neither is given."""
 
@@ -207,6 +250,14 @@ class ServiceCreate(BuildFields):
     port: int = Field(default=8080, ge=1, le=65535, description="port the service listens on ($PORT)")
     replicas: int = Field(default=1, ge=1, le=100)
     health_check_path: HealthPath | None = None
+    constraints: list[Annotated[str, Field(max_length=255)]] = Field(  # type: ignore[assignment]
+        default_factory=list,
+        max_length=20,
+        description='node labels replicas need: "key=value" or "key!=value"',
+    )
+    placement_strategy: Literal["spread", "binpack"] = Field(  # type: ignore[assignment]
+        default="spread", description="spread: across nodes; binpack: fill the fullest node first"
+    )
 
     @field_validator("image")
     @classmethod
@@ -224,7 +275,7 @@ class ServiceCreate(BuildFields):
         return self
 
 
-class ServiceUpdate(BuildFields):
+class ServiceUpdate(BuildFields, PlacementFields):
     image: str | None = Field(
         default=None, max_length=512, description="run this image (drops the repository)"
     )
@@ -251,10 +302,20 @@ class ServiceUpdate(BuildFields):
         _one_credential(self.repo_token, self.repo_deploy_key)
         return self
 
-    @field_validator("image", "repo_url", "repo_branch", "watch_patterns", "previews", "port", "replicas")
+    @field_validator(
+        "image",
+        "repo_url",
+        "repo_branch",
+        "watch_patterns",
+        "previews",
+        "port",
+        "replicas",
+        "constraints",
+        "placement_strategy",
+    )
     @classmethod
     def _not_null(cls, value: object) -> object:
-        # Only health_check_path may be cleared with null; these columns are NOT NULL.
+        # These columns are NOT NULL (health_check_path and the placement numbers may be cleared with null).
         if value is None:
             raise ValueError("must not be null (leave the field out to keep the current value)")
         return value
@@ -284,6 +345,12 @@ class ServiceRead(Read):
     port: int
     replicas: int
     health_check_path: str | None
+    cpu_millis: int | None
+    memory_mb: int | None
+    constraints: list[str]
+    placement_strategy: str
+    overlap_seconds: float | None
+    draining_seconds: int | None
     created_at: datetime
     urls: dict[str, str] = Field(default_factory=dict, description="URL per environment name")
 
@@ -453,6 +520,8 @@ class NodeEnrolled(BaseModel):
     ca_certificate: str = Field(description="Dockyard's CA (PEM): the agent trusts clients it signed")
     control_plane_identity: str = Field(description="the URI SAN the agent accepts from callers")
     cert_not_after: datetime
+    gateway_url: str = Field(description="where the agent sends its heartbeats (mutual TLS)")
+    heartbeat_interval_seconds: float
 
 
 class NodeRead(Read):
@@ -460,6 +529,9 @@ class NodeRead(Read):
     name: str
     address: str
     state: str = Field(description="READY | CORDONED | DRAINING | DOWN")
+    state_before_down: str | None = Field(
+        description="while DOWN: the state it comes back in when it answers again (READY or CORDONED)"
+    )
     labels: dict[str, str]
     capacity: dict[str, Any]
     usage: dict[str, Any]

@@ -67,6 +67,11 @@ class ReplicaSpec(Contract):
     )
     command: list[str] | None = None
     health_check: HealthCheck = Field(default_factory=HealthCheck)
+    # Limits the container runs with (None: unlimited), as the scheduler reserved them on the node.
+    cpu_millis: int | None = Field(default=None, ge=10)
+    memory_mb: int | None = Field(default=None, ge=6)
+    # SIGTERM → SIGKILL when the replica is stopped (Railway's drainingSeconds); None: the agent's default.
+    stop_grace_seconds: int | None = Field(default=None, ge=0, le=3600)
 
 
 class ReplicaState(StrEnum):
@@ -149,6 +154,15 @@ class BuildOptions(Contract):
     variables: dict[str, str] = Field(default_factory=dict, description="build-time variables (NIXPACKS_*)")
 
 
+class PlacementSettings(Contract):
+    """Where a service's replicas may run and what each reserves on its node (core/scheduler)."""
+
+    cpu_millis: int | None = Field(default=None, ge=10, description="CPU per replica, 1000 = one core")
+    memory_mb: int | None = Field(default=None, ge=6, description="memory per replica, MiB")
+    constraints: list[str] = Field(default_factory=list, description='node labels: "key=value", "key!=value"')
+    strategy: Literal["spread", "binpack"] = "spread"
+
+
 class DeployRequest(Contract):
     """A request to release one deployment of a service in an environment."""
 
@@ -171,6 +185,11 @@ class DeployRequest(Contract):
     # only the activity that hands them to an agent opens them.
     sealed_env: str | None = None
     health_check_path: str | None = None
+    placement: PlacementSettings = Field(default_factory=lambda: PlacementSettings())
+    # Seconds the old replicas keep serving beside the new ones once those are routed (Railway's
+    # overlapSeconds; None: the platform's drain_seconds) and their stop grace (drainingSeconds).
+    overlap_seconds: float | None = Field(default=None, ge=0, le=3600)
+    draining_seconds: int | None = Field(default=None, ge=0, le=3600)
 
 
 class DeployAccepted(Contract):

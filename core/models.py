@@ -10,6 +10,7 @@ from sqlalchemy import (
     JSON,
     Boolean,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -114,6 +115,17 @@ class Service(Base):
     # and the service joins its project's pull-request previews unless `previews` is off.
     watch_patterns: Mapped[list[str]] = mapped_column(default=list)
     previews: Mapped[bool] = mapped_column(Boolean, default=True, server_default="1")
+    # Placement (core/scheduler): what each replica reserves on its node and runs limited to (None:
+    # nothing reserved, unlimited), node label constraints ("key=value", "key!=value"), and the
+    # strategy (spread | binpack).
+    cpu_millis: Mapped[int | None] = mapped_column(Integer, default=None)
+    memory_mb: Mapped[int | None] = mapped_column(Integer, default=None)
+    constraints: Mapped[list[str]] = mapped_column(default=list, server_default="[]")
+    placement_strategy: Mapped[str] = mapped_column(String(16), default="spread", server_default="spread")
+    # Rollouts (Railway's overlapSeconds, drainingSeconds): how long the old replicas keep serving once
+    # the new ones are routed, and their SIGTERM → SIGKILL grace. None: the platform's defaults.
+    overlap_seconds: Mapped[float | None] = mapped_column(Float, default=None)
+    draining_seconds: Mapped[int | None] = mapped_column(Integer, default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -258,8 +270,10 @@ class Node(Base):
     # Only READY takes new replicas (core/scheduler). Admins move it (api/routes/nodes.py TRANSITIONS):
     #   READY ──cordon──▶ CORDONED ──uncordon──▶ READY
     #   READY, CORDONED, DOWN ──drain──▶ DRAINING ──uncordon──▶ READY
-    # DOWN is the control plane's, when heartbeats stop (later). A removed node keeps its last state.
+    # DOWN is the control plane's, when heartbeats stop; the node comes back to the state it had
+    # (`state_before_down`: a cordoned node stays cordoned). A removed node keeps its last state.
     state: Mapped[str] = mapped_column(String(16), default=NodeState.READY.value)
+    state_before_down: Mapped[str | None] = mapped_column(String(16), default=None)
     labels: Mapped[dict[str, Any]] = mapped_column(default=dict)
     # What the node offers and what its replicas use: {"cpu_millis", "memory_mb", "disk_mb"}.
     capacity: Mapped[dict[str, Any]] = mapped_column(default=dict)

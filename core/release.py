@@ -25,6 +25,9 @@ def replica_specs(request: DeployRequest, pinned_image: str) -> list[ReplicaSpec
             sealed_env=request.sealed_env,
             command=["/bin/sh", "-c", request.build.start_command] if request.build.start_command else None,
             health_check=HealthCheck(path=request.health_check_path),
+            cpu_millis=request.placement.cpu_millis,
+            memory_mb=request.placement.memory_mb,
+            stop_grace_seconds=request.draining_seconds,
         )
         for index in range(request.replicas)
     ]

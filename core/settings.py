@@ -69,8 +69,14 @@ class Settings(BaseSettings):
     agent_url: str = "http://127.0.0.1:7801"
     agent_token: SecretStr | None = None
 
-    # A node whose agent has not answered the control plane's probes for this long is DOWN: its
-    # replicas are started again on the other nodes.
+    # The agent gateway: enrolled agents send their heartbeats here, over mutual TLS (the API process
+    # serves it beside the REST API). Each agent learns its public URL and the interval when it enrolls.
+    agent_gateway_host: str = "127.0.0.1"
+    agent_gateway_port: int = Field(default=7802, ge=1, le=65535)
+    public_agent_gateway_url: str = ""
+    heartbeat_interval_seconds: float = Field(default=2.0, gt=0, le=60)
+    # A node with no heartbeat for this long is DOWN: its replicas are started again on the other
+    # nodes. The control plane looks for silent nodes every node_probe_interval_seconds.
     node_down_after_seconds: float = Field(default=10.0, gt=0)
     node_probe_interval_seconds: float = Field(default=2.0, gt=0)
     # Nodes enroll with a join token and get a certificate from Dockyard's CA (kept in `pki_dir`).
@@ -194,6 +200,11 @@ class Settings(BaseSettings):
             self.database_url = f"sqlite+aiosqlite:///{self.state_dir / 'dockyard.db'}"
         if not self.public_api_url:
             self.public_api_url = f"http://{self.api_host}:{self.api_port}"
+        if not self.public_agent_gateway_url:
+            host = (
+                f"[{self.agent_gateway_host}]" if ":" in self.agent_gateway_host else self.agent_gateway_host
+            )
+            self.public_agent_gateway_url = f"https://{host}:{self.agent_gateway_port}"
         return self
 
     @property

@@ -81,6 +81,10 @@ def apply_deploy_config(params: DeployParams, prepared: PreparedSource) -> Deplo
         changes["replicas"] = deploy["num_replicas"]
     if isinstance(deploy.get("healthcheck_path"), str):
         changes["health_check_path"] = deploy["healthcheck_path"]
+    if isinstance(overlap := deploy.get("overlap_seconds"), int):
+        changes["overlap_seconds"] = float(overlap)
+    if isinstance(deploy.get("draining_seconds"), int):
+        changes["draining_seconds"] = deploy["draining_seconds"]
     return params.model_copy(update=changes)
 
 
@@ -171,7 +175,9 @@ class DeployWorkflow:
             raise
 
         self._step = "cleanup"
-        await workflow.sleep(timedelta(seconds=params.drain_seconds))  # let in-flight requests finish
+        # The old replicas keep serving their in-flight requests (the service's overlap seconds).
+        overlap = params.overlap_seconds if params.overlap_seconds is not None else params.drain_seconds
+        await workflow.sleep(timedelta(seconds=overlap))
         await workflow.execute_activity_method(
             AgentActivities.remove_orphan_replicas,
             OrphanQuery(
@@ -201,6 +207,7 @@ class DeployWorkflow:
                 service_id=params.service_id,
                 environment_id=params.environment_id,
                 replica_ids=[spec.replica_id for spec in specs],
+                placement=params.placement,
             ),
             **QUICK,
         )

@@ -53,7 +53,7 @@ def activities_for(settings: Settings, db: Database, client: Client) -> list[obj
     nodes = NodeActivities(db)
     fleet = FleetActivities(db, settings)
     return [
-        fleet.probe_nodes,
+        fleet.mark_silent_nodes,
         fleet.heal_node,
         deployments.set_deployment_status,
         deployments.record_replicas,
@@ -70,6 +70,7 @@ def activities_for(settings: Settings, db: Database, client: Client) -> list[obj
         agents.wait_replicas_healthy,
         agents.remove_replicas,
         agents.remove_orphan_replicas,
+        agents.remove_unowned_replicas,
         routing.get_route,
         routing.publish_route,
         routing.unpublish_route,

@@ -181,7 +181,7 @@ async def enroll_node(
     if token_id is None:
         await session.rollback()
         node = await _earlier_enrollment(session, body.token, csr)
-        return _enrolled(node, authority)
+        return _enrolled(node, authority, settings)
     node = Node(
         id=node_id,
         name=body.name,
@@ -212,7 +212,7 @@ async def enroll_node(
         cert_serial=node.cert_serial,
     )
     await session.commit()
-    return _enrolled(node, authority)
+    return _enrolled(node, authority, settings)
 
 
 async def _earlier_enrollment(session: AsyncSession, token: str, csr: x509.CertificateSigningRequest) -> Node:
@@ -241,7 +241,7 @@ async def _name_taken(session: AsyncSession, name: str) -> str:
     )
 
 
-def _enrolled(node: Node, authority: pki.Authority) -> NodeEnrolled:
+def _enrolled(node: Node, authority: pki.Authority, settings: Settings) -> NodeEnrolled:
     return NodeEnrolled(
         node_id=node.id,
         name=node.name,
@@ -249,6 +249,8 @@ def _enrolled(node: Node, authority: pki.Authority) -> NodeEnrolled:
         ca_certificate=pki.certificate_pem(authority.certificate),
         control_plane_identity=pki.CONTROL_PLANE_IDENTITY,
         cert_not_after=node.cert_not_after,
+        gateway_url=settings.public_agent_gateway_url,
+        heartbeat_interval_seconds=settings.heartbeat_interval_seconds,
     )
 
 
@@ -309,6 +311,8 @@ async def _change_state(session: AsyncSession, node_id: str, action: str, actor:
     if node.removed_at is not None:
         raise Conflict(f"node {node_id} was removed at {_at(node.removed_at)}")
     current = NodeState(node.state)
+    if current is NodeState.DOWN and action in ("cordon", "uncordon"):
+        return await _change_state_when_back(session, node, action, actor)
     target = TRANSITIONS[action].get(current)
     if target is None:
         raise Conflict(f"state: node {node_id} is {current}; {action} is not possible in that state")
@@ -326,6 +330,24 @@ async def _change_state(session: AsyncSession, node_id: str, action: str, actor:
         audit(session, actor, f"node.{action}", node_id, previous=current.value, state=target.value)
         await session.commit()
         await session.refresh(node)
+    return NodeRead.model_validate(node)
+
+
+async def _change_state_when_back(session: AsyncSession, node: Node, action: str, actor: str) -> NodeRead:
+    """A DOWN node stays DOWN until it answers; cordon and uncordon choose the state it comes back in."""
+    back = NodeState.CORDONED if action == "cordon" else NodeState.READY
+    changed = await session.execute(
+        update(Node)
+        .where(Node.id == node.id, Node.state == NodeState.DOWN.value, Node.removed_at.is_(None))
+        .values(state_before_down=back.value)
+        .returning(Node.id)
+    )
+    if changed.scalar_one_or_none() is None:
+        await session.rollback()
+        raise Conflict(f"node {node.id} changed while it was being {action}ed; try again")
+    audit(session, actor, f"node.{action}", node.id, state=NodeState.DOWN.value, back_as=back.value)
+    await session.commit()
+    await session.refresh(node)
     return NodeRead.model_validate(node)
 
 

@@ -205,6 +205,19 @@ async def test_ensure_pulls_creates_and_serves(
     assert container.labels["dockyard.environment"] == spec.environment_id
 
 
+async def test_a_replica_runs_with_its_limits_and_stops_with_its_grace(
+    agent: httpx.AsyncClient, docker_client: docker.DockerClient, make_spec: Any
+) -> None:
+    spec = make_spec(cpu_millis=250, memory_mb=64, stop_grace_seconds=1)
+    await ensured(agent, spec)
+    container = docker_client.containers.get(f"dockyard-{spec.replica_id}")
+    host = container.attrs["HostConfig"]
+    assert (host["NanoCpus"], host["Memory"]) == (250_000_000, 64 * 2**20)
+    assert container.labels["dockyard.stop-grace"] == "1"
+    assert (await agent.delete(f"/v1/replicas/{spec.replica_id}")).status_code == 204  # its own grace
+    assert containers_of(docker_client, spec.replica_id) == []
+
+
 async def test_repeated_put_is_a_no_op(
     agent: httpx.AsyncClient, docker_client: docker.DockerClient, make_spec: Any
 ) -> None:

@@ -6,22 +6,24 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import socket
 import ssl
 import stat
 import sys
+import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import httpx
 import pytest
 from sqlalchemy import select
 
 from activities.agent_client import AgentCallError, AgentClient, AgentTLS
-from core import pki
+from core import mtls, pki
 from core.db import Database
 from core.models import RevokedCertificate
 from tests.support import DOCKER_HOST, connect_docker
@@ -47,7 +49,9 @@ class ApiProcess(LoopbackServer):
         super().__init__(start_timeout_seconds=60, workdir=state_dir)
         self.state_dir = state_dir
         self.port = free_port()
+        self.gateway_port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.gateway_url = f"https://127.0.0.1:{self.gateway_port}"
         self.database_url = f"sqlite+aiosqlite:///{state_dir / 'dockyard.db'}"
 
     def command(self, root: Path) -> list[str]:
@@ -57,6 +61,7 @@ class ApiProcess(LoopbackServer):
         return clean_environment(
             DOCKYARD_STATE_DIR=str(self.state_dir),
             DOCKYARD_API_PORT=str(self.port),
+            DOCKYARD_AGENT_GATEWAY_PORT=str(self.gateway_port),
             DOCKYARD_API_TOKEN=API_TOKEN,
             DOCKYARD_DATABASE_URL=self.database_url,
             DOCKYARD_TEMPORAL_ADDRESS=f"127.0.0.1:{free_port()}",  # nodes need no Temporal
@@ -190,10 +195,11 @@ async def other_node_credentials(
     """Certificate and key of another enrolled node (no agent process needed): CA-signed, not the
     control plane."""
     key = pki.generate_key()
+    name = f"impostor-{secrets.token_hex(3)}"
     body = {
         "token": control_plane.api.join_token(),
-        "name": "impostor",
-        "csr": pki.csr_pem(pki.make_csr(key, "impostor", ["127.0.0.19"])),
+        "name": name,
+        "csr": pki.csr_pem(pki.make_csr(key, name, ["127.0.0.19"])),
         "address": "127.0.0.19:7801",
     }
     async with httpx.AsyncClient(base_url=control_plane.api.url) as http:
@@ -373,6 +379,81 @@ def test_a_blocking_client_checks_the_node_too(control_plane: ControlPlane, node
     with httpx.Client(verify=wrong, timeout=10) as http, pytest.raises(httpx.ConnectError) as refused:
         http.get(f"https://{node.address}/v1/replicas")
     assert "expected dockyard://node/node_someoneelse" in str(refused.value)
+
+
+# --- heartbeats through the agent gateway ---------------------------------------------------------
+
+
+async def test_an_enrolled_agent_sends_heartbeats_to_the_gateway(
+    control_plane: ControlPlane, node: AgentProcess
+) -> None:
+    info = json.loads((node.state_dir / "node.json").read_text())
+    assert (info["gateway_url"], info["heartbeat_interval_seconds"]) == (control_plane.api.gateway_url, 2.0)
+    with control_plane.api.admin() as http:
+        first = wait_for_heartbeat(http, node.node_id, after=None)
+        later = wait_for_heartbeat(http, node.node_id, after=first["last_heartbeat_at"])
+    assert later["usage"]["memory_mb"] > 0 and later["capacity"]["cpu_millis"] >= 1000
+    assert later["state"] == "READY"
+
+
+def wait_for_heartbeat(
+    http: httpx.Client, node_id: str, after: str | None, timeout: float = 20
+) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        node = http.get(f"/v1/nodes/{node_id}").json()
+        if node["last_heartbeat_at"] is not None and node["last_heartbeat_at"] != after:
+            return node  # type: ignore[no-any-return]
+        time.sleep(0.2)
+    raise AssertionError(f"no heartbeat from {node_id} (after {after}) within {timeout} s")
+
+
+def heartbeat_body() -> dict[str, Any]:
+    resources = {"cpu_millis": 2000, "memory_mb": 4096, "disk_mb": 10_000}
+    return {
+        "node": {"name": "impostor", "address": "127.0.0.19:7801", "docker_version": "test"},
+        "capacity": resources,
+        "usage": resources,
+        "labels": {},
+        "replicas": [],
+    }
+
+
+async def test_the_gateway_takes_heartbeats_from_current_nodes_only(
+    control_plane: ControlPlane, other_node_credentials: tuple[Path, Path]
+) -> None:
+    """Only a current node's current certificate: a removed (revoked) node is refused; the gateway
+    presents the control plane's identity, which the client checks."""
+    gateway = control_plane.api.gateway_url
+    node_id = pki.node_id_of(pki.load_certificate(other_node_credentials[0].read_bytes()))
+    context = mtls.client_context(
+        control_plane.pki_dir / "ca.pem", *other_node_credentials, pki.CONTROL_PLANE_IDENTITY
+    )
+    async with httpx.AsyncClient(verify=context, timeout=10) as http:
+        accepted = await http.post(f"{gateway}/v1/heartbeats", json=heartbeat_body())
+        assert accepted.status_code == 200, accepted.text
+        assert accepted.json() == {"node_id": node_id, "state": "READY", "interval_seconds": 2.0}
+        with control_plane.api.admin() as admin:
+            assert admin.delete(f"/v1/nodes/{node_id}").status_code == 200
+        refused = await http.post(f"{gateway}/v1/heartbeats", json=heartbeat_body())
+    assert refused.status_code == 403
+    assert refused.json()["detail"].startswith(f"node {node_id} was removed: its certificate ")
+
+    pretending = mtls.client_context(
+        control_plane.pki_dir / "ca.pem", *other_node_credentials, pki.node_identity("node_other")
+    )
+    async with httpx.AsyncClient(verify=pretending, timeout=10) as http:
+        with pytest.raises(httpx.ConnectError, match="expected dockyard://node/node_other"):
+            await http.post(f"{gateway}/v1/heartbeats", json=heartbeat_body())
+
+
+@pytest.mark.parametrize("newest", [ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3], ids=["tls1.2", "tls1.3"])
+async def test_the_gateway_refuses_a_client_without_a_certificate(
+    control_plane: ControlPlane, newest: ssl.TLSVersion
+) -> None:
+    await assert_refused_by_tls(
+        control_plane.api.gateway_url.removeprefix("https://"), ca_only_context(control_plane, newest)
+    )
 
 
 def test_a_worker_without_the_control_plane_certificate_says_where_it_comes_from(tmp_path: Path) -> None:

@@ -143,6 +143,12 @@ async def test_service_create_list_get_patch(api: httpx.AsyncClient) -> None:
         "port": 3000,
         "replicas": 1,
         "health_check_path": None,
+        "cpu_millis": None,
+        "memory_mb": None,
+        "constraints": [],
+        "placement_strategy": "spread",
+        "overlap_seconds": None,
+        "draining_seconds": None,
         "created_at": "",
         "urls": {"production": "http://web-production.apps.test:18080"},
     }
@@ -161,6 +167,19 @@ async def test_service_create_list_get_patch(api: httpx.AsyncClient) -> None:
     assert connected == cleared | git | {"image": None}
     back = ok(await api.patch(f"/v1/services/{service['id']}", json={"image": IMAGE, "previews": False}))
     assert back == connected | {"image": IMAGE, "repo_url": None, "repo_branch": None, "previews": False}
+
+    placement = {
+        "cpu_millis": 500,
+        "memory_mb": 256,
+        "constraints": ["zone=eu", "disk!=hdd"],
+        "placement_strategy": "binpack",
+        "overlap_seconds": 5.5,
+        "draining_seconds": 30,
+    }
+    placed = ok(await api.patch(f"/v1/services/{service['id']}", json=placement))
+    assert placed == back | placement
+    unlimited = {"cpu_millis": None, "memory_mb": None, "overlap_seconds": None, "draining_seconds": None}
+    assert ok(await api.patch(f"/v1/services/{service['id']}", json=unlimited)) == placed | unlimited
 
     ok(await api.post(f"/v1/projects/{project['id']}/environments", json={"name": "staging"}), 201)
     urls = (ok(await api.get(f"/v1/services/{service['id']}")))["urls"]
@@ -195,6 +214,19 @@ INVALID = [  # (id, target, body, field, reason)
     ("patch-two-sources", "patch", {"image": IMAGE, "repo_url": "https://git.test/a"}, "body", "not both"),
     ("patch-watch", "patch", {"watch_patterns": [""]}, "watch_patterns.0", "at least 1 character"),
     ("patch-previews-null", "patch", {"previews": None}, "previews", "must not be null"),
+    (
+        "constraint",
+        "service",
+        svc(constraints=["zone"]),
+        "constraints",
+        'expected "key=value" or "key!=value"',
+    ),
+    ("strategy", "service", svc(placement_strategy="random"), "placement_strategy", "'spread' or 'binpack'"),
+    ("cpu-tiny", "service", svc(cpu_millis=1), "cpu_millis", "greater than or equal to 10"),
+    ("memory-tiny", "service", svc(memory_mb=1), "memory_mb", "greater than or equal to 6"),
+    ("overlap-negative", "patch", {"overlap_seconds": -1}, "overlap_seconds", "greater than or equal to 0"),
+    ("draining-long", "patch", {"draining_seconds": 3601}, "draining_seconds", "less than or equal to 3600"),
+    ("patch-constraints-null", "patch", {"constraints": None}, "constraints", "must not be null"),
     ("project-previews", "project-patch", {"previews_enabled": "maybe"}, "previews_enabled", "valid boolean"),
     ("deploy-environment", "deploy", {"environment": "Prod"}, "environment", "should match pattern"),
     ("deploy-image", "deploy", {"image": "a b"}, "image", "empty or contains spaces"),

@@ -293,11 +293,11 @@ async def set_state(database: Database, node_id: str, state: NodeState) -> None:
         ("READY", "cordon", "CORDONED"),
         ("CORDONED", "cordon", "CORDONED"),
         ("DRAINING", "cordon", "DRAINING"),
-        ("DOWN", "cordon", None),
+        ("DOWN", "cordon", "DOWN"),  # stays DOWN; comes back CORDONED (below)
         ("READY", "uncordon", "READY"),
         ("CORDONED", "uncordon", "READY"),
         ("DRAINING", "uncordon", "READY"),
-        ("DOWN", "uncordon", None),
+        ("DOWN", "uncordon", "DOWN"),
         ("READY", "drain", "DRAINING"),
         ("CORDONED", "drain", "DRAINING"),
         ("DRAINING", "drain", "DRAINING"),
@@ -322,7 +322,17 @@ async def test_state_changes(
     assert ok(response)["state"] == result
     assert ok(await api.get(f"/v1/nodes/{node_id}"))["state"] == result
     changes = [a for a in await audit_actions(database, node_id) if a[1] != "node.enroll"]
-    assert changes == ([] if result == start else [("admin", f"node.{action}")])
+    assert changes == ([] if result == start and start != "DOWN" else [("admin", f"node.{action}")])
+
+
+@pytest.mark.parametrize(("action", "back_as"), [("cordon", "CORDONED"), ("uncordon", "READY")])
+async def test_cordon_and_uncordon_of_a_down_node_choose_the_state_it_comes_back_in(
+    api: httpx.AsyncClient, database: Database, action: str, back_as: str
+) -> None:
+    node_id = (await enrolled(api))["node_id"]
+    await set_state(database, node_id, NodeState.DOWN)
+    node = ok(await api.post(f"/v1/nodes/{node_id}/{action}"))
+    assert (node["state"], node["state_before_down"]) == ("DOWN", back_as)
 
 
 async def test_state_changes_of_an_unknown_node_are_404(api: httpx.AsyncClient) -> None:

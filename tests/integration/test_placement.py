@@ -13,8 +13,9 @@ from temporalio.testing import ActivityEnvironment
 from activities.contracts import NodeRef, PlacementRequest
 from activities.nodes import NodeActivities
 from core.contracts import DeploymentStatus as S
+from core.contracts import PlacementSettings
 from core.db import Database
-from core.models import Node, Replica
+from core.models import Deployment, Node, Replica
 from tests.integration.test_database import add_deployment, seed
 
 
@@ -36,12 +37,15 @@ async def add_node(db: Database, name: str, state: str = "READY", **labels: str)
     return node_id
 
 
-def request(ids: dict[str, str], deployment_id: str, count: int) -> PlacementRequest:
+def request(
+    ids: dict[str, str], deployment_id: str, count: int, placement: PlacementSettings | None = None
+) -> PlacementRequest:
     return PlacementRequest(
         deployment_id=deployment_id,
         service_id=ids["service"],
         environment_id=ids["production"],
         replica_ids=[f"{deployment_id}-{i}" for i in range(count)],
+        placement=placement or PlacementSettings(),
     )
 
 
@@ -108,4 +112,40 @@ async def test_no_ready_node_fails_naming_each_nodes_reason(database: Database) 
     assert raised.value.type == "Unschedulable" and raised.value.non_retryable
     assert raised.value.message == (
         f"replica {deployment}-0 fits on no node (a: node is CORDONED; b: node is DOWN)"
+    )
+
+
+async def add_capacity(db: Database, node_id: str, cpu_millis: int, memory_mb: int) -> None:
+    async with db.transaction() as session:
+        node = await session.get(Node, node_id)
+        assert node is not None
+        node.capacity = {"cpu_millis": cpu_millis, "memory_mb": memory_mb, "disk_mb": 10_000}
+
+
+async def test_constraints_strategy_and_reservations_of_running_replicas(database: Database) -> None:
+    """Replicas already running reserve what their deployment's snapshot asked; constraints filter the
+    nodes; binpack fills the fullest node that fits."""
+    ids = await seed(database)
+    for name, zone in (("a", "x"), ("b", "x"), ("c", "y")):
+        await add_capacity(
+            database, await add_node(database, name, zone=zone), cpu_millis=2000, memory_mb=1024
+        )
+    other = await add_deployment(database, ids, S.ACTIVE)
+    async with database.transaction() as session:
+        deployment = await session.get(Deployment, other)
+        assert deployment is not None
+        deployment.config = {"cpu_millis": 500, "memory_mb": 512}
+        session.add(Replica(id=f"{other}-0", deployment_id=other, node="node_b", state="running"))
+    deployment = await add_deployment(database, ids, S.DEPLOYING)
+
+    binpack = PlacementSettings(memory_mb=256, constraints=["zone=x"], strategy="binpack")
+    assert await place(database, request(ids, deployment, 2, binpack)) == {
+        "node_b": [f"{deployment}-0", f"{deployment}-1"]  # 512 + 2 x 256 = 1024: b is full
+    }
+    spread = PlacementSettings(memory_mb=600, constraints=["zone!=y"])
+    with pytest.raises(ApplicationError) as raised:
+        await place(database, request(ids, deployment, 2, spread))
+    assert raised.value.message == (
+        f"replica {deployment}-1 fits on no node (a: needs 600 MiB memory, 424 MiB free; "
+        "b: needs 600 MiB memory, 512 MiB free; c: constraint zone!=y: node has zone=y)"
     )

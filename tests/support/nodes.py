@@ -216,8 +216,14 @@ class NodeEngine:
         if clashes:
             raise NodeEngineError(f"{self.name}: its pool {pool} overlaps {', '.join(clashes)}")
         bridge = self.bridge
+        # A fixed MAC, as dockerd gives the bridges it makes: without one, a Linux bridge takes the lowest
+        # MAC of its ports and changes it whenever a container's veth comes or goes, and the containers'
+        # ARP entries for the gateway go stale: their answers to docker-proxy are dropped until the entry
+        # is probed again (seen as requests through Traefik stalling 1.5 s, and now and then 10 s or more).
+        mac = f"02:64:79:{self.index >> 16 & 0xFF:02x}:{self.index >> 8 & 0xFF:02x}:{self.index & 0xFF:02x}"
         batch = (
-            f"link add {bridge} type bridge\naddr add {self.gateway}/24 dev {bridge}\nlink set {bridge} up\n"
+            f"link add {bridge} address {mac} type bridge\naddr add {self.gateway}/24 dev {bridge}\n"
+            f"link set {bridge} up\n"
         )
         _run(["ip", "-batch", "-"], input=batch)
         _run(["iptables", "-w", "10", "-I", *self._forward_rule()])

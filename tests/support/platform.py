@@ -72,11 +72,12 @@ class Platform:
 def platform_env(state_dir: Path) -> dict[str, str]:
     ports = {
         name: free_port()
-        for name in ("api", "temporal", "ui", "registry", "redis", "http", "https", "traefik", "agent")
+        for name in ("api", "gateway", "temporal", "ui", "registry", "redis", "http", "https", "traefik", "agent")
     }
     return {
         "DOCKYARD_STATE_DIR": str(state_dir),
         "DOCKYARD_API_PORT": str(ports["api"]),
+        "DOCKYARD_AGENT_GATEWAY_PORT": str(ports["gateway"]),
         "DOCKYARD_TEMPORAL_ADDRESS": f"127.0.0.1:{ports['temporal']}",
         "DOCKYARD_TEMPORAL_UI_URL": f"http://127.0.0.1:{ports['ui']}",
         "DOCKYARD_REGISTRY_HOST": f"127.0.0.1:{ports['registry']}",

@@ -81,11 +81,31 @@ def labels(**extra: str) -> dict[str, str]:
             },
             id="port-env-command-health-on-second-node",
         ),
+        pytest.param(
+            spec(cpu_millis=500, memory_mb=256, stop_grace_seconds=30),  # draining seconds: the label
+            "127.0.0.1",
+            {
+                "image": IMAGE,
+                "name": "dockyard-dep-1-0",
+                "command": None,
+                "environment": {"PORT": "8080"},
+                "labels": labels(),
+                "ports": {"8080/tcp": ("127.0.0.1", None)},
+                "restart_policy": {"Name": "unless-stopped"},
+                "log_config": {"type": "json-file", "config": {"max-size": "10m", "max-file": "3"}},
+                "nano_cpus": 500_000_000,
+                "mem_limit": "256m",
+            },
+            id="limits-and-draining-seconds",
+        ),
     ],
 )
 def test_create_kwargs(given: ReplicaSpec, node_address: str, expected: dict[str, Any]) -> None:
     kwargs = containers.create_kwargs(given, node_address)
     fingerprint = kwargs["labels"].pop("dockyard.spec")
+    grace = kwargs["labels"].pop("dockyard.stop-grace")
+    assert grace == str(given.stop_grace_seconds or 10)
+    assert containers.stop_grace_of({"Config": {"Labels": {"dockyard.stop-grace": grace}}}, 99) == int(grace)
     assert kwargs == expected
     assert fingerprint == containers.spec_fingerprint(given)
 

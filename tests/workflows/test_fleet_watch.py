@@ -1,5 +1,6 @@
-"""FleetWatchWorkflow on a real Temporal server with fake activities: every round probes the nodes;
-each node reported newly DOWN is healed once; the watch continues as new with its settings."""
+"""FleetWatchWorkflow on a real Temporal server with fake activities: every round looks for silent nodes;
+each node reported newly DOWN is healed once; every RECONCILE_EVERY rounds the unowned replicas are
+removed; the watch continues as new with its settings."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from temporalio import activity
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from workflows.fleet import FleetWatchInput, FleetWatchWorkflow
+from workflows.fleet import RECONCILE_EVERY, FleetWatchInput, FleetWatchWorkflow
 from workflows.worker import WORKFLOWS
 
 pytestmark = pytest.mark.timeout(60)
@@ -23,13 +24,19 @@ class FakeFleet:
         self.healed: list[str] = []
         self.down_in_round = {2: ["node_b"], 4: ["node_a", "node_c"]}
         self.round_reached = asyncio.Event()
+        self.reconciled_in_rounds: list[int] = []
 
     @activity.defn(name="probe_nodes")
     async def probe_nodes(self) -> list[str]:
         self.rounds += 1
-        if self.rounds >= 6:
+        if self.rounds >= RECONCILE_EVERY + 2:
             self.round_reached.set()
         return self.down_in_round.get(self.rounds, [])
+
+    @activity.defn(name="remove_unowned_replicas")
+    async def remove_unowned_replicas(self) -> list[str]:
+        self.reconciled_in_rounds.append(self.rounds)
+        return [f"dep-old-{self.rounds}"]
 
     @activity.defn(name="heal_node")
     async def heal_node(self, node_id: str) -> list[str]:
@@ -44,7 +51,7 @@ async def test_each_node_that_goes_down_is_healed_once(temporal_client: Client) 
         temporal_client,
         task_queue=task_queue,
         workflows=WORKFLOWS,
-        activities=[fleet.probe_nodes, fleet.heal_node],
+        activities=[fleet.probe_nodes, fleet.heal_node, fleet.remove_unowned_replicas],
     ):
         handle = await temporal_client.start_workflow(
             FleetWatchWorkflow.run,
@@ -60,5 +67,7 @@ async def test_each_node_that_goes_down_is_healed_once(temporal_client: Client) 
                 "dep-heal-node_a",
                 "dep-heal-node_c",
             ]
+            assert fleet.reconciled_in_rounds == [RECONCILE_EVERY]
+            assert await handle.query(FleetWatchWorkflow.removed) == [f"dep-old-{RECONCILE_EVERY}"]
         finally:
             await handle.terminate("test over")

@@ -1,0 +1,117 @@
+"""The agent gateway: the API process's second listener, where enrolled agents send their heartbeats.
+
+HTTPS with mutual TLS: the gateway presents the control plane's certificate (dockyard://control-plane,
+which agents require) and lets in only clients with a certificate from Dockyard's CA. A request is then
+taken only from a current node presenting its current certificate: a removed node, a revoked or a
+replaced certificate gets 403, whatever the CA signed once.
+
+    POST /v1/heartbeats   the agent's Heartbeat → its state as the control plane sees it
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, HTTPException, Request
+from pydantic import BaseModel, Field
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core import mtls, pki
+from core.contracts import Heartbeat
+from core.db import Database
+from core.models import Node, Replica, RevokedCertificate
+from core.scheduler import NodeState
+from core.settings import Settings
+
+
+class HeartbeatAck(BaseModel):
+    node_id: str
+    state: str = Field(description="READY | CORDONED | DRAINING | DOWN, after this heartbeat")
+    interval_seconds: float = Field(description="when the control plane expects the next heartbeat")
+
+
+def create_gateway_app(settings: Settings) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.db = Database(settings.database_url)
+        try:
+            yield
+        finally:
+            await app.state.db.dispose()
+
+    app = FastAPI(
+        title="Dockyard agent gateway", version="1", lifespan=lifespan, docs_url=None, redoc_url=None
+    )
+
+    @app.post("/v1/heartbeats", operation_id="send_heartbeat")
+    async def send_heartbeat(heartbeat: Heartbeat, node: CallingNode, request: Request) -> HeartbeatAck:
+        """Record what the node reports: capacity, usage, the state of its replicas. A DOWN node that
+        reports again comes back in the state it had (or the one an admin chose meanwhile)."""
+        async with request.app.state.db.transaction() as session:
+            state = await record_heartbeat(session, node, heartbeat, datetime.now(UTC))
+        return HeartbeatAck(
+            node_id=node.id, state=state, interval_seconds=settings.heartbeat_interval_seconds
+        )
+
+    return app
+
+
+async def calling_node(request: Request) -> Node:
+    """The node whose current certificate made this request; 403 for anyone else."""
+    certificate = mtls.peer_certificate(request.scope)
+    node_id = pki.node_id_of(certificate) if certificate is not None else None
+    if certificate is None or node_id is None:
+        raise HTTPException(403, "only enrolled nodes may call the agent gateway, with their certificate")
+    serial = pki.serial_hex(certificate.serial_number)
+    async with request.app.state.db.session() as session:
+        node = await session.get(Node, node_id)
+        revoked = await session.scalar(
+            select(RevokedCertificate.serial).where(RevokedCertificate.serial == serial)
+        )
+    if node is None or node.removed_at is not None or revoked is not None:
+        raise HTTPException(403, f"node {node_id} was removed: its certificate {serial} is refused")
+    if node.cert_serial != serial:
+        raise HTTPException(403, f"certificate {serial} is not node {node_id}'s current certificate")
+    return node
+
+
+CallingNode = Annotated[Node, Depends(calling_node)]
+
+
+async def record_heartbeat(session: AsyncSession, node: Node, heartbeat: Heartbeat, now: datetime) -> str:
+    """Keep the heartbeat; answer the node's state after it."""
+    changes: dict[str, Any] = {
+        "last_heartbeat_at": now,
+        "capacity": heartbeat.capacity.model_dump(),
+        "usage": heartbeat.usage.model_dump(),
+    }
+    await session.execute(update(Node).where(Node.id == node.id).values(**changes))
+    state = node.state
+    if node.state == NodeState.DOWN.value:
+        # Conditional: a concurrent admin change (drain) or heartbeat wins.
+        state = node.state_before_down or NodeState.READY.value
+        back = await session.execute(
+            update(Node)
+            .where(Node.id == node.id, Node.state == NodeState.DOWN.value)
+            .values(state=state, state_before_down=None)
+        )
+        if not back.rowcount:  # type: ignore[attr-defined]
+            state = str(await session.scalar(select(Node.state).where(Node.id == node.id)))
+    for replica in heartbeat.replicas:
+        # The replicas' states as the node reports them (a container that exited shows as exited);
+        # rows the control plane already retired (removed, lost) stay retired.
+        await session.execute(
+            update(Replica)
+            .where(
+                Replica.id == replica.replica_id,
+                Replica.node == node.id,
+                Replica.state.not_in(("removed", "lost")),
+                Replica.state != replica.state.value,
+            )
+            .values(state=replica.state.value)
+        )
+    return state
