@@ -1,6 +1,7 @@
 """Record the workflow histories that test_replay.py replays (run once, commit the JSON files).
 
-    .venv/bin/python -m tests.workflows.record_histories
+    .venv/bin/python -m tests.workflows.record_histories            # every scenario
+    .venv/bin/python -m tests.workflows.record_histories nodes      # only the multi-node ones
 
 Re-record only for an intended, versioned change of the workflows' commands (a new step, a new
 order): histories of deploys already running in production keep the old shape, so such a change
@@ -10,16 +11,23 @@ also needs `workflow.patched(...)`. The scenarios run on a throw-away dev server
 from __future__ import annotations
 
 import asyncio
+import sys
 import tempfile
+import uuid
 from pathlib import Path
 
-from temporalio.client import WorkflowFailureError
+from temporalio.client import Client, WorkflowFailureError
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Worker
 
+from core.contracts import PlacementSettings
 from core.settings import load_settings
 from core.temporal import connect
 from tests.support.components import TemporalDevServer
 from tests.workflows.harness import Dockyard, harness
+from tests.workflows.test_fleet_watch import FakeFleet
+from workflows.fleet import FleetWatchInput, FleetWatchWorkflow
+from workflows.worker import WORKFLOWS
 
 HISTORIES = Path(__file__).parent / "histories"
 SERVICE_ID = "svc-replay"
@@ -58,6 +66,35 @@ async def record(dockyard: Dockyard) -> dict[str, str]:
     return {name: history.to_json() for name, history in histories.items()}
 
 
+async def record_nodes(client: Client) -> dict[str, str]:
+    """A deploy placed on three enrolled nodes (with a service's placement and overlap settings), and
+    the fleet watch through a heal and a reconciliation of unowned replicas."""
+    async with harness(client, service_id=f"{SERVICE_ID}-nodes") as dockyard:
+        dockyard.fakes.nodes = ("node_a", "node_b", "node_c")
+        placement = PlacementSettings(
+            cpu_millis=250, memory_mb=128, constraints=["zone!=z"], strategy="binpack"
+        )
+        await dockyard.deploy(
+            "dep-n", replicas=3, placement=placement, overlap_seconds=0.1, draining_seconds=5
+        )
+        await dockyard.result("dep-n")
+        on_nodes = await dockyard.child("dep-n").fetch_history()
+
+    fleet = FakeFleet()
+    task_queue = f"fleet-record-{uuid.uuid4().hex[:8]}"
+    async with Worker(client, task_queue=task_queue, workflows=WORKFLOWS, activities=fleet.activities()):
+        handle = await client.start_workflow(
+            FleetWatchWorkflow.run,
+            FleetWatchInput(probe_interval_seconds=0.05),
+            id=f"fleet-watch-{task_queue}",
+            task_queue=task_queue,
+        )
+        await asyncio.wait_for(fleet.round_reached.wait(), 30)
+        await handle.terminate("recorded")
+        watch = await handle.fetch_history()
+    return {"deploy-on-nodes.json": on_nodes.to_json(), "fleet-watch.json": watch.to_json()}
+
+
 async def _failed(dockyard: Dockyard, deployment_id: str) -> None:
     try:
         await dockyard.result(deployment_id)
@@ -66,14 +103,17 @@ async def _failed(dockyard: Dockyard, deployment_id: str) -> None:
     raise AssertionError(f"{deployment_id} was expected to fail")
 
 
-async def main() -> None:
+async def main(only_nodes: bool) -> None:
     with tempfile.TemporaryDirectory(prefix="dockyard-record-") as workdir:
         server = TemporalDevServer(Path(workdir)).start()
         try:
             client = await connect(load_settings(temporal_address=server.address))
             assert client.data_converter is pydantic_data_converter
-            async with harness(client, service_id=SERVICE_ID) as dockyard:
-                histories = await record(dockyard)
+            histories = {}
+            if not only_nodes:
+                async with harness(client, service_id=SERVICE_ID) as dockyard:
+                    histories = await record(dockyard)
+            histories |= await record_nodes(client)
         finally:
             server.stop()
     HISTORIES.mkdir(exist_ok=True)
@@ -83,4 +123,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    asyncio.run(main(only_nodes=sys.argv[1:] == ["nodes"]))

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 from temporalio import activity
@@ -38,6 +40,9 @@ class FakeFleet:
         self.reconciled_in_rounds.append(self.rounds)
         return [f"dep-old-{self.rounds}"]
 
+    def activities(self) -> list[Callable[..., Any]]:
+        return [self.probe_nodes, self.heal_node, self.remove_unowned_replicas]
+
     @activity.defn(name="heal_node")
     async def heal_node(self, node_id: str) -> list[str]:
         self.healed.append(node_id)
@@ -51,7 +56,7 @@ async def test_each_node_that_goes_down_is_healed_once(temporal_client: Client) 
         temporal_client,
         task_queue=task_queue,
         workflows=WORKFLOWS,
-        activities=[fleet.probe_nodes, fleet.heal_node, fleet.remove_unowned_replicas],
+        activities=fleet.activities(),
     ):
         handle = await temporal_client.start_workflow(
             FleetWatchWorkflow.run,

@@ -2,7 +2,8 @@
 in flight (a step added, removed or reordered without `workflow.patched`) fails here.
 
 The histories come from tests/workflows/record_histories.py (a happy path, a replacement, a supersede,
-failures at health and at routing, and the entity that ran them all).
+failures at health and at routing, and the entity that ran them all; a deploy placed on three nodes;
+the fleet watch through a heal and a reconciliation).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from temporalio.workflow import NondeterminismError
 
 from core.contracts import DeployResult
 from workflows.deploy import DeployParams, DeployWorkflow
+from workflows.fleet import FleetWatchWorkflow
 from workflows.service import ServiceWorkflow
 
 HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
@@ -34,12 +36,17 @@ def test_the_recorded_histories_are_all_there() -> None:
         "deploy-superseded.json",
         "deploy-failed-health.json",
         "deploy-failed-route.json",
+        "deploy-on-nodes.json",
+        "fleet-watch.json",
     }
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=[path.stem for path in HISTORIES])
 async def test_a_recorded_history_replays_on_todays_code(path: Path) -> None:
-    replayer = Replayer(workflows=[ServiceWorkflow, DeployWorkflow], data_converter=pydantic_data_converter)
+    replayer = Replayer(
+        workflows=[ServiceWorkflow, DeployWorkflow, FleetWatchWorkflow],
+        data_converter=pydantic_data_converter,
+    )
 
     result = await replayer.replay_workflow(load(path))
 
