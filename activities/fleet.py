@@ -13,9 +13,9 @@ import httpx
 from sqlalchemy import or_, select, update
 from temporalio import activity
 
-from core.contracts import DeploymentStatus
 from core.db import Database
-from core.models import LIVE_REPLICA_STATES, Deployment, Node, Replica
+from core.fleet import active_deployments_on
+from core.models import LIVE_REPLICA_STATES, Node, Replica
 from core.scheduler import NodeState
 from core.settings import Settings
 
@@ -67,18 +67,10 @@ class FleetActivities:
         control plane, as a rollback to itself would): its replicas land on the nodes left. The
         lost replicas are marked so. Answers the new deployments' ids."""
         async with self.db.session() as session:
-            affected = list(
-                await session.execute(
-                    select(Deployment.service_id, Deployment.environment_id)
-                    .join(Replica, Replica.deployment_id == Deployment.id)
-                    .where(
-                        Replica.node == node_id,
-                        Replica.state.in_(LIVE_REPLICA_STATES),
-                        Deployment.status == DeploymentStatus.ACTIVE.value,
-                    )
-                    .distinct()
-                )
-            )
+            affected = [
+                (service_id, environment_id)
+                for _, service_id, environment_id in await session.execute(active_deployments_on(node_id))
+            ]
         started = []
         async with httpx.AsyncClient(
             base_url=self.settings.public_api_url, headers=self._auth(), timeout=30

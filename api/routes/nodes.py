@@ -25,6 +25,7 @@ from starlette.exceptions import HTTPException
 from api.deploys import release_again
 from api.deps import CurrentActor, SessionDep, SettingsDep, TemporalDep
 from api.errors import Conflict
+from api.releases import TemporalConnection
 from api.schemas import (
     ErrorBody,
     JoinTokenCreate,
@@ -35,14 +36,12 @@ from api.schemas import (
 )
 from api.store import audit, get_or_404
 from core import pki
-from core.contracts import DeploymentStatus
+from core.fleet import active_deployments_on
 from core.models import (
-    LIVE_REPLICA_STATES,
     Deployment,
     Environment,
     JoinToken,
     Node,
-    Replica,
     RevokedCertificate,
     Service,
     new_id,
@@ -286,24 +285,30 @@ async def drain_node(
     """No new replicas, and the ones it runs move elsewhere: every ACTIVE deployment with a replica
     here is released again, so its replicas start on other nodes before these drain and stop."""
     node = await _change_state(session, node_id, "drain", actor)
-    affected = await session.execute(
-        select(Deployment.id)
-        .join(Replica, Replica.deployment_id == Deployment.id)
-        .where(
-            Replica.node == node_id,
-            Replica.state.in_(LIVE_REPLICA_STATES),
-            Deployment.status == DeploymentStatus.ACTIVE.value,
-        )
-        .distinct()
-    )
-    for deployment_id in list(affected.scalars()):
+    await _release_elsewhere(session, settings, temporal, actor, node_id, "deployment.drain")
+    return node
+
+
+async def _release_elsewhere(
+    session: AsyncSession,
+    settings: Settings,
+    temporal: TemporalConnection,
+    actor: str,
+    node_id: str,
+    action: str,
+) -> None:
+    """Release again every ACTIVE deployment with a replica on the node: the scheduler places the new
+    replicas on the other READY nodes, and they serve before the ones here are stopped."""
+    affected = [
+        deployment_id for deployment_id, _, _ in (await session.execute(active_deployments_on(node_id)))
+    ]
+    for deployment_id in affected:
         deployment = await get_or_404(session, Deployment, deployment_id)
         service = await get_or_404(session, Service, deployment.service_id)
         environment = await get_or_404(session, Environment, deployment.environment_id)
         await release_again(
-            session, settings, temporal, actor, service, environment, deployment, action="deployment.drain"
+            session, settings, temporal, actor, service, environment, deployment, action=action
         )
-    return node
 
 
 async def _change_state(session: AsyncSession, node_id: str, action: str, actor: str) -> NodeRead:
@@ -352,10 +357,22 @@ async def _change_state_when_back(session: AsyncSession, node: Node, action: str
 
 
 @router.delete("/{node_id}", operation_id="remove_node")
-async def remove_node(node_id: str, session: SessionDep, actor: CurrentActor) -> NodeRead:
-    """Forget the node and revoke its certificate: the control plane refuses it from now on. Removing a
-    removed node changes nothing."""
+async def remove_node(
+    node_id: str, session: SessionDep, actor: CurrentActor, force: bool = False
+) -> NodeRead:
+    """Forget the node and revoke its certificate: the control plane refuses it from now on. A node
+    that still runs replicas of active deployments is refused (409): drain it first, so they move
+    without a failed request; `force=true` removes it anyway (its replicas are lost with it). Removing
+    a removed node changes nothing."""
     node = await get_or_404(session, Node, node_id)
+    if node.removed_at is None and not force:
+        serving = [row[0] for row in await session.execute(active_deployments_on(node_id))]
+        if serving:
+            raise Conflict(
+                f"node {node_id} runs replicas of {len(serving)} active deployment(s) "
+                f"({', '.join(sorted(serving)[:5])}): drain it first (POST /v1/nodes/{node_id}/drain), "
+                "or remove it with force=true and lose them"
+            )
     now = utcnow()
     removed = await session.execute(
         update(Node)
@@ -373,7 +390,15 @@ async def remove_node(node_id: str, session: SessionDep, actor: CurrentActor) ->
                 revoked_at=now,
             )
         )
-        audit(session, actor, "node.remove", node_id, name=node.name, revoked_serial=node.cert_serial)
+        audit(
+            session,
+            actor,
+            "node.remove",
+            node_id,
+            name=node.name,
+            revoked_serial=node.cert_serial,
+            force=force,
+        )
     await session.commit()
     await session.refresh(node)
     return NodeRead.model_validate(node)

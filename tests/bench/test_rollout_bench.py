@@ -39,7 +39,6 @@ import pytest
 
 from tests.support.fleet import EnrolledFleet, FleetNode
 from tests.support.platform import FINAL, AppImages, Platform
-from tests.support.traffic import unexplained
 
 pytestmark = [pytest.mark.bench, pytest.mark.timeout(600)]
 
@@ -358,7 +357,7 @@ def test_rollouts_and_rollbacks_on_three_nodes_against_docker_run(
     print(report_rollbacks(rollbacks, rollback_baseline))
     for name, releases in (("rollout", rollouts), ("rollback", rollbacks)):
         for number, released in enumerate(releases, start=1):
-            assert unexplained(released.failures) == [], f"{name} {number}: {released.failures[:5]}"
+            assert released.failures == [], f"{name} {number}: {released.failures[:5]}"
 
 
 # --- figures --------------------------------------------------------------------------------------------

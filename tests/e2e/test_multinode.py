@@ -13,7 +13,7 @@ import pytest
 
 from tests.support.fleet import EnrolledFleet
 from tests.support.platform import AppImages, Platform
-from tests.support.traffic import RequestLoop, hostname, unexplained
+from tests.support.traffic import RequestLoop, hostname
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -52,7 +52,7 @@ def test_replicas_spread_over_nodes_and_updates_and_rollbacks_fail_no_request(
         f"\n[multinode] rolling update of 3 replicas on 3 nodes: {update.total} requests, "
         f"{len(update.failures)} failed, answers {dict(update.answers)}"
     )
-    assert unexplained(update.failures) == []
+    assert update.failures == []
     assert update.answers["spread v1"] > 0 and update.answers["spread v2"] > 0
     assert replicas_per_node(fleet, service["id"], second["id"]) == {node.name: 1 for node in fleet.nodes}
 
@@ -75,7 +75,7 @@ def test_replicas_spread_over_nodes_and_updates_and_rollbacks_fail_no_request(
         f"[multinode] rollback → v1 answering through Traefik: {rollback_seconds:.2f} s; "
         f"{rollback_loop.total} requests, {len(rollback_loop.failures)} failed"
     )
-    assert unexplained(rollback_loop.failures) == []
+    assert rollback_loop.failures == []
     assert platform.get(service).text.strip() == "spread v1"
 
 
@@ -156,6 +156,6 @@ def test_draining_a_node_moves_its_replicas_to_the_others_without_a_failed_reque
             time.sleep(0.2)
     assert moved["status"] == "ACTIVE", moved
     print(f"\n[multinode] drain: {loop.total} requests, {len(loop.failures)} failed")
-    assert unexplained(loop.failures) == []
+    assert loop.failures == []
     placed = replicas_per_node(fleet, service["id"], moved["id"])
     assert placed[drained.name] == 0 and sorted(placed.values()) == [0, 1, 2]

@@ -18,9 +18,11 @@ from cryptography.x509.oid import NameOID
 from sqlalchemy import select, update
 
 from core import pki
+from core.contracts import DeploymentStatus
 from core.db import Database
-from core.models import AuditEvent, JoinToken, Node, RevokedCertificate
+from core.models import AuditEvent, JoinToken, Node, Replica, RevokedCertificate
 from core.scheduler import NodeState
+from tests.integration.test_database import add_deployment, seed
 from tests.support.api import api_settings, running_api
 from tests.support.registry import free_port
 
@@ -231,6 +233,25 @@ async def test_an_expired_token_is_refused_with_its_expiry(
     assert response.status_code == 401
     assert response.json()["detail"] == f"join token expired at {expired_at.isoformat()}"
     assert ok(await api.get("/v1/nodes")) == []
+
+
+async def test_a_node_serving_active_deployments_is_removed_only_with_force(
+    api: httpx.AsyncClient, database: Database
+) -> None:
+    node_id = (await enrolled(api, "worker-2"))["node_id"]
+    ids = await seed(database)
+    active = await add_deployment(database, ids, DeploymentStatus.ACTIVE)
+    async with database.transaction() as session:
+        session.add(Replica(id=f"{active}-0", deployment_id=active, node=node_id, state="running"))
+
+    refused = await api.delete(f"/v1/nodes/{node_id}")
+    assert refused.status_code == 409
+    assert refused.json()["detail"] == (
+        f"node {node_id} runs replicas of 1 active deployment(s) ({active}): drain it first "
+        f"(POST /v1/nodes/{node_id}/drain), or remove it with force=true and lose them"
+    )
+    assert ok(await api.get(f"/v1/nodes/{node_id}"))["removed_at"] is None
+    assert ok(await api.delete(f"/v1/nodes/{node_id}", params={"force": True}))["removed_at"] is not None
 
 
 async def test_an_unknown_token_is_refused(api: httpx.AsyncClient) -> None:

@@ -304,7 +304,8 @@ class EnrolledFleet:
     def _remove_nodes(self) -> None:
         """Every node of this fleet the platform lists, also one whose agent enrolled but never served."""
         for node in self._listed():
-            response = self.platform.api.delete(f"/v1/nodes/{node['id']}")
+            # force: the test's services die with its fleet
+            response = self.platform.api.delete(f"/v1/nodes/{node['id']}", params={"force": True})
             if response.status_code != 200:
                 raise FleetError(f"DELETE /v1/nodes/{node['id']}: {response.status_code} {response.text}")
 

@@ -58,20 +58,5 @@ class RequestLoop:
         return sum(self.answers.values()) + len(self.failures)
 
 
-# A known open bug (see the issue notes): during a rollout, a request through Traefik very rarely hangs
-# until the client's 10 s timeout, about once in a few thousand; no 5xx, refused or reset connection has
-# been seen. Until it is found, one such hang per loop is reported; every other failure fails the test.
-KNOWN_HANG = "ReadTimeout"
-
-
-def unexplained(failures: list[str]) -> list[str]:
-    """The failures a test must not accept: all but a single client-side hang (KNOWN_HANG)."""
-    hangs = [failure for failure in failures if failure.startswith(KNOWN_HANG)]
-    others = [failure for failure in failures if not failure.startswith(KNOWN_HANG)]
-    if hangs:
-        print(f"[multinode] known open bug, reported not failed: {hangs[0]}")
-    return others + hangs[1:]
-
-
 def hostname(service: dict[str, Any]) -> str:
     return str(service["urls"]["production"].split("://", 1)[1].split(":")[0])
