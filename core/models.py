@@ -298,6 +298,9 @@ class JoinToken(Base):
     used_at: Mapped[datetime | None] = mapped_column(default=None)
     # Not a foreign key: the token is claimed before the node's row exists, in the same transaction.
     used_by_node_id: Mapped[str | None] = mapped_column(String(32), default=None)
+    # The node id the enrollment takes, reserved before the machine existed (a node pool's guest is
+    # named and tagged with it); None: the enrollment makes a new id.
+    reserved_node_id: Mapped[str | None] = mapped_column(String(32), default=None, index=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -312,3 +315,61 @@ class RevokedCertificate(Base):
     reason: Mapped[str] = mapped_column(String(255))
     not_after: Mapped[datetime] = mapped_column()
     revoked_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# --- node pools ------------------------------------------------------------------------------------
+
+
+class NodePool(Base):
+    """Guests cloned from one Proxmox template, kept between `min_size` and `max_size`; `size` is how
+    many there should be now. NodePoolWorkflow (`pool/<id>`) reconciles the pool to it."""
+
+    __tablename__ = "node_pools"
+    __table_args__ = (
+        Index(
+            "uq_node_pools_current_name",
+            "name",
+            unique=True,
+            sqlite_where=text("removed_at IS NULL"),
+            postgresql_where=text("removed_at IS NULL"),
+        ),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=lambda: new_id("pool"))
+    name: Mapped[str] = mapped_column(String(40))
+    # core.proxmox.spec.NodePoolSpec as JSON (its min_size and max_size kept equal to the columns).
+    spec: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    min_size: Mapped[int] = mapped_column(Integer)
+    max_size: Mapped[int] = mapped_column(Integer)
+    size: Mapped[int] = mapped_column(Integer)
+    workflow_id: Mapped[str] = mapped_column(String(255))
+    # DELETE: the pool scales to 0, then `removed_at` is set.
+    delete_requested_at: Mapped[datetime | None] = mapped_column(default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    removed_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class PoolNode(Base):
+    """One guest of a node pool, from before it exists until it is destroyed. `node_id` is reserved
+    first: the guest is named and tagged with it and its agent enrolls as that node.
+
+        PROVISIONING ─▶ ENROLLING ─▶ READY ─▶ DECOMMISSIONING ─▶ DESTROYED
+              └────────────┴──▶ FAILED (message: the step and PVE's reason)
+    """
+
+    __tablename__ = "pool_nodes"
+
+    node_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    pool_id: Mapped[str] = mapped_column(ForeignKey("node_pools.id", ondelete="CASCADE"), index=True)
+    state: Mapped[str] = mapped_column(String(16))
+    kind: Mapped[str] = mapped_column(String(8))
+    pve_node: Mapped[str | None] = mapped_column(String(63), default=None)
+    vmid: Mapped[int | None] = mapped_column(Integer, default=None)
+    address: Mapped[str | None] = mapped_column(String(255), default=None)
+    message: Mapped[str | None] = mapped_column(Text, default=None)
+    workflow_id: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    ready_at: Mapped[datetime | None] = mapped_column(default=None)
+    finished_at: Mapped[datetime | None] = mapped_column(default=None)

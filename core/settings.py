@@ -135,6 +135,11 @@ class Settings(BaseSettings):
     proxmox_ca_file: Path | None = None
     proxmox_verify: bool = True
     proxmox_timeout_seconds: float = Field(default=60.0, ge=30)
+    # Node pools (workflows/pools.py): how often a pool is looked at again without a signal, how long a
+    # pool's node may stay DOWN before its guest is replaced, how long a new guest has to enroll.
+    pool_reconcile_interval_seconds: float = Field(default=30.0, gt=0)
+    pool_replace_down_after_seconds: float = Field(default=300.0, gt=0)
+    pool_enroll_timeout_seconds: float = Field(default=600.0, gt=0)
 
     @field_validator("proxmox_hosts", mode="before")
     @classmethod

@@ -37,6 +37,8 @@ TABLES = {
     "nodes",
     "join_tokens",
     "revoked_certificates",
+    "node_pools",
+    "pool_nodes",
 }
 
 
