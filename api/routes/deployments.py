@@ -152,6 +152,18 @@ async def scale_service(
     replicas start and serve before the old ones drain), and later deploys keep the count."""
     service = await get_or_404(session, Service, service_id)
     environment = await environment_by_name(session, service.project_id, body.environment)
+    active = await _active(session, service, environment)
+    if active is None:
+        raise Conflict(f"environment: no ACTIVE deployment in {environment.name} to scale; deploy first")
+    service.replicas = body.replicas
+    deployment = await release_again(
+        session, settings, temporal, actor, service, environment, active, replicas=body.replicas
+    )
+    return DeploymentRead.model_validate(deployment)
+
+
+async def _active(session: AsyncSession, service: Service, environment: Environment) -> Deployment | None:
+    """The service's ACTIVE deployment in the environment, if it has an image to run again."""
     active = await session.scalar(
         select(Deployment).where(
             Deployment.service_id == service.id,
@@ -159,13 +171,7 @@ async def scale_service(
             Deployment.status == DeploymentStatus.ACTIVE.value,
         )
     )
-    if active is None or active.image_ref is None:
-        raise Conflict(f"environment: no ACTIVE deployment in {environment.name} to scale; deploy first")
-    service.replicas = body.replicas
-    deployment = await release_again(
-        session, settings, temporal, actor, service, environment, active, replicas=body.replicas
-    )
-    return DeploymentRead.model_validate(deployment)
+    return active if active is not None and active.image_ref is not None else None
 
 
 @router.post(
@@ -183,14 +189,8 @@ async def heal_service(
     replicas went DOWN; the scheduler places them on the nodes left."""
     service = await get_or_404(session, Service, service_id)
     environment = await get_or_404(session, Environment, environment_id)
-    active = await session.scalar(
-        select(Deployment).where(
-            Deployment.service_id == service.id,
-            Deployment.environment_id == environment.id,
-            Deployment.status == DeploymentStatus.ACTIVE.value,
-        )
-    )
-    if active is None or active.image_ref is None:
+    active = await _active(session, service, environment)
+    if active is None:
         raise Conflict(f"no ACTIVE deployment of {service.id} in {environment.name} to heal")
     deployment = await release_again(
         session, settings, temporal, "control-plane", service, environment, active, action="deployment.heal"

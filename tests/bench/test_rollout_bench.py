@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import statistics
-import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -39,6 +38,7 @@ import pytest
 
 from tests.support.fleet import EnrolledFleet, FleetNode
 from tests.support.platform import FINAL, AppImages, Platform
+from tests.support.traffic import RequestLoop, hostname
 
 pytestmark = [pytest.mark.bench, pytest.mark.timeout(600)]
 
@@ -50,76 +50,8 @@ REPLICAS = 3
 POLL_SECONDS = 0.02
 RELEASE_TIMEOUT_SECONDS = 120
 TAIL_SECONDS = 0.5  # the loop goes on this long after the old replicas are gone
-# Each request loop is bounded in count and time, and only talks to loopback.
-LOOP_MAX_REQUESTS = 20_000
-LOOP_MAX_SECONDS = 150
+LOOP_MAX_SECONDS = 150  # each request loop is bounded in count and time, and only talks to loopback
 LOOP_PAUSE_SECONDS = 0.005
-
-
-# --- the request loop -----------------------------------------------------------------------------------
-
-
-@dataclass
-class TrafficLoop:
-    """Requests through Traefik, one after the other, until stopped or its bounds are reached. Keeps when
-    each answer (its body) came, and every failure (a non-200 answer or a transport error)."""
-
-    edge_url: str
-    hostname: str
-    sent: int = 0
-    answers: list[tuple[float, str]] = field(default_factory=list)  # (perf_counter, body)
-    first_seen: dict[str, float] = field(default_factory=dict)  # body → perf_counter of its first answer
-    failures: list[str] = field(default_factory=list)
-    bounded_out: bool = False
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _thread: threading.Thread | None = None
-
-    def __enter__(self) -> TrafficLoop:
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=30)
-
-    def _run(self) -> None:
-        started = time.monotonic()
-        with httpx.Client(base_url=self.edge_url, headers={"Host": self.hostname}, timeout=10) as client:
-            while not self._stop.is_set():
-                if self.sent >= LOOP_MAX_REQUESTS or time.monotonic() - started > LOOP_MAX_SECONDS:
-                    self.bounded_out = True
-                    return
-                self.sent += 1
-                try:
-                    response = client.get("/")
-                except httpx.HTTPError as exc:
-                    self.failures.append(f"{type(exc).__name__}: {exc}")
-                    continue
-                if response.status_code != 200:
-                    self.failures.append(f"HTTP {response.status_code}: {response.text[:100]}")
-                else:
-                    now, body = time.perf_counter(), response.text.strip()
-                    self.answers.append((now, body))
-                    self.first_seen.setdefault(body, now)
-                time.sleep(LOOP_PAUSE_SECONDS)
-
-    def first(self, body: str, timeout: float = 30) -> float:
-        """When `body` first answered (perf_counter), waiting for it if it has not yet."""
-        deadline = time.monotonic() + timeout
-        while body not in self.first_seen:
-            if time.monotonic() > deadline or self.bounded_out:
-                raise TimeoutError(
-                    f"{body!r} never answered through Traefik (seen: {sorted(self.first_seen)})"
-                )
-            time.sleep(LOOP_PAUSE_SECONDS)
-        return self.first_seen[body]
-
-    def others_after(self, body: str) -> int:
-        """Answers of anything but `body` after `body` first answered: traffic going back to the old."""
-        since = self.first_seen.get(body)
-        return sum(1 for at, answer in self.answers if since is not None and at > since and answer != body)
 
 
 # --- dockyard -------------------------------------------------------------------------------------------
@@ -136,10 +68,6 @@ class Release:
     failures: list[str]
     went_back: int  # answers of the previous version after the new one first answered
     deployment: dict[str, Any] = field(repr=False)
-
-
-def hostname(service: dict[str, Any]) -> str:
-    return str(service["urls"]["production"].split("://", 1)[1].split(":")[0])
 
 
 def replicas_by_node(fleet: EnrolledFleet, service_id: str) -> dict[str, list[str]]:
@@ -167,7 +95,7 @@ def wait_settled(fleet: EnrolledFleet, service_id: str, deployment_id: str) -> N
 
 
 def follow(
-    platform: Platform, loop: TrafficLoop, deployment_id: str, body: str, started: float
+    platform: Platform, loop: RequestLoop, deployment_id: str, body: str, started: float
 ) -> tuple[float, float, dict[str, Any]]:
     """Seconds since `started` to the first answer of `body` and to the deployment ACTIVE (both watched
     at once, whichever comes first), and the final deployment."""
@@ -199,7 +127,7 @@ def measure(
 ) -> Release:
     """`release()` (a deploy or a rollback call) from a settled service serving `previous` to one
     serving `body`, under the request loop from before the call until after the old replicas are gone."""
-    with TrafficLoop(platform.edge_url, hostname(service)) as loop:
+    with RequestLoop(platform.edge_url, hostname(service), max_seconds=LOOP_MAX_SECONDS) as loop:
         loop.first(previous)  # the loop is up and the clock starts from a service serving `previous`
         started = time.perf_counter()
         deployment = release()
@@ -279,7 +207,7 @@ def docker_release(
 
 def under_loop(platform: Platform, service: dict[str, Any], serving: str, run: Callable[[], float]) -> float:
     """The baseline under the same request loop as Dockyard's side (the service keeps serving `serving`)."""
-    with TrafficLoop(platform.edge_url, hostname(service)) as loop:
+    with RequestLoop(platform.edge_url, hostname(service), max_seconds=LOOP_MAX_SECONDS) as loop:
         loop.first(serving)
         seconds = run()
     assert loop.failures == [], loop.failures[:3]

@@ -17,12 +17,20 @@ LOOP_MAX_SECONDS = 120
 
 @dataclass
 class RequestLoop:
-    """Requests through Traefik, one after the other, until stopped (or its bounds are reached)."""
+    """Requests through Traefik, one after the other, until stopped or its bounds are reached. Keeps every
+    failure (a non-200 answer or a transport error), how often each body answered, and when."""
 
     edge_url: str
     hostname: str
+    max_requests: int = LOOP_MAX_REQUESTS
+    max_seconds: float = LOOP_MAX_SECONDS
+    pause_seconds: float = 0.005
+    sent: int = 0
     answers: Counter[str] = field(default_factory=Counter)
+    timeline: list[tuple[float, str]] = field(default_factory=list)  # (perf_counter, body) of each answer
+    first_seen: dict[str, float] = field(default_factory=dict)  # body → perf_counter of its first answer
     failures: list[str] = field(default_factory=list)
+    bounded_out: bool = False
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
@@ -37,11 +45,13 @@ class RequestLoop:
             self._thread.join(timeout=30)
 
     def _run(self) -> None:
-        deadline = time.monotonic() + LOOP_MAX_SECONDS
+        started = time.monotonic()
         with httpx.Client(base_url=self.edge_url, headers={"Host": self.hostname}, timeout=10) as client:
-            for _ in range(LOOP_MAX_REQUESTS):
-                if self._stop.is_set() or time.monotonic() > deadline:
+            while not self._stop.is_set():
+                if self.sent >= self.max_requests or time.monotonic() - started > self.max_seconds:
+                    self.bounded_out = True
                     return
+                self.sent += 1
                 try:
                     response = client.get("/")
                 except httpx.HTTPError as exc:
@@ -50,12 +60,31 @@ class RequestLoop:
                 if response.status_code != 200:
                     self.failures.append(f"HTTP {response.status_code}: {response.text[:100]}")
                 else:
-                    self.answers[response.text.strip()] += 1
-                time.sleep(0.005)
+                    now, body = time.perf_counter(), response.text.strip()
+                    self.answers[body] += 1
+                    self.timeline.append((now, body))
+                    self.first_seen.setdefault(body, now)
+                time.sleep(self.pause_seconds)
 
     @property
     def total(self) -> int:
-        return sum(self.answers.values()) + len(self.failures)
+        return self.sent
+
+    def first(self, body: str, timeout: float = 30) -> float:
+        """When `body` first answered (perf_counter), waiting for it if it has not yet."""
+        deadline = time.monotonic() + timeout
+        while body not in self.first_seen:
+            if time.monotonic() > deadline or self.bounded_out:
+                raise TimeoutError(
+                    f"{body!r} never answered through Traefik (seen: {sorted(self.first_seen)})"
+                )
+            time.sleep(self.pause_seconds)
+        return self.first_seen[body]
+
+    def others_after(self, body: str) -> int:
+        """Answers of anything but `body` after `body` first answered: traffic going back to the old."""
+        since = self.first_seen.get(body)
+        return sum(1 for at, answer in self.timeline if since is not None and at > since and answer != body)
 
 
 def hostname(service: dict[str, Any]) -> str:
