@@ -22,6 +22,8 @@ from activities.deployments import DeploymentActivities
 from activities.environments import EnvironmentActivities
 from activities.fleet import FleetActivities
 from activities.nodes import NodeActivities
+from activities.pools import PoolActivities
+from activities.proxmox import ProxmoxActivities
 from activities.registry import RegistryActivities
 from activities.routing import RoutingActivities
 from activities.sources import SourceActivities, host_task_queue
@@ -31,10 +33,12 @@ from core.settings import Settings
 from core.temporal import connect
 from workflows.deploy import DeployWorkflow
 from workflows.fleet import FLEET_WATCH_ID, FleetWatchInput, FleetWatchWorkflow
+from workflows.pools import DecommissionNodeWorkflow, NodePoolWorkflow, ProvisionNodeWorkflow
 from workflows.service import ServiceWorkflow
 from workflows.teardown import TeardownWorkflow
 
 WORKFLOWS = [ServiceWorkflow, DeployWorkflow, TeardownWorkflow, FleetWatchWorkflow]
+WORKFLOWS += [NodePoolWorkflow, ProvisionNodeWorkflow, DecommissionNodeWorkflow]
 DEBIAN_BASE_REPOSITORY = "dockyard/debian:bookworm"  # pushed by infra/images/build-base-images.sh
 
 
@@ -52,7 +56,30 @@ def activities_for(settings: Settings, db: Database, client: Client) -> list[obj
     environments = EnvironmentActivities(db, client)
     nodes = NodeActivities(db)
     fleet = FleetActivities(db, settings)
+    proxmox = ProxmoxActivities(settings)
+    pools = PoolActivities(db, settings, proxmox)
     return [
+        proxmox.choose_pve_node,
+        proxmox.allocate_guest,
+        proxmox.wait_pve_task,
+        proxmox.configure_guest,
+        proxmox.start_guest,
+        proxmox.write_join_data,
+        proxmox.guest_address,
+        proxmox.stop_guest,
+        proxmox.destroy_guest,
+        pools.load_pool,
+        pools.finish_pool_removal,
+        pools.record_pool_node,
+        pools.update_pool_node,
+        pools.issue_join_token,
+        pools.revoke_join_tokens,
+        pools.check_node_enrolled,
+        pools.cordon_node,
+        pools.drain_node,
+        pools.remove_node,
+        pools.check_node_drained,
+        pools.locate_guest,
         fleet.mark_silent_nodes,
         fleet.heal_node,
         deployments.set_deployment_status,
