@@ -159,3 +159,41 @@ def test_draining_a_node_moves_its_replicas_to_the_others_without_a_failed_reque
     assert loop.failures == []
     placed = replicas_per_node(fleet, service["id"], moved["id"])
     assert placed[drained.name] == 0 and sorted(placed.values()) == [0, 1, 2]
+
+
+def test_constraints_and_resources_decide_where_and_how_replicas_run(
+    platform: Platform, app_images: AppImages, enrolled_fleet: EnrolledFleet
+) -> None:
+    fleet = enrolled_fleet
+    image = app_images.push("e2e/placed", "v1", "placed v1")
+    zone_b = next(node for node in fleet.nodes if node.labels["zone"] == "b")
+    service = platform.create_service(
+        "e2e-placed",
+        "placed",
+        image,
+        replicas=2,
+        health_check_path="/healthz",
+        constraints=[f"zone={zone_b.labels['zone']}", f"fleet={fleet.fleet_id}"],
+        cpu_millis=250,
+        memory_mb=64,
+        draining_seconds=3,
+    )
+    placed = platform.wait_final(platform.deploy(service["id"])["id"], timeout=180)
+    assert placed["status"] == "ACTIVE", placed
+    assert replicas_per_node(fleet, service["id"], placed["id"]) == {
+        node.name: 2 if node is zone_b else 0 for node in fleet.nodes
+    }
+    client = zone_b.engine.client()
+    try:
+        containers = client.containers.list(filters={"label": f"dockyard.service={service['id']}"})
+        limits = {(c.attrs["HostConfig"]["NanoCpus"], c.attrs["HostConfig"]["Memory"]) for c in containers}
+        assert limits == {(250_000_000, 64 * 2**20)}
+        assert {c.labels["dockyard.stop-grace"] for c in containers} == {"3"}
+    finally:
+        client.close()
+
+    nowhere = platform.create_service("e2e-nowhere", "nowhere", image, constraints=["zone=nowhere"])
+    failed = platform.wait_final(platform.deploy(nowhere["id"])["id"], timeout=120)
+    assert (failed["status"], failed["failed_step"]) == ("FAILED", "place"), failed
+    assert "fits on no node" in failed["message"]
+    assert f"{zone_b.name}: constraint zone=nowhere: node has zone=b" in failed["message"]
