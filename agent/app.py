@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
@@ -31,6 +31,7 @@ class Heartbeats:
     identity: NodeIdentity
     gateway_url: str
     interval_seconds: float
+    on_renewed: Callable[[], None] = lambda: None  # the agent's server presents the new certificate
 
 
 def create_app(
@@ -50,7 +51,12 @@ def create_app(
         sending = None
         if heartbeats is not None:
             sender = HeartbeatSender(
-                heartbeats.identity, heartbeats.gateway_url, heartbeats.interval_seconds, app.state.replicas
+                heartbeats.identity,
+                heartbeats.gateway_url,
+                heartbeats.interval_seconds,
+                app.state.replicas,
+                settings,
+                heartbeats.on_renewed,
             )
             sending = asyncio.create_task(sender.run())
         try:

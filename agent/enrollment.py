@@ -53,6 +53,14 @@ class NodeIdentity:
     def info_file(self) -> Path:
         return self.directory / "node.json"
 
+    @property
+    def next_key_file(self) -> Path:
+        return self.directory / "node.next.key"
+
+    @property
+    def next_certificate_file(self) -> Path:
+        return self.directory / "node.next.pem"
+
     def info(self) -> dict[str, Any]:
         """What the enrollment recorded: the control plane, its agent gateway, the heartbeat interval."""
         return dict(json.loads(self.info_file.read_text()))
@@ -79,9 +87,22 @@ def ensure_identity(settings: AgentSettings, now: datetime | None = None) -> Nod
     return enroll(settings, now)
 
 
+def finish_renewal(directory: Path) -> None:
+    """Complete a swap of key and certificate that a crash cut short (agent/renewal.py writes
+    node.next.key and node.next.pem, then moves the key, then the certificate)."""
+    identity = NodeIdentity("", directory)
+    if identity.next_certificate_file.exists():
+        if identity.next_key_file.exists():
+            os.replace(identity.next_key_file, identity.key_file)
+        os.replace(identity.next_certificate_file, identity.certificate_file)
+    elif identity.next_key_file.exists():  # the certificate never came: the current pair is still whole
+        identity.next_key_file.unlink()
+
+
 def load_identity(state_dir: Path, now: datetime) -> NodeIdentity:
     """The identity kept in `state_dir`, checked: key and certificate belong together, and the CA
     signed the certificate, which has not expired."""
+    finish_renewal(state_dir)
     info_file = NodeIdentity("", state_dir).info_file
     try:
         identity = NodeIdentity(json.loads(info_file.read_text())["node_id"], state_dir)
@@ -95,9 +116,10 @@ def load_identity(state_dir: Path, now: datetime) -> NodeIdentity:
     if certificate.not_valid_after_utc < now:
         raise EnrollmentError(
             f"the certificate of node {identity.node_id} expired at "
-            f"{certificate.not_valid_after_utc.isoformat()} and is not renewed automatically yet: remove "
-            f"the node (DELETE /v1/nodes/{identity.node_id}), delete {state_dir} and enroll again "
-            "with a new join token"
+            f"{certificate.not_valid_after_utc.isoformat()} (agents renew theirs through the agent "
+            "gateway before a third of its lifetime is left: was the control plane away that long?): "
+            f"remove the node (DELETE /v1/nodes/{identity.node_id}?force=true), delete {state_dir} and "
+            "enroll again with a new join token"
         )
     try:
         pki.verify_issued_by(certificate, ca, now)

@@ -7,6 +7,7 @@ certificate gets in. Otherwise: HTTP with the bearer token (the local `dockyard 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import uvicorn
@@ -26,11 +27,18 @@ def run(settings: AgentSettings | None = None) -> None:
     settings = settings or AgentSettings()
     identity = ensure_identity(settings)
     options: dict[str, Any] = {}
+    config: uvicorn.Config | None = None
+
+    def present_renewed_certificate() -> None:
+        # New handshakes use the context's new chain; connections already open keep theirs.
+        assert config is not None and config.ssl is not None and identity is not None
+        config.ssl.load_cert_chain(identity.certificate_file, identity.key_file)
+
     if identity is not None:
         app = create_app(
             settings,
             authenticator=ControlPlaneCertificateAuthenticator(),
-            heartbeats=_heartbeats(settings, identity),
+            heartbeats=_heartbeats(settings, identity, present_renewed_certificate),
         )
         options = uvicorn_options(identity)
     elif settings.token is not None and settings.token.get_secret_value():
@@ -42,16 +50,21 @@ def run(settings: AgentSettings | None = None) -> None:
             "mutual TLS takes DOCKYARD_AGENT_TOKEN instead"
         )
     host, port = settings.listen_host, settings.listen_port
-    uvicorn.run(app, host=host, port=port, log_level="info", access_log=False, **options)
+    config = uvicorn.Config(app, host=host, port=port, log_level="info", access_log=False, **options)
+    config.load()  # makes config.ssl, which a renewal reloads
+    uvicorn.Server(config).run()
 
 
-def _heartbeats(settings: AgentSettings, identity: NodeIdentity) -> Heartbeats | None:
+def _heartbeats(
+    settings: AgentSettings, identity: NodeIdentity, on_renewed: Callable[[], None]
+) -> Heartbeats | None:
     info = identity.info()
     gateway_url = settings.gateway_url or info.get("gateway_url")
     if not gateway_url:
         log.warning("no agent gateway known (enrolled with an older control plane?): no heartbeats are sent")
         return None
-    return Heartbeats(identity, str(gateway_url), float(info.get("heartbeat_interval_seconds") or 2.0))
+    interval = float(info.get("heartbeat_interval_seconds") or 2.0)
+    return Heartbeats(identity, str(gateway_url), interval, on_renewed)
 
 
 if __name__ == "__main__":

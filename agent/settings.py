@@ -48,6 +48,9 @@ class AgentSettings(BaseSettings):
     join_ca_fingerprint: str | None = Field(default=None, pattern=r"^sha256:[0-9a-f]{64}$")
     # Where heartbeats go; default: the agent gateway the control plane named at enrollment.
     gateway_url: str | None = None
+    # The node's certificate is renewed (through the gateway) once less than this part of its lifetime
+    # is left.
+    certificate_renew_fraction: float = Field(default=1 / 3, gt=0, lt=1)
     # host:port the control plane calls; default node_address:listen_port.
     advertise_address: str | None = None
     # Told to the control plane at enrollment (the scheduler's constraints match them).

@@ -5,27 +5,42 @@ which agents require) and lets in only clients with a certificate from Dockyard'
 taken only from a current node presenting its current certificate: a removed node, a revoked or a
 replaced certificate gets 403, whatever the CA signed once.
 
-    POST /v1/heartbeats   the agent's Heartbeat → its state as the control plane sees it
+    POST /v1/heartbeats     the agent's Heartbeat → its state as the control plane sees it
+    POST /v1/certificates   a CSR for a new key → the node's next certificate; the one that made the
+                            call is revoked (renewal, before a third of its lifetime is left)
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
+from cryptography import x509
 from fastapi import Depends, FastAPI, HTTPException, Request
 from pydantic import BaseModel, Field
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from api.store import audit
 from core import mtls, pki
 from core.contracts import Heartbeat
 from core.db import Database
 from core.models import Node, Replica, RevokedCertificate
 from core.scheduler import NodeState
 from core.settings import Settings
+
+
+class CertificateRenewal(BaseModel):
+    csr: str = Field(max_length=16 * 1024, description="PEM CSR for the node's new key")
+
+
+class RenewedCertificate(BaseModel):
+    node_id: str
+    certificate: str = Field(description="the node's new certificate (PEM), signed by Dockyard's CA")
+    cert_not_after: datetime
 
 
 class HeartbeatAck(BaseModel):
@@ -57,7 +72,63 @@ def create_gateway_app(settings: Settings) -> FastAPI:
             node_id=node.id, state=state, interval_seconds=settings.heartbeat_interval_seconds
         )
 
+    @app.post("/v1/certificates", operation_id="renew_certificate")
+    async def renew_certificate(
+        body: CertificateRenewal, node: CallingNode, request: Request
+    ) -> RenewedCertificate:
+        """Issue the node's next certificate for the key in the CSR and revoke the one this request
+        came with: from now on only the new one is the node's."""
+        try:
+            csr = pki.load_csr(body.csr)
+        except pki.CertificateProblem as exc:
+            raise HTTPException(422, f"csr: {exc}") from None
+        authority = await asyncio.to_thread(pki.ensure_authority, settings.pki_dir)
+        now = datetime.now(UTC)
+        certificate = pki.issue_node_certificate(
+            authority,
+            csr,
+            node.id,
+            now=now,
+            days=settings.node_certificate_days,
+            hosts=[node.address.rpartition(":")[0]],
+        )
+        async with request.app.state.db.transaction() as session:
+            await _replace_certificate(session, node, certificate, now)
+        return RenewedCertificate(
+            node_id=node.id,
+            certificate=pki.certificate_pem(certificate),
+            cert_not_after=certificate.not_valid_after_utc,
+        )
+
     return app
+
+
+async def _replace_certificate(
+    session: AsyncSession, node: Node, certificate: x509.Certificate, now: datetime
+) -> None:
+    serial = pki.serial_hex(certificate.serial_number)
+    # Conditional on the certificate the call came with: of two renewals at once, one wins.
+    renewed = await session.execute(
+        update(Node)
+        .where(Node.id == node.id, Node.cert_serial == node.cert_serial, Node.removed_at.is_(None))
+        .values(
+            certificate=pki.certificate_pem(certificate),
+            cert_serial=serial,
+            cert_not_after=certificate.not_valid_after_utc,
+        )
+    )
+    if not renewed.rowcount:  # type: ignore[attr-defined]
+        raise HTTPException(409, f"node {node.id}: its certificate changed meanwhile; renew again")
+    session.add(
+        RevokedCertificate(
+            serial=node.cert_serial,
+            node_id=node.id,
+            reason=f"renewed: superseded by {serial}",
+            not_after=node.cert_not_after,
+            revoked_at=now,
+        )
+    )
+    audit(session, f"node:{node.id}", "node.renew", node.id, previous_serial=node.cert_serial, serial=serial)
 
 
 async def calling_node(request: Request) -> Node:

@@ -4,6 +4,7 @@ the control plane's client (activities/agent_client.py) calls them with the CA t
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import secrets
@@ -461,3 +462,36 @@ def test_a_worker_without_the_control_plane_certificate_says_where_it_comes_from
         AgentTLS.from_pki_dir(tmp_path, "node_a1").ssl_context()
     assert (missing.value.node, missing.value.step) == ("node_a1", "tls")
     assert "the API creates it in its state directory (pki/)" in missing.value.reason
+
+
+# --- certificate renewal -------------------------------------------------------------------------
+
+
+async def test_an_agent_renews_its_certificate_through_the_gateway(control_plane: ControlPlane) -> None:
+    """With a renewal fraction of ~1 every heartbeat renews: the node's serial moves on, each
+    certificate it leaves is revoked, and the control plane and the agent keep talking both ways; a
+    restart picks up the newest pair."""
+    token = control_plane.api.join_token()
+    state = control_plane.root / "renewing"
+    renewing = {"DOCKYARD_AGENT_CERTIFICATE_RENEW_FRACTION": "0.9999999"}
+    with AgentProcess(control_plane.api, "127.0.0.17", state, token, environment=renewing) as agent:
+        first = pki.load_certificate((state / "node.pem").read_bytes()).serial_number
+        with control_plane.api.admin() as http:
+            serials = {pki.serial_hex(first)}
+            deadline = time.monotonic() + 30
+            while len(serials) < 3:
+                assert time.monotonic() < deadline, f"renewed only to {serials} in 30 s"
+                serials.add(http.get(f"/v1/nodes/{agent.node_id}").json()["cert_serial"])
+                await asyncio.sleep(0.2)
+        assert first in await control_plane.revoked_serials()
+        async with await control_plane.client(agent) as client:
+            assert await client.replicas(environment_id="env-nothing-here") == []
+    restarted = AgentProcess(control_plane.api, agent.host, state, join_token=None)
+    restarted.port = agent.port
+    with restarted:
+        current = pki.load_certificate((state / "node.pem").read_bytes())
+        assert pki.node_id_of(current) == agent.node_id
+        assert current.serial_number not in await control_plane.revoked_serials()
+        async with await control_plane.client(restarted) as client:
+            assert await client.replicas(environment_id="env-nothing-here") == []
+        assert not (state / "node.next.pem").exists()
