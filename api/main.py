@@ -17,6 +17,7 @@ from api.routes import (
     build_logs,
     deployments,
     nodes,
+    pools,
     projects,
     services,
     sources,
@@ -53,6 +54,7 @@ def create_app(settings: Settings, *, run_migrations: bool = True) -> FastAPI:
     install_error_handlers(app)
     for module in (projects, services, variables, deployments, build_logs, sources, traefik, webhooks, nodes):
         app.include_router(module.router)
+    app.include_router(pools.router)
 
     @app.get("/healthz", tags=["health"], operation_id="health")
     async def health() -> dict[str, str]:

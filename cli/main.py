@@ -15,6 +15,7 @@ import typer
 from cli import deploy as deploy_command
 from cli import link as link_command
 from cli import plan as plan_command
+from cli import pools as pools_command
 from cli.platform import load_or_create_secrets
 from core.settings import Settings, SettingsError, load_settings
 
@@ -193,3 +194,4 @@ def migrate() -> None:
 deploy_command.register(app, _settings)
 link_command.register(app, _settings)
 plan_command.register(app)
+pools_command.register(app, _settings)

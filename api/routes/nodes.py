@@ -17,7 +17,7 @@ from typing import Annotated
 
 from cryptography import x509
 from fastapi import APIRouter, Depends, Request, status
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.exceptions import HTTPException
@@ -157,7 +157,23 @@ async def enroll_node(
     the call with the same token and key answers the same certificate."""
     now = utcnow()
     csr = pki.load_csr(body.csr)
-    node_id = new_id("node")
+    # A token made for a node pool's guest carries the node id the guest was named and tagged with.
+    claimed = await session.execute(
+        update(JoinToken)
+        .where(
+            JoinToken.token_hash == token_hash(body.token),
+            JoinToken.used_at.is_(None),
+            JoinToken.expires_at > now,
+        )
+        .values(used_at=now, used_by_node_id=func.coalesce(JoinToken.reserved_node_id, new_id("node")))
+        .returning(JoinToken.id, JoinToken.used_by_node_id)
+    )
+    claim = claimed.one_or_none()
+    if claim is None:
+        await session.rollback()
+        node = await _earlier_enrollment(session, body.token, csr)
+        return _enrolled(node, authority, settings)
+    token_id, node_id = claim[0], str(claim[1])
     certificate = pki.issue_node_certificate(
         authority,
         csr,
@@ -166,21 +182,6 @@ async def enroll_node(
         days=settings.node_certificate_days,
         hosts=[body.address.rpartition(":")[0]],
     )
-    claimed = await session.execute(
-        update(JoinToken)
-        .where(
-            JoinToken.token_hash == token_hash(body.token),
-            JoinToken.used_at.is_(None),
-            JoinToken.expires_at > now,
-        )
-        .values(used_at=now, used_by_node_id=node_id)
-        .returning(JoinToken.id)
-    )
-    token_id = claimed.scalar_one_or_none()
-    if token_id is None:
-        await session.rollback()
-        node = await _earlier_enrollment(session, body.token, csr)
-        return _enrolled(node, authority, settings)
     node = Node(
         id=node_id,
         name=body.name,
@@ -199,6 +200,10 @@ async def enroll_node(
         await session.flush()
     except IntegrityError:
         await session.rollback()  # gives the token back
+        if await session.get(Node, node_id) is not None:
+            raise Conflict(
+                f"node {node_id} is already enrolled: its join token cannot enroll it again"
+            ) from None
         raise Conflict(await _name_taken(session, body.name)) from None
     audit(
         session,

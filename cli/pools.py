@@ -1,0 +1,140 @@
+"""`dockyard pools create|list|show|resize|delete`: node pools on Proxmox VE, through the API."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+import typer
+
+from cli.link import CliError, call, open_api, reported_errors
+
+pools = typer.Typer(help="Node pools: guests cloned from a Proxmox template.", no_args_is_help=True)
+
+
+def _find(api: Any, name_or_id: str) -> dict[str, Any]:
+    items: list[dict[str, Any]] = call(api, "GET", "/v1/node-pools", context="cannot list the node pools")
+    found = next((p for p in items if name_or_id in (p["id"], p["name"])), None)
+    if found is None:
+        names = ", ".join(f"{p['name']} ({p['id']})" for p in items) or "none"
+        raise CliError(f"no node pool {name_or_id!r}; node pools: {names}")
+    return found
+
+
+def _summary(pool: dict[str, Any]) -> str:
+    states: dict[str, int] = {}
+    for node in pool["nodes"]:
+        states[node["state"]] = states.get(node["state"], 0) + 1
+    counts = ", ".join(f"{count} {state}" for state, count in sorted(states.items())) or "no guests"
+    deleting = " (deleting)" if pool["delete_requested_at"] else ""
+    return (
+        f"{pool['name']:<20} {pool['id']:<18} {pool['kind']:<5} template {pool['template_vmid']:<6} "
+        f"size {pool['size']} ({pool['min_size']}-{pool['max_size']}){deleting}: {counts}"
+    )
+
+
+def _nodes(pool: dict[str, Any]) -> list[str]:
+    lines = []
+    for node in pool["nodes"]:
+        where = f"{node['pve_node'] or '-'}/{node['vmid'] or '-'}"
+        line = f"  {node['node_id']:<18} {node['state']:<16} {where:<12} {node['address'] or '-'}"
+        if node["message"]:
+            line += f"  {node['message']}"
+        lines.append(line)
+    return lines
+
+
+def register(app: typer.Typer, settings_factory: Any) -> None:
+    @pools.command("create")
+    def create(
+        name: Annotated[str, typer.Argument(help="the pool's name (a DNS label)")],
+        kind: Annotated[str, typer.Option(help="lxc | qemu")] = "lxc",
+        template: Annotated[int, typer.Option(help="vmid of the template guests are cloned from")] = 9000,
+        size: Annotated[int | None, typer.Option(help="guests wanted now (default: min size)")] = None,
+        min_size: Annotated[int, typer.Option("--min", help="never fewer guests")] = 0,
+        max_size: Annotated[int, typer.Option("--max", help="never more guests")] = 1,
+        cores: Annotated[int, typer.Option()] = 2,
+        memory: Annotated[int, typer.Option(help="MiB")] = 2048,
+        disk: Annotated[int, typer.Option(help="GiB")] = 16,
+        pve_node: Annotated[
+            list[str] | None, typer.Option(help="a PVE node guests may run on; repeatable")
+        ] = None,
+        label: Annotated[
+            list[str] | None, typer.Option(help="key=value for the pool's nodes; repeatable")
+        ] = None,
+        spec: Annotated[
+            str | None, typer.Option(help="more spec fields as JSON (bridge, tags, vmid_range...)")
+        ] = None,
+    ) -> None:
+        """Create a node pool; its guests are provisioned in the background (`dockyard pools show`)."""
+        with reported_errors():
+            body: dict[str, Any] = {
+                "name": name,
+                "kind": kind,
+                "template_vmid": template,
+                "size": size,
+                "min_size": min_size,
+                "max_size": max_size,
+                "cores": cores,
+                "memory_mib": memory,
+                "disk_gib": disk,
+                "pve_nodes": pve_node or [],
+                "labels": dict(pair.split("=", 1) for pair in label or []),
+            }
+            if spec:
+                body.update(json.loads(spec))
+            with open_api(settings_factory()) as api:
+                pool = call(api, "POST", "/v1/node-pools", json=body, context="cannot create the node pool")
+            typer.echo(_summary(pool))
+
+    @pools.command("list")
+    def list_() -> None:
+        """Every node pool and how many guests it has in each state."""
+        with reported_errors(), open_api(settings_factory()) as api:
+            items = call(api, "GET", "/v1/node-pools", context="cannot list the node pools")
+            for pool in items:
+                typer.echo(_summary(pool))
+            if not items:
+                typer.echo("no node pools yet: `dockyard pools create NAME --template VMID --size N --max N`")
+
+    @pools.command("show")
+    def show(pool: Annotated[str, typer.Argument(help="name or id")]) -> None:
+        """A pool and its guests: node id, state, PVE node/vmid, address, and why one failed."""
+        with reported_errors(), open_api(settings_factory()) as api:
+            found = _find(api, pool)
+            detail = call(api, "GET", f"/v1/node-pools/{found['id']}", context="cannot read the node pool")
+            typer.echo(_summary(detail))
+            for line in _nodes(detail):
+                typer.echo(line)
+
+    @pools.command("resize")
+    def resize(
+        pool: Annotated[str, typer.Argument(help="name or id")],
+        size: Annotated[int | None, typer.Option(help="guests wanted now")] = None,
+        min_size: Annotated[int | None, typer.Option("--min")] = None,
+        max_size: Annotated[int | None, typer.Option("--max")] = None,
+    ) -> None:
+        """Change a pool's size and bounds; it provisions or decommissions guests at once."""
+        with reported_errors(), open_api(settings_factory()) as api:
+            found = _find(api, pool)
+            body = {
+                k: v
+                for k, v in {"size": size, "min_size": min_size, "max_size": max_size}.items()
+                if v is not None
+            }
+            if not body:
+                raise CliError("nothing to change: give --size, --min or --max")
+            changed = call(api, "PATCH", f"/v1/node-pools/{found['id']}", json=body, context="cannot resize")
+            typer.echo(_summary(changed))
+
+    @pools.command("delete")
+    def delete(pool: Annotated[str, typer.Argument(help="name or id")]) -> None:
+        """Scale a pool to 0 (each guest drained and destroyed), then remove it."""
+        with reported_errors(), open_api(settings_factory()) as api:
+            found = _find(api, pool)
+            deleted = call(
+                api, "DELETE", f"/v1/node-pools/{found['id']}", context="cannot delete the node pool"
+            )
+            typer.echo(_summary(deleted))
+
+    app.add_typer(pools, name="pools")
