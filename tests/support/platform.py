@@ -73,7 +73,18 @@ class Platform:
 def platform_env(state_dir: Path) -> dict[str, str]:
     ports = {
         name: free_port()
-        for name in ("api", "gateway", "temporal", "ui", "registry", "redis", "http", "https", "traefik", "agent")
+        for name in (
+            "api",
+            "gateway",
+            "temporal",
+            "ui",
+            "registry",
+            "redis",
+            "http",
+            "https",
+            "traefik",
+            "agent",
+        )
     }
     return {
         "DOCKYARD_STATE_DIR": str(state_dir),
