@@ -2,6 +2,7 @@
 
     .venv/bin/python -m tests.workflows.record_histories            # every scenario
     .venv/bin/python -m tests.workflows.record_histories nodes      # only the multi-node ones
+    .venv/bin/python -m tests.workflows.record_histories pools      # only the node-pool ones
 
 Re-record only for an intended, versioned change of the workflows' commands (a new step, a new
 order): histories of deploys already running in production keep the old shape, so such a change
@@ -16,21 +17,38 @@ import tempfile
 import uuid
 from pathlib import Path
 
-from temporalio.client import Client, WorkflowFailureError
+from temporalio.client import Client, WorkflowFailureError, WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
 
 from core.contracts import PlacementSettings
+from core.pools import (
+    PoolNodeState,
+    decommission_workflow_id,
+    pool_workflow_id,
+    provision_workflow_id,
+)
 from core.settings import load_settings
 from core.temporal import connect
 from tests.support.components import TemporalDevServer
 from tests.workflows.harness import Dockyard, harness
 from tests.workflows.test_fleet_watch import FakeFleet
+from tests.workflows.test_pools import SPEC, FakePool, worker
 from workflows.fleet import FleetWatchInput, FleetWatchWorkflow
+from workflows.pools import (
+    DecommissionNodeInput,
+    DecommissionNodeWorkflow,
+    NodePoolInput,
+    NodePoolWorkflow,
+    ProvisionNodeInput,
+    ProvisionNodeWorkflow,
+)
 from workflows.worker import WORKFLOWS
 
 HISTORIES = Path(__file__).parent / "histories"
 SERVICE_ID = "svc-replay"
+POOL_ID = "pool_replay"
+GROUPS = ("deploys", "nodes", "pools")
 
 
 async def record(dockyard: Dockyard) -> dict[str, str]:
@@ -95,6 +113,77 @@ async def record_nodes(client: Client) -> dict[str, str]:
     return {"deploy-on-nodes.json": on_nodes.to_json(), "fleet-watch.json": watch.to_json()}
 
 
+async def record_pools(client: Client) -> dict[str, str]:
+    """A provisioning that reaches READY, one compensated after its clone failed, a decommission, and a
+    pool growing by one, on a fake PVE cluster (tests/workflows/test_pools.py)."""
+    ready = await _provision(client, FakePool(), "node_replayready")
+
+    failed = FakePool(clone_error="clone failed: write error on 'ceph-vm': No space left on device")
+    compensated = await _provision(client, failed, "node_replayclone")
+    assert failed.rows["node_replayclone"]["state"] is PoolNodeState.FAILED and failed.guests == {}
+
+    node_id = "node_replaygone"
+    leaving = FakePool(guests={100: (node_id, "pve1")}, enrolled={node_id})
+    queue = _queue()
+    async with worker(client, queue, leaving):
+        handle = await client.start_workflow(
+            DecommissionNodeWorkflow.run,
+            DecommissionNodeInput(pool_id=POOL_ID, node_id=node_id, grace_seconds=0.2),
+            id=decommission_workflow_id(node_id),
+            task_queue=queue,
+        )
+        await handle.result()
+        decommission = await handle.fetch_history()
+    assert leaving.rows[node_id]["state"] is PoolNodeState.DESTROYED and leaving.guests == {}
+
+    growing = FakePool(size=1)
+    queue = _queue()
+    async with worker(client, queue, growing):
+        pool = await client.start_workflow(
+            NodePoolWorkflow.run,
+            NodePoolInput(pool_id=POOL_ID, reconcile_interval_seconds=60),
+            id=pool_workflow_id(POOL_ID),
+            task_queue=queue,
+        )
+        # Grown: its guest is READY and the pool has looked again (told by the provisioning) and planned
+        # nothing more.
+        async with asyncio.timeout(30):
+            while True:
+                plan = await pool.query(NodePoolWorkflow.last_plan)
+                states = [row["state"] for row in growing.rows.values()]
+                if states == [PoolNodeState.READY] and plan is not None and plan.provision == 0:
+                    break
+                await asyncio.sleep(0.05)
+        await pool.terminate("recorded")
+        grown = await pool.fetch_history()
+    return {
+        "provision-ready.json": ready.to_json(),
+        "provision-compensated.json": compensated.to_json(),
+        "decommission.json": decommission.to_json(),
+        "pool-grown.json": grown.to_json(),
+    }
+
+
+async def _provision(client: Client, fake: FakePool, node_id: str) -> WorkflowHistory:
+    queue = _queue()
+    async with worker(client, queue, fake):
+        handle = await client.start_workflow(
+            ProvisionNodeWorkflow.run,
+            ProvisionNodeInput(pool_id=POOL_ID, node_id=node_id, spec=SPEC),
+            id=provision_workflow_id(node_id),
+            task_queue=queue,
+        )
+        try:
+            await handle.result()
+        except WorkflowFailureError:
+            assert fake.clone_error is not None, "only the failed clone was expected to fail"
+        return await handle.fetch_history()
+
+
+def _queue() -> str:
+    return f"pools-record-{uuid.uuid4().hex[:8]}"
+
+
 async def _failed(dockyard: Dockyard, deployment_id: str) -> None:
     try:
         await dockyard.result(deployment_id)
@@ -103,17 +192,20 @@ async def _failed(dockyard: Dockyard, deployment_id: str) -> None:
     raise AssertionError(f"{deployment_id} was expected to fail")
 
 
-async def main(only_nodes: bool) -> None:
+async def main(groups: set[str]) -> None:
     with tempfile.TemporaryDirectory(prefix="dockyard-record-") as workdir:
         server = TemporalDevServer(Path(workdir)).start()
         try:
             client = await connect(load_settings(temporal_address=server.address))
             assert client.data_converter is pydantic_data_converter
             histories = {}
-            if not only_nodes:
+            if "deploys" in groups:
                 async with harness(client, service_id=SERVICE_ID) as dockyard:
                     histories = await record(dockyard)
-            histories |= await record_nodes(client)
+            if "nodes" in groups:
+                histories |= await record_nodes(client)
+            if "pools" in groups:
+                histories |= await record_pools(client)
         finally:
             server.stop()
     HISTORIES.mkdir(exist_ok=True)
@@ -123,4 +215,7 @@ async def main(only_nodes: bool) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(only_nodes=sys.argv[1:] == ["nodes"]))
+    chosen = set(sys.argv[1:]) or set(GROUPS)
+    if not chosen <= set(GROUPS):
+        sys.exit(f"usage: python -m tests.workflows.record_histories [{' | '.join(GROUPS)}]")
+    asyncio.run(main(chosen))

@@ -3,7 +3,8 @@ in flight (a step added, removed or reordered without `workflow.patched`) fails 
 
 The histories come from tests/workflows/record_histories.py (a happy path, a replacement, a supersede,
 failures at health and at routing, and the entity that ran them all; a deploy placed on three nodes;
-the fleet watch through a heal and a reconciliation).
+the fleet watch through a heal and a reconciliation; a node pool's guest provisioned to READY, one
+compensated after its clone failed, one decommissioned, and a pool growing by one).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from temporalio.workflow import NondeterminismError
 from core.contracts import DeployResult
 from workflows.deploy import DeployParams, DeployWorkflow
 from workflows.fleet import FleetWatchWorkflow
+from workflows.pools import DecommissionNodeWorkflow, NodePoolWorkflow, ProvisionNodeWorkflow
 from workflows.service import ServiceWorkflow
 
 HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
@@ -38,13 +40,24 @@ def test_the_recorded_histories_are_all_there() -> None:
         "deploy-failed-route.json",
         "deploy-on-nodes.json",
         "fleet-watch.json",
+        "provision-ready.json",
+        "provision-compensated.json",
+        "decommission.json",
+        "pool-grown.json",
     }
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=[path.stem for path in HISTORIES])
 async def test_a_recorded_history_replays_on_todays_code(path: Path) -> None:
     replayer = Replayer(
-        workflows=[ServiceWorkflow, DeployWorkflow, FleetWatchWorkflow],
+        workflows=[
+            ServiceWorkflow,
+            DeployWorkflow,
+            FleetWatchWorkflow,
+            NodePoolWorkflow,
+            ProvisionNodeWorkflow,
+            DecommissionNodeWorkflow,
+        ],
         data_converter=pydantic_data_converter,
     )
 
