@@ -30,7 +30,8 @@ async def _validation_error(request: Request, exc: RequestValidationError) -> JS
     if any(e.get("type") == "json_invalid" for e in exc.errors()):
         return _error(400, "malformed JSON body", errors)
     content_type = request.headers.get("content-type", "")
-    if request.method in ("POST", "PUT", "PATCH") and "json" not in content_type:
+    body_problem = any(e["loc"] and e["loc"][0] == "body" for e in exc.errors())
+    if request.method in ("POST", "PUT", "PATCH") and body_problem and "json" not in content_type:
         # FastAPI only parses JSON bodies sent as JSON; say so instead of "body: not a dictionary".
         reason = f"send the body as JSON with Content-Type: application/json (got {content_type or 'none'})"
         return _error(415, reason, [{"field": "body", "reason": reason}])

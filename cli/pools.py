@@ -44,6 +44,26 @@ def _nodes(pool: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _labels(pairs: list[str]) -> dict[str, str]:
+    labels = {}
+    for pair in pairs:
+        key, separator, value = pair.partition("=")
+        if not separator or not key:
+            raise CliError(f"--label: {pair!r} is not key=value")
+        labels[key] = value
+    return labels
+
+
+def _spec_fields(text: str) -> dict[str, Any]:
+    try:
+        fields = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise CliError(f"--spec: not JSON ({exc})") from None
+    if not isinstance(fields, dict):
+        raise CliError(f'--spec: a JSON object of spec fields, e.g. \'{{"bridge": "vmbr1"}}\' (got {text!r})')
+    return fields
+
+
 def register(app: typer.Typer, settings_factory: Any) -> None:
     @pools.command("create")
     def create(
@@ -79,10 +99,10 @@ def register(app: typer.Typer, settings_factory: Any) -> None:
                 "memory_mib": memory,
                 "disk_gib": disk,
                 "pve_nodes": pve_node or [],
-                "labels": dict(pair.split("=", 1) for pair in label or []),
+                "labels": _labels(label or []),
             }
             if spec:
-                body.update(json.loads(spec))
+                body.update(_spec_fields(spec))
             with open_api(settings_factory()) as api:
                 pool = call(api, "POST", "/v1/node-pools", json=body, context="cannot create the node pool")
             typer.echo(_summary(pool))

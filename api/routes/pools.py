@@ -8,7 +8,7 @@ from typing import Any
 
 from fastapi import APIRouter, status
 from fastapi.exceptions import RequestValidationError
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.exceptions import HTTPException
@@ -71,7 +71,14 @@ async def create_node_pool(
         raise Conflict(f"name: a node pool named {spec.name!r} exists already") from None
     audit(session, actor, "node_pool.create", pool_id, name=spec.name, size=size, spec=pool.spec)
     await session.commit()
-    await _wake(temporal, settings, pool_id)
+    try:
+        await _wake(temporal, settings, pool_id)
+    except HTTPException as refused:
+        # Nothing provisions a pool without its workflow: take the pool back, so the call can be retried.
+        await session.delete(pool)
+        audit(session, actor, "node_pool.create_undone", pool_id, reason=str(refused.detail))
+        await session.commit()
+        raise HTTPException(503, f"{refused.detail}: the pool was not created; retry the call") from None
     return await _read(session, pool)
 
 
@@ -171,7 +178,8 @@ async def decommission_pool_node(
     if pool_node is None or pool_node.pool_id != pool_id:
         raise NotFound("pool node", node_id)
     state = PoolNodeState(pool_node.state)
-    if state is PoolNodeState.DECOMMISSIONING:
+    if state is PoolNodeState.DECOMMISSIONING:  # asked before: wake the pool again (a retry after a 503)
+        await _wake(temporal, settings, pool_id)
         return await _read(session, pool)
     if state is not PoolNodeState.READY and not (
         state is PoolNodeState.FAILED and pool_node.vmid is not None
@@ -186,14 +194,28 @@ async def decommission_pool_node(
             )
         )
     if not replace and state is PoolNodeState.READY:
-        if pool.size - 1 < pool.min_size:
+        # Conditional: two decommissions at once cannot take the pool below its min_size together.
+        shrunk = await session.execute(
+            update(NodePool)
+            .where(NodePool.id == pool_id, NodePool.size - 1 >= NodePool.min_size)
+            .values(size=NodePool.size - 1)
+        )
+        if not shrunk.rowcount:  # type: ignore[attr-defined]
+            await session.rollback()
+            await session.refresh(pool)
             raise Conflict(
                 f"size: the pool would have {pool.size - 1} guests, below its min_size {pool.min_size}: "
                 "lower min_size first (PATCH), or pass replace=true to put a new guest in its place"
             )
-        pool.size -= 1
-    pool_node.state = PoolNodeState.DECOMMISSIONING.value
-    pool_node.updated_at = utcnow()
+    marked = await session.execute(
+        update(PoolNode)
+        .where(PoolNode.node_id == node_id, PoolNode.state == state.value)
+        .values(state=PoolNodeState.DECOMMISSIONING.value, updated_at=utcnow())
+    )
+    if not marked.rowcount:  # type: ignore[attr-defined]
+        await session.rollback()
+        raise Conflict(f"state: pool node {node_id} changed meanwhile; look again and retry")
+    await session.refresh(pool)
     audit(session, actor, "node_pool.decommission", node_id, pool_id=pool_id, replace=replace, size=pool.size)
     await session.commit()
     await _wake(temporal, settings, pool_id)

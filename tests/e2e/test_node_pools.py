@@ -166,8 +166,12 @@ def test_two_guests_from_one_lxc_template_at_once_both_succeed_with_no_duplicate
     pool_env: Platform, pool: dict[str, Any], pve_cluster: TemplateSimulator
 ) -> None:
     first = pve_cluster.last_sequence()
-    resize(pool_env, pool["id"], 4)
-    grown = wait_pool(pool_env.api, pool["id"], lambda p: ready(p) == 4)
+    pve_cluster.set_faults(slow={"vzclone": 30})  # clones long enough to overlap: the template stays locked
+    try:
+        resize(pool_env, pool["id"], 4)
+        grown = wait_pool(pool_env.api, pool["id"], lambda p: ready(p) == 4)
+    finally:
+        pve_cluster.clear_faults()
 
     guests = pool_guests(pve_cluster)
     assert Counter(g["node_id"] for g in guests) == {n["node_id"]: 1 for n in in_state(grown, "READY")}
@@ -177,6 +181,7 @@ def test_two_guests_from_one_lxc_template_at_once_both_succeed_with_no_duplicate
     print(
         f"[pools] two LXC clones at once: {len(locked)} clone attempt(s) found the template locked, retried"
     )
+    assert locked, "the second clone never met the template's lock: the clones did not overlap"
 
 
 def test_an_offline_pve_node_is_avoided(
@@ -235,6 +240,34 @@ def test_a_worker_killed_during_provisioning_leaves_one_guest_and_the_node_ready
     assert Counter(g["node_id"] for g in pool_guests(pve_cluster)) == {
         n["node_id"]: 1 for n in in_state(grown, "READY")
     }
+
+
+def test_a_guest_that_dies_is_replaced(
+    pool_env: Platform, pool: dict[str, Any], pve_cluster: TemplateSimulator
+) -> None:
+    """Stopped behind Dockyard's back (as a VM that dies): its node goes DOWN, and once DOWN for longer
+    than the pool allows it is decommissioned and a new guest takes its place."""
+    before = get_pool(pool_env.api, pool["id"])
+    size = before["size"]
+    victim = in_state(before, "READY")[0]
+    (guest,) = guest_of(pve_cluster, victim["node_id"])
+    started = time.monotonic()
+    pve = pve_cluster.proxmox()
+    pve.nodes(guest["node"]).lxc(guest["vmid"]).status.stop.post()
+
+    wait_pool(
+        pool_env.api,
+        pool["id"],
+        lambda p: (
+            ready(p) == size
+            and any(n["node_id"] == victim["node_id"] and n["state"] == "DESTROYED" for n in p["nodes"])
+        ),
+        timeout=180,
+    )
+    print(f"[pools] a guest died: replaced, {size} READY again {time.monotonic() - started:.1f} s later")
+    assert guest_of(pve_cluster, victim["node_id"]) == []
+    assert pool_env.api.get(f"/v1/nodes/{victim['node_id']}").json()["removed_at"] is not None
+    assert len(pool_guests(pve_cluster)) == size
 
 
 # --- helpers ---------------------------------------------------------------------------------------------

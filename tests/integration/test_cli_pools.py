@@ -137,6 +137,27 @@ def test_a_bad_field_is_reported_with_the_field_and_exit_code_1(
     assert served.ok("GET", "/v1/node-pools") == []
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--label", "zone"), "--label: 'zone' is not key=value"),
+        (("--spec", "nope"), "--spec: not JSON (Expecting value: line 1 column 1 (char 0))"),
+        (
+            ("--spec", "[1]"),
+            "--spec: a JSON object of spec fields, e.g. '{\"bridge\": \"vmbr1\"}' (got '[1]')",
+        ),
+    ],
+    ids=["label-without-equals", "spec-not-json", "spec-not-an-object"],
+)
+def test_bad_options_are_reported_before_any_call(
+    served: Served, env: dict[str, str], args: tuple[str, ...], message: str
+) -> None:
+    result = dockyard(env, "pools", "create", "web", *args, exit_code=1)
+
+    assert (result.stdout, result.stderr) == ("", message + "\n")
+    assert served.ok("GET", "/v1/node-pools") == []
+
+
 def test_a_name_in_use_is_reported(served: Served, env: dict[str, str]) -> None:
     dockyard(env, *LXC_WEB)
 

@@ -463,7 +463,7 @@ async def test_decommission_takes_one_ready_guest_out_and_shrinks_the_pool(
     shrunk = ok(await api.post(path.format("node_b")), 202)
     assert shrunk["size"] == 1
     assert node_states(shrunk) == {"node_a": "READY", "node_b": "DECOMMISSIONING"}
-    # Again: it is on its way out already.
+    # Again (a retry after a 503, say): it is on its way out already; the pool is woken once more.
     assert ok(await api.post(path.format("node_b")), 202) == shrunk
 
     refused(
@@ -476,7 +476,7 @@ async def test_decommission_takes_one_ready_guest_out_and_shrinks_the_pool(
     assert replaced["size"] == 1
     assert node_states(replaced) == {"node_a": "DECOMMISSIONING", "node_b": "DECOMMISSIONING"}
 
-    assert signals(await history(temporal_client, pool["id"])) == [RECONCILE_SIGNAL] * 3
+    assert signals(await history(temporal_client, pool["id"])) == [RECONCILE_SIGNAL] * 4
     assert await audit_actions(database, "node_b") == ["node_pool.decommission"]
     assert await audit_actions(database, "node_a") == ["node_pool.decommission"]
 
@@ -570,3 +570,24 @@ async def test_delete_scales_the_pool_to_zero_and_signals_it(
         await api.post("/v1/node-pools", json=SPEC), 409, "name: a node pool named 'web' exists already"
     )
     refused(await api.delete("/v1/node-pools/pool_nope"), 404, "node pool 'pool_nope' not found")
+
+
+async def test_without_temporal_a_pool_is_not_created_and_the_call_can_be_retried(
+    database: Database, tmp_path: Path
+) -> None:
+    nowhere = f"127.0.0.1:{free_port()}"  # no Temporal: the pool's workflow cannot start
+    async with running_api(pool_settings(database, tmp_path, nowhere)) as api:
+        response = await api.post("/v1/node-pools", json=SPEC)
+        assert response.status_code == 503, response.text
+        assert response.json()["detail"].endswith(": the pool was not created; retry the call")
+        assert ok(await api.get("/v1/node-pools", params={"include_removed": True})) == []
+
+
+async def test_a_bad_query_parameter_is_a_422_naming_it(api: httpx.AsyncClient, database: Database) -> None:
+    pool = await create(api, size=1)
+    await add_guest(database, pool["id"], "node_q", PoolNodeState.READY, vmid=102)
+    response = await api.post(
+        f"/v1/node-pools/{pool['id']}/nodes/node_q/decommission", params={"replace": "maybe"}
+    )
+    assert response.status_code == 422, response.text
+    assert response.json()["errors"][0]["field"] == "replace"

@@ -86,6 +86,7 @@ def proxmox_env(pve: PveSimulator) -> dict[str, str]:
         "DOCKYARD_PROXMOX_CA_FILE": pve.ca_file,
         "DOCKYARD_POOL_RECONCILE_INTERVAL_SECONDS": "2",
         "DOCKYARD_POOL_ENROLL_TIMEOUT_SECONDS": "180",
+        "DOCKYARD_POOL_REPLACE_DOWN_AFTER_SECONDS": "5",  # a guest DOWN this long is replaced
     }
 
 
