@@ -15,6 +15,7 @@ from core.db import Database, migrate_async
 from core.settings import load_settings
 from core.temporal import connect
 from tests.support.components import DockerEngine, PostgresServer, TemporalDevServer, unavailable
+from tests.support.images import forget_session_images
 from tests.support.redis_server import RedisServer
 from tests.support.registry import Registry
 
@@ -32,6 +33,7 @@ def docker_client() -> Iterator[docker.DockerClient]:
     engine = DockerEngine()
     client = engine.ensure()
     yield client
+    forget_session_images(client)
     client.close()
     engine.stop()
 

@@ -72,3 +72,23 @@ def _tar(files: dict[str, str]) -> io.BytesIO:
             add_text(tar, name, text)
     buffer.seek(0)
     return buffer
+
+
+# Registries this test run started (127.0.0.1:<port>): what was tagged for them in the machine's engine
+# is removed at the end of the run, so runs do not pile images up on the machine.
+SESSION_REGISTRIES: set[str] = set()
+
+
+def forget_session_images(client: docker.DockerClient) -> int:
+    """Remove every tag in the engine that names one of this run's registries; answer how many."""
+    prefixes = tuple(f"{host}/" for host in SESSION_REGISTRIES)
+    removed = 0
+    for image in client.images.list():
+        for tag in image.tags:
+            if prefixes and tag.startswith(prefixes):
+                try:
+                    client.images.remove(tag, force=True, noprune=False)
+                    removed += 1
+                except docker.errors.APIError:
+                    pass  # already gone with another of its tags, or still used: the next run's to clear
+    return removed

@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from tests.support.components import REPO_ROOT
-from tests.support.images import build_http_image
+from tests.support.images import SESSION_REGISTRIES, build_http_image
 from tests.support.registry import free_port
 
 DOCKYARD = [sys.executable, "-m", "cli"]
@@ -86,6 +86,7 @@ def platform_env(state_dir: Path) -> dict[str, str]:
             "agent",
         )
     }
+    SESSION_REGISTRIES.add(f"127.0.0.1:{ports['registry']}")
     return {
         "DOCKYARD_STATE_DIR": str(state_dir),
         "DOCKYARD_API_PORT": str(ports["api"]),

@@ -16,6 +16,7 @@ from pathlib import Path
 import docker
 import httpx
 
+from tests.support.images import SESSION_REGISTRIES
 from tests.support.process import LoopbackServer, LoopbackServerError, free_port
 
 REGISTRY_BINARY = "docker-registry"
@@ -70,6 +71,7 @@ class Registry(LoopbackServer):
         (root / "storage").mkdir()
         (root / "htpasswd").write_text(_htpasswd(self.username, self.password))
         self.port = free_port()
+        SESSION_REGISTRIES.add(self.host)
         (root / "config.yml").write_text(_config(self.host, root))
         return [self.binary, "serve", str(root / "config.yml")]
 
