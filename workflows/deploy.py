@@ -14,11 +14,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError, FailureError, is_cancelled_exception
+from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
+
+from workflows.steps import reason_of, to_the_end
 
 with workflow.unsafe.imports_passed_through():
     from activities.agents import AgentActivities
@@ -44,7 +46,6 @@ with workflow.unsafe.imports_passed_through():
     from core.contracts import DeploymentStatus, DeployRequest, DeployResult, ReplicaSpec
     from core.release import replica_specs
 
-T = TypeVar("T")
 
 # Releases begun after this change place replicas on enrolled nodes (see _place).
 PLACE_ON_NODES = "place-replicas-on-nodes"
@@ -107,15 +108,15 @@ class DeployWorkflow:
             await self._join_background()
             if is_cancelled_exception(exc):
                 await self._compensate()
-                await _to_the_end(
+                await to_the_end(
                     self._set_status(params, DeploymentStatus.SUPERSEDED, "superseded by a newer deployment")
                 )
                 raise
             if not isinstance(exc, ActivityError | ApplicationError):
                 raise
-            reason = _reason(exc)
+            reason = reason_of(exc)
             await self._compensate()
-            await _to_the_end(
+            await to_the_end(
                 self._set_status(params, DeploymentStatus.FAILED, reason, failed_step=self._step)
             )
             raise ApplicationError(
@@ -277,7 +278,7 @@ class DeployWorkflow:
             )
         finally:
             self._in_background(self._after_build(params, prepared.host_queue))
-            await _to_the_end(announced)
+            await to_the_end(announced)
         return ResolvedImage(digest=built.digest, pinned=built.pinned), apply_deploy_config(params, prepared)
 
     async def _after_build(self, params: DeployParams, host_queue: str) -> None:
@@ -300,9 +301,9 @@ class DeployWorkflow:
         """Housekeeping outlives nothing: it completes (or fails, logged) before the workflow ends."""
         for task in self._background:
             try:
-                await _to_the_end(task)
+                await to_the_end(task)
             except Exception as exc:
-                workflow.logger.error("housekeeping failed: %s", _reason(exc))
+                workflow.logger.error("housekeeping failed: %s", reason_of(exc))
         self._background.clear()
 
     async def _switch_traffic(self, key: RouteKey, route: RouteSpec) -> None:
@@ -332,9 +333,9 @@ class DeployWorkflow:
     async def _compensate(self) -> None:
         for name, compensation in reversed(self._compensations):
             try:
-                await _to_the_end(compensation())
+                await to_the_end(compensation())
             except Exception as exc:
-                workflow.logger.error("compensation %r failed: %s", name, _reason(exc))
+                workflow.logger.error("compensation %r failed: %s", name, reason_of(exc))
         self._compensations.clear()
 
     async def _restore_route(self, key: RouteKey, previous: RouteSpec | None) -> None:
@@ -358,26 +359,3 @@ def _removal(batch: ReplicaBatch) -> Callable[[], Awaitable[None]]:
     """The compensation of starting a batch: remove its replicas from its node."""
     ids = ReplicaIds(node=batch.node, replica_ids=[spec.replica_id for spec in batch.specs], grace_seconds=1)
     return lambda: workflow.execute_activity_method(AgentActivities.remove_replicas, ids, **QUICK)
-
-
-async def _to_the_end(awaitable: Awaitable[T]) -> T:
-    """Await to completion even if the workflow is cancelled meanwhile: a newer deploy arriving
-    while a failed or superseded one compensates must not cut its compensations or its final
-    status short (a bare shield would, by raising CancelledError out of the loop)."""
-    task = asyncio.ensure_future(awaitable)
-    while True:
-        try:
-            return await asyncio.shield(task)
-        except asyncio.CancelledError:
-            if task.done():
-                return task.result()
-
-
-def _reason(exc: BaseException) -> str:
-    """The innermost message: what the activity said, not Temporal's wrapping."""
-    while getattr(exc, "cause", None) is not None:
-        exc = exc.cause  # type: ignore[attr-defined]
-    if isinstance(exc, FailureError):
-        # str() of an ApplicationError is "<type>: <message>"; the user is shown the message.
-        return exc.message or type(exc).__name__
-    return str(exc) or type(exc).__name__

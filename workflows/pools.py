@@ -23,10 +23,8 @@ carry on while the pool continues as new; they signal `reconcile` to the pool wh
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -34,10 +32,11 @@ from temporalio.exceptions import (
     ActivityError,
     ApplicationError,
     ChildWorkflowError,
-    FailureError,
     WorkflowAlreadyStartedError,
     is_cancelled_exception,
 )
+
+from workflows.steps import error_type, reason_of, to_the_end
 
 with workflow.unsafe.imports_passed_through():
     from pydantic import Field
@@ -79,7 +78,6 @@ with workflow.unsafe.imports_passed_through():
     from core.proxmox.spec import NodePoolSpec
     from core.temporal import search_attributes
 
-T = TypeVar("T")
 
 MAX_PLACEMENTS = 3  # PVE nodes tried when the chosen one answers 595
 ROUNDS_PER_RUN = 500
@@ -200,11 +198,11 @@ class ProvisionNodeWorkflow:
             if not cancelled and not isinstance(exc, ActivityError | ApplicationError | ChildWorkflowError):
                 raise
             message = f"provisioning failed at step {self._step}: {reason_of(exc)}"
-            leftover = await _to_the_end(self._compensate(args))
+            leftover = await to_the_end(self._compensate(args))
             if leftover:
                 message += f"; {leftover}"
-            await _to_the_end(_update(args.node_id, state=PoolNodeState.FAILED, message=message))
-            await _to_the_end(_notify_pool(args.pool_id))
+            await to_the_end(_update(args.node_id, state=PoolNodeState.FAILED, message=message))
+            await to_the_end(_notify_pool(args.pool_id))
             if cancelled:
                 raise
             raise ApplicationError(message, type="ProvisionFailed", non_retryable=True) from exc
@@ -260,7 +258,7 @@ class ProvisionNodeWorkflow:
         )
         self._step = "ready"
         await _update(node_id, state=PoolNodeState.READY, message="")
-        await _to_the_end(_notify_pool(args.pool_id))
+        await to_the_end(_notify_pool(args.pool_id))
         return ProvisionNodeResult(node_id=node_id, guest=guest, address=address.address, name=enrolled.name)
 
     async def _clone(self, args: ProvisionNodeInput) -> GuestAllocation:
@@ -336,8 +334,8 @@ class DecommissionNodeWorkflow:
             if not is_cancelled_exception(exc) and not isinstance(exc, ActivityError | ApplicationError):
                 raise
             message = f"decommission failed at step {self._step}: {reason_of(exc)}"
-            await _to_the_end(_update(args.node_id, state=PoolNodeState.FAILED, message=message))
-            await _to_the_end(_notify_pool(args.pool_id))
+            await to_the_end(_update(args.node_id, state=PoolNodeState.FAILED, message=message))
+            await to_the_end(_notify_pool(args.pool_id))
             if is_cancelled_exception(exc):
                 raise
             raise ApplicationError(message, type="DecommissionFailed", non_retryable=True) from exc
@@ -376,7 +374,7 @@ class DecommissionNodeWorkflow:
         await workflow.execute_activity_method(PoolActivities.remove_node, node_id, **DB)
         await workflow.execute_activity_method(PoolActivities.revoke_join_tokens, node_id, **DB)
         await _update(node_id, state=PoolNodeState.DESTROYED, message="decommissioned")
-        await _to_the_end(_notify_pool(args.pool_id))
+        await to_the_end(_notify_pool(args.pool_id))
         return DecommissionNodeResult(node_id=node_id, guest=guest, drained=drained)
 
 
@@ -485,35 +483,6 @@ async def _notify_pool(pool_id: str) -> None:
         await workflow.get_external_workflow_handle(pool_workflow_id(pool_id)).signal(RECONCILE_SIGNAL)
     except Exception as exc:  # the pool may be gone; nothing depends on the signal
         workflow.logger.info("pool %s not told: %s", pool_id, exc)
-
-
-async def _to_the_end(awaitable: Awaitable[T]) -> T:
-    """Await to completion even if the workflow is cancelled meanwhile (compensations, final states)."""
-    task = asyncio.ensure_future(awaitable)
-    while True:
-        try:
-            return await asyncio.shield(task)
-        except asyncio.CancelledError:
-            if task.done():
-                return task.result()
-
-
-def reason_of(exc: BaseException) -> str:
-    """The innermost message: what the activity (or PVE) said, not Temporal's wrapping."""
-    while getattr(exc, "cause", None) is not None:
-        exc = exc.cause  # type: ignore[attr-defined]
-    if isinstance(exc, FailureError):
-        return exc.message or type(exc).__name__
-    return str(exc) or type(exc).__name__
-
-
-def error_type(exc: BaseException) -> str | None:
-    """The ApplicationError type under Temporal's wrapping (PveNodeUnavailable, ...)."""
-    while exc is not None:
-        if isinstance(exc, ApplicationError):
-            return exc.type
-        exc = getattr(exc, "cause", None)  # type: ignore[assignment]
-    return None
 
 
 __all__ = [

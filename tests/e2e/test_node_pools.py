@@ -270,6 +270,46 @@ def test_a_guest_that_dies_is_replaced(
     assert len(pool_guests(pve_cluster)) == size
 
 
+def test_a_vm_pool_enrolls_its_guest_through_the_guest_agent_and_deleting_it_destroys_the_vm(
+    pool_env: Platform, pve_cluster: TemplateSimulator
+) -> None:
+    """QEMU: the clone boots, the join data is written through the guest agent (join.env), the agent
+    enrolls; deleting the idle pool decommissions the guest to the end."""
+    created = pool_env.api.post(
+        "/v1/node-pools",
+        json={
+            "name": "e2e-vms",
+            "kind": "qemu",
+            "template_vmid": 9001,
+            "min_size": 1,
+            "max_size": 2,
+            "memory_mib": 1024,
+            "disk_gib": 16,
+            "ciuser": "dockyard",
+        },
+    )
+    assert created.status_code == 201, created.text
+    vms = created.json()
+    started = time.monotonic()
+    grown = wait_pool(pool_env.api, vms["id"], lambda p: ready(p) == 1)
+    print(f"[pools] a VM pool of 1 READY in {time.monotonic() - started:.1f} s: {describe(grown)}")
+    (node,) = in_state(grown, "READY")
+    (guest,) = guest_of(pve_cluster, node["node_id"])
+    assert guest["kind"] == "qemu" and "/etc/dockyard/join.env" in guest["files"]
+    assert guest["config"].get("ciuser") == "dockyard"
+    assert pool_env.api.get(f"/v1/nodes/{node['node_id']}").json()["state"] == "READY"
+
+    deleted = pool_env.api.delete(f"/v1/node-pools/{vms['id']}")
+    assert deleted.status_code == 202, deleted.text
+    wait_pool(pool_env.api, vms["id"], lambda p: node_state(p, node["node_id"]) == "DESTROYED", timeout=120)
+    assert guest_of(pve_cluster, node["node_id"]) == []
+    assert pool_env.api.get(f"/v1/nodes/{node['node_id']}").json()["removed_at"] is not None
+
+
+def node_state(pool: dict[str, Any], node_id: str) -> str | None:
+    return next((n["state"] for n in pool["nodes"] if n["node_id"] == node_id), None)
+
+
 # --- helpers ---------------------------------------------------------------------------------------------
 
 

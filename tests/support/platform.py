@@ -116,35 +116,8 @@ def run_dockyard(env: dict[str, str], *args: str, timeout: float = 300) -> subpr
 
 @pytest.fixture(scope="session")
 def platform(docker_client: docker.DockerClient, workdir: Path) -> Iterator[Platform]:
-    state_dir = workdir / "platform"
-    env = platform_env(state_dir)
-    started = run_dockyard(env, "up", "--detach")
-    if started.returncode != 0:
-        log = (state_dir / "logs" / "up.log").read_text(errors="replace")
-        pytest.fail(f"dockyard up failed:\n{started.stdout}\n{started.stderr}\n{log}", pytrace=False)
-    secrets = dict(
-        line.split("=", 1) for line in (state_dir / "secrets.env").read_text().splitlines() if "=" in line
-    )
-    api = httpx.Client(
-        base_url=f"http://127.0.0.1:{env['DOCKYARD_API_PORT']}",
-        headers={"Authorization": f"Bearer {secrets['DOCKYARD_API_TOKEN']}"},
-        timeout=30,
-    )
-    platform = Platform(
-        env=env,
-        state_dir=state_dir,
-        api=api,
-        edge_url=env["DOCKYARD_EDGE_HTTP_URL"],
-        registry_host=env["DOCKYARD_REGISTRY_HOST"],
-        registry_auth={"username": "dockyard", "password": secrets["DOCKYARD_REGISTRY_PASSWORD"]},
-    )
-    try:
+    with platform_with(docker_client, workdir / "platform", {}) as platform:
         yield platform
-    finally:
-        api.close()
-        stopped = run_dockyard(env, "down")
-        assert stopped.returncode == 0, stopped.stderr
-    assert_nothing_left_running(state_dir, docker_client, platform.service_ids)
 
 
 def assert_nothing_left_running(state_dir: Path, client: docker.DockerClient, service_ids: list[str]) -> None:
@@ -191,8 +164,9 @@ class AppImages:
 def platform_with(
     docker_client: docker.DockerClient, state_dir: Path, extra_env: dict[str, str]
 ) -> Iterator[Platform]:
-    """A platform of a test module's own (`dockyard up --detach` with `extra_env` added to its settings,
-    e.g. a Proxmox cluster to provision from); stopped at the end, nothing left running."""
+    """`dockyard up --detach` with `extra_env` added to its settings (the session's `platform` has none;
+    a test module may start its own, e.g. with a Proxmox cluster to provision from); stopped at the
+    end, nothing left running."""
     env = platform_env(state_dir) | extra_env
     started = run_dockyard(env, "up", "--detach")
     if started.returncode != 0:
