@@ -1,21 +1,7 @@
-"""Node pools on Proxmox VE: NodePoolWorkflow keeps a pool at its size with ProvisionNodeWorkflow and
-DecommissionNodeWorkflow, one per guest.
+"""Node pools on Proxmox VE: NodePoolWorkflow (`pool/<pool id>`) keeps a pool at its size.
 
-    pool/<pool id>           load the pool → plan (core/pools.py) → start provisions and decommissions
-                             → wait for a signal (resize, a guest settled) or the reconcile interval → again
-    provision/<node id>      choose a PVE node → clone (re-placed when the node answers 595) → wait for the
-                             clone → join token → configure → start → join data (VMs) → address → enrolled
-                             → READY
-    decommission/<node id>   cordon → drain → no replica left → stop → destroy → remove the node (its
-                             certificate revoked) → DESTROYED
-
-The node id is reserved before the guest exists: the guest is named and tagged with it (a retried step finds
-the guest it made instead of cloning another) and its agent enrolls as that node. A failed provisioning is
-compensated: the guest is destroyed, the node's join tokens revoked and the node removed if it had enrolled;
-the pool node ends FAILED with the step and PVE's reason. Retries of PVE's transient failures (locks, 5xx,
-vmid races) come from the activities' retry policies. LXC clones of one template are serialized by PVE's own
-lock on the template: a clone that finds it locked (`CT is locked (disk)`) fails as PveTransient and
-allocate_guest is retried with backoff until the clone before it is done.
+    load the pool → plan (core/pools.py) → start provisions and decommissions (workflows/pool_guests.py)
+    → wait for a signal (resize, a guest settled) or the reconcile interval → again
 
 Provisions and decommissions are started as children the pool abandons (ParentClosePolicy.ABANDON), so they
 carry on while the pool continues as new; they signal `reconcile` to the pool when they end.
@@ -24,45 +10,29 @@ carry on while the pool continues as new; they signal `reconcile` to the pool wh
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import (
-    ActivityError,
-    ApplicationError,
-    ChildWorkflowError,
     WorkflowAlreadyStartedError,
-    is_cancelled_exception,
 )
 
-from workflows.steps import error_type, reason_of, to_the_end
+from workflows.pool_guests import (
+    DB,
+    RECONCILE_SIGNAL,
+    DecommissionNodeInput,
+    DecommissionNodeWorkflow,
+    ProvisionNodeInput,
+    ProvisionNodeWorkflow,
+    update_pool_node,
+)
 
 with workflow.unsafe.imports_passed_through():
     from pydantic import Field
 
     from activities.pools import (
-        EnrolledNode,
-        JoinTokenRequest,
-        NodeDrainState,
         PoolActivities,
         PoolNodeRecord,
-        PoolNodeUpdate,
         PoolSnapshot,
-    )
-    from activities.proxmox.activities import ProxmoxActivities
-    from activities.proxmox.contracts import (
-        GuestAddress,
-        GuestAllocation,
-        GuestAllocationRequest,
-        GuestConfigRequest,
-        GuestDestroyRequest,
-        GuestRef,
-        GuestRequest,
-        GuestStopRequest,
-        JoinDataRequest,
-        PveNodeRequest,
-        PveTaskRequest,
     )
     from core.contracts import Contract
     from core.pools import (
@@ -71,101 +41,12 @@ with workflow.unsafe.imports_passed_through():
         PoolPolicy,
         decommission_workflow_id,
         plan_pool,
-        pool_workflow_id,
         provision_workflow_id,
     )
-    from core.proxmox.placement import PveNodeChoice
-    from core.proxmox.spec import NodePoolSpec
     from core.temporal import search_attributes
 
 
-MAX_PLACEMENTS = 3  # PVE nodes tried when the chosen one answers 595
 ROUNDS_PER_RUN = 500
-RECONCILE_SIGNAL = "reconcile"
-
-DB: workflow.ActivityConfig = {
-    "start_to_close_timeout": timedelta(seconds=30),
-    "retry_policy": RetryPolicy(
-        initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=5)
-    ),
-}
-PVE_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1), backoff_coefficient=2, maximum_interval=timedelta(seconds=10)
-)
-# A call may wait a minute for a PVE lock (proxmox_timeout_seconds): a step gets more than two.
-PVE_CALL: workflow.ActivityConfig = {
-    "start_to_close_timeout": timedelta(minutes=3),
-    "schedule_to_close_timeout": timedelta(minutes=15),
-    "retry_policy": PVE_RETRY,
-}
-# allocate_guest: an LXC template is locked while another clone of it runs; retried until it is free.
-CLONE: workflow.ActivityConfig = {
-    "start_to_close_timeout": timedelta(minutes=3),
-    "schedule_to_close_timeout": timedelta(minutes=30),
-    "retry_policy": RetryPolicy(
-        initial_interval=timedelta(milliseconds=500),
-        backoff_coefficient=1.5,
-        maximum_interval=timedelta(seconds=5),
-    ),
-}
-# Steps that heartbeat throughout (task waits, start, stop, destroy): a dead worker's step moves on in 30 s.
-PVE_TASK: workflow.ActivityConfig = {
-    "start_to_close_timeout": timedelta(hours=1),
-    "heartbeat_timeout": timedelta(seconds=30),
-    "retry_policy": PVE_RETRY,
-}
-# Waiting for the guest: its agent (write_join_data) and its address answer once it has booted.
-GUEST_BOOT: workflow.ActivityConfig = {
-    "start_to_close_timeout": timedelta(minutes=3),
-    "schedule_to_close_timeout": timedelta(minutes=10),
-    "retry_policy": RetryPolicy(
-        initial_interval=timedelta(milliseconds=500),
-        backoff_coefficient=1.5,
-        maximum_interval=timedelta(seconds=5),
-    ),
-}
-COMPENSATION_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=10), maximum_attempts=8
-)
-COMPENSATION: workflow.ActivityConfig = {
-    "start_to_close_timeout": timedelta(minutes=3),
-    "retry_policy": COMPENSATION_RETRY,
-}
-COMPENSATION_TASK: workflow.ActivityConfig = {**COMPENSATION, "heartbeat_timeout": timedelta(seconds=30)}
-POLL_RETRY = RetryPolicy(
-    initial_interval=timedelta(milliseconds=500),
-    backoff_coefficient=1.5,
-    maximum_interval=timedelta(seconds=3),
-)
-
-
-class ProvisionNodeInput(Contract):
-    pool_id: str
-    node_id: str
-    spec: NodePoolSpec
-    enroll_timeout_seconds: float = Field(default=600, gt=0)
-    join_token_ttl_seconds: int = Field(default=3600, ge=60, le=86400)
-
-
-class ProvisionNodeResult(Contract):
-    node_id: str
-    guest: GuestRef
-    address: str
-    name: str
-
-
-class DecommissionNodeInput(Contract):
-    pool_id: str
-    node_id: str
-    drain_timeout_seconds: float = Field(default=600, gt=0)
-    grace_seconds: float = Field(default=5, ge=0, description="after the drain, before the guest stops")
-    shutdown_timeout_seconds: int = Field(default=30, ge=0)
-
-
-class DecommissionNodeResult(Contract):
-    node_id: str
-    guest: GuestRef | None
-    drained: NodeDrainState
 
 
 class NodePoolInput(Contract):
@@ -175,210 +56,6 @@ class NodePoolInput(Contract):
     enroll_timeout_seconds: float = Field(default=600, gt=0)
     drain_timeout_seconds: float = Field(default=600, gt=0)
     grace_seconds: float = Field(default=5, ge=0)
-
-
-# --- one guest ------------------------------------------------------------------------------------------
-
-
-@workflow.defn
-class ProvisionNodeWorkflow:
-    def __init__(self) -> None:
-        self._step = "place"
-
-    @workflow.query
-    def step(self) -> str:
-        return self._step
-
-    @workflow.run
-    async def run(self, args: ProvisionNodeInput) -> ProvisionNodeResult:
-        try:
-            return await self._provision(args)
-        except BaseException as exc:
-            cancelled = is_cancelled_exception(exc)
-            if not cancelled and not isinstance(exc, ActivityError | ApplicationError | ChildWorkflowError):
-                raise
-            message = f"provisioning failed at step {self._step}: {reason_of(exc)}"
-            leftover = await to_the_end(self._compensate(args))
-            if leftover:
-                message += f"; {leftover}"
-            await to_the_end(_update(args.node_id, state=PoolNodeState.FAILED, message=message))
-            await to_the_end(_notify_pool(args.pool_id))
-            if cancelled:
-                raise
-            raise ApplicationError(message, type="ProvisionFailed", non_retryable=True) from exc
-
-    async def _provision(self, args: ProvisionNodeInput) -> ProvisionNodeResult:
-        spec, node_id = args.spec, args.node_id
-        allocation = await self._clone(args)
-        guest = allocation.guest
-        await _update(node_id, pve_node=guest.pve_node, vmid=guest.vmid)
-        if allocation.upid is not None:
-            await workflow.execute_activity_method(
-                ProxmoxActivities.wait_pve_task, PveTaskRequest(upid=allocation.upid, guest=guest), **PVE_TASK
-            )
-
-        self._step = "configure"
-        join = await workflow.execute_activity_method(
-            PoolActivities.issue_join_token,
-            JoinTokenRequest(
-                node_id=node_id,
-                pool_name=spec.name,
-                labels=spec.labels,
-                ttl_seconds=args.join_token_ttl_seconds,
-            ),
-            **DB,
-        )
-        await workflow.execute_activity_method(
-            ProxmoxActivities.configure_guest,
-            GuestConfigRequest(node_id=node_id, spec=spec, guest=guest, join=join),
-            **PVE_CALL,
-        )
-
-        self._step = "start"
-        await workflow.execute_activity_method(
-            ProxmoxActivities.start_guest, GuestRequest(guest=guest), **PVE_TASK
-        )
-        self._step = "join data"
-        await workflow.execute_activity_method(
-            ProxmoxActivities.write_join_data, JoinDataRequest(guest=guest, join=join), **GUEST_BOOT
-        )
-        self._step = "address"
-        address: GuestAddress = await workflow.execute_activity_method(
-            ProxmoxActivities.guest_address, GuestRequest(guest=guest), **GUEST_BOOT
-        )
-        await _update(node_id, state=PoolNodeState.ENROLLING, address=address.address)
-
-        self._step = "enroll"
-        enrolled: EnrolledNode = await workflow.execute_activity_method(
-            PoolActivities.check_node_enrolled,
-            node_id,
-            start_to_close_timeout=timedelta(seconds=10),
-            schedule_to_close_timeout=timedelta(seconds=args.enroll_timeout_seconds),
-            retry_policy=POLL_RETRY,
-        )
-        self._step = "ready"
-        await _update(node_id, state=PoolNodeState.READY, message="")
-        await to_the_end(_notify_pool(args.pool_id))
-        return ProvisionNodeResult(node_id=node_id, guest=guest, address=address.address, name=enrolled.name)
-
-    async def _clone(self, args: ProvisionNodeInput) -> GuestAllocation:
-        """Choose a PVE node and clone the template there; a node that answers 595 is left out of the next
-        choice (at most MAX_PLACEMENTS nodes are tried)."""
-        unavailable: dict[str, str] = {}
-        while True:
-            self._step = "place"
-            choice: PveNodeChoice = await workflow.execute_activity_method(
-                ProxmoxActivities.choose_pve_node,
-                PveNodeRequest(spec=args.spec, unavailable=unavailable),
-                **PVE_CALL,
-            )
-            self._step = "clone"
-            try:
-                return await workflow.execute_activity_method(
-                    ProxmoxActivities.allocate_guest,
-                    GuestAllocationRequest(node_id=args.node_id, spec=args.spec, placement=choice),
-                    **CLONE,
-                )
-            except ActivityError as exc:
-                if error_type(exc) != "PveNodeUnavailable" or choice.node is None:
-                    raise
-                unavailable[choice.node] = reason_of(exc)
-                workflow.logger.warning("PVE node %s unavailable: %s", choice.node, unavailable[choice.node])
-                if len(unavailable) >= MAX_PLACEMENTS:
-                    raise
-
-    async def _compensate(self, args: ProvisionNodeInput) -> str:
-        """Destroy the guest made for the node, wherever it is; revoke its join tokens; remove the node if
-        it enrolled. What could not be undone, for the pool node's message ('' when all was)."""
-        left: list[str] = []
-        options = COMPENSATION
-        try:
-            guest: GuestRef | None = await workflow.execute_activity_method(
-                PoolActivities.locate_guest, args.node_id, **options
-            )
-            if guest is not None:
-                await workflow.execute_activity_method(
-                    ProxmoxActivities.destroy_guest,
-                    GuestDestroyRequest(node_id=args.node_id, guest=guest),
-                    **COMPENSATION_TASK,
-                )
-        except (ActivityError, ApplicationError) as exc:
-            left.append(
-                f"its guest (tagged dyn-{args.node_id.lower()}) may be left on Proxmox: {reason_of(exc)}"
-            )
-        for activity, what in (
-            (PoolActivities.revoke_join_tokens, "its join token"),
-            (PoolActivities.remove_node, "its node"),
-        ):
-            try:
-                await workflow.execute_activity_method(activity, args.node_id, **options)  # type: ignore[arg-type]
-            except (ActivityError, ApplicationError) as exc:
-                left.append(f"{what} could not be revoked: {reason_of(exc)}")
-        return "; ".join(left)
-
-
-@workflow.defn
-class DecommissionNodeWorkflow:
-    def __init__(self) -> None:
-        self._step = "cordon"
-
-    @workflow.query
-    def step(self) -> str:
-        return self._step
-
-    @workflow.run
-    async def run(self, args: DecommissionNodeInput) -> DecommissionNodeResult:
-        try:
-            return await self._decommission(args)
-        except BaseException as exc:
-            if not is_cancelled_exception(exc) and not isinstance(exc, ActivityError | ApplicationError):
-                raise
-            message = f"decommission failed at step {self._step}: {reason_of(exc)}"
-            await to_the_end(_update(args.node_id, state=PoolNodeState.FAILED, message=message))
-            await to_the_end(_notify_pool(args.pool_id))
-            if is_cancelled_exception(exc):
-                raise
-            raise ApplicationError(message, type="DecommissionFailed", non_retryable=True) from exc
-
-    async def _decommission(self, args: DecommissionNodeInput) -> DecommissionNodeResult:
-        node_id = args.node_id
-        await _update(node_id, state=PoolNodeState.DECOMMISSIONING)
-        await workflow.execute_activity_method(PoolActivities.cordon_node, node_id, **DB)
-        self._step = "drain"
-        await workflow.execute_activity_method(PoolActivities.drain_node, node_id, **DB)
-        drained: NodeDrainState = await workflow.execute_activity_method(
-            PoolActivities.check_node_drained,
-            node_id,
-            start_to_close_timeout=timedelta(seconds=10),
-            schedule_to_close_timeout=timedelta(seconds=args.drain_timeout_seconds),
-            retry_policy=POLL_RETRY,
-        )
-        # The old replicas finish their requests (the rollouts' overlap) before their machine goes.
-        await workflow.sleep(timedelta(seconds=args.grace_seconds))
-
-        self._step = "stop"
-        guest: GuestRef | None = await workflow.execute_activity_method(
-            PoolActivities.locate_guest, node_id, **PVE_CALL
-        )
-        if guest is not None:
-            await workflow.execute_activity_method(
-                ProxmoxActivities.stop_guest,
-                GuestStopRequest(guest=guest, shutdown_timeout_seconds=args.shutdown_timeout_seconds),
-                **PVE_TASK,
-            )
-            self._step = "destroy"
-            await workflow.execute_activity_method(
-                ProxmoxActivities.destroy_guest, GuestDestroyRequest(node_id=node_id, guest=guest), **PVE_TASK
-            )
-        self._step = "remove"
-        await workflow.execute_activity_method(PoolActivities.remove_node, node_id, **DB)
-        await workflow.execute_activity_method(PoolActivities.revoke_join_tokens, node_id, **DB)
-        await _update(node_id, state=PoolNodeState.DESTROYED, message="decommissioned")
-        await to_the_end(_notify_pool(args.pool_id))
-        return DecommissionNodeResult(node_id=node_id, guest=guest, drained=drained)
-
-
-# --- the pool --------------------------------------------------------------------------------------------
 
 
 @workflow.defn
@@ -450,7 +127,7 @@ class NodePoolWorkflow:
         )
 
     async def _decommission(self, args: NodePoolInput, node_id: str) -> None:
-        await _update(node_id, state=PoolNodeState.DECOMMISSIONING)
+        await update_pool_node(node_id, state=PoolNodeState.DECOMMISSIONING)
         try:
             await workflow.start_child_workflow(
                 DecommissionNodeWorkflow.run,
@@ -468,24 +145,8 @@ class NodePoolWorkflow:
             pass  # running since an earlier round
 
 
-# --- helpers ---------------------------------------------------------------------------------------------
-
-
-async def _update(node_id: str, **fields: Any) -> None:
-    await workflow.execute_activity_method(
-        PoolActivities.update_pool_node, PoolNodeUpdate(node_id=node_id, **fields), **DB
-    )
-
-
-async def _notify_pool(pool_id: str) -> None:
-    """Tell the pool a guest settled, so it reconciles now; a pool that has ended needs no word."""
-    try:
-        await workflow.get_external_workflow_handle(pool_workflow_id(pool_id)).signal(RECONCILE_SIGNAL)
-    except Exception as exc:  # the pool may be gone; nothing depends on the signal
-        workflow.logger.info("pool %s not told: %s", pool_id, exc)
-
-
 __all__ = [
+    "RECONCILE_SIGNAL",
     "DecommissionNodeInput",
     "DecommissionNodeWorkflow",
     "NodePoolInput",
