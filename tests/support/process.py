@@ -6,6 +6,7 @@ The smallest subclass is `RedisServer` (tests/support/redis_server.py).
 
 from __future__ import annotations
 
+import random
 import socket
 import subprocess
 import tempfile
@@ -14,9 +15,27 @@ from pathlib import Path
 from types import TracebackType
 from typing import ClassVar, Self
 
+# Ports for the servers tests start come from below the kernel's ephemeral range (32768-60999 here, and
+# Docker's range for published ports): a port taken from that range with bind(0) can be handed to any
+# outgoing connection, or to a container, before the server that was meant to listen on it starts.
+TEST_PORTS = range(20000, 32768)
+_handed_out: set[int] = set()
+
 
 def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as sock:
+    """A port nothing listens on now, outside the ephemeral range, not handed out before by this process."""
+    candidates = random.sample(TEST_PORTS, 200)
+    for port in candidates:
+        if port in _handed_out:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    with socket.socket() as sock:  # the whole sample was busy: let the kernel choose
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
 
