@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import signal
 import sqlite3
-import ssl
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -22,6 +21,7 @@ import docker
 import httpx
 import pytest
 
+from core import mtls, pki
 from tests.support.platform import AppImages, Platform
 from tests.support.pools import (
     TemplateSimulator,
@@ -337,9 +337,12 @@ def heartbeat_with(platform: Platform, certificate: bytes, key: bytes, node_id: 
     directory.mkdir(exist_ok=True)
     (directory / "node.pem").write_bytes(certificate)
     (directory / "node.key").write_bytes(key)
-    context = ssl.create_default_context(cafile=str(platform.state_dir / "pki" / "ca.pem"))
-    context.check_hostname = False
-    context.load_cert_chain(directory / "node.pem", directory / "node.key")
+    context = mtls.client_context(
+        platform.state_dir / "pki" / "ca.pem",
+        directory / "node.pem",
+        directory / "node.key",
+        pki.CONTROL_PLANE_IDENTITY,
+    )
     url = f"https://127.0.0.1:{platform.env['DOCKYARD_AGENT_GATEWAY_PORT']}/v1/heartbeats"
     with httpx.Client(verify=context, timeout=10) as client:
         return client.post(url, json={"node_id": node_id})
