@@ -113,6 +113,11 @@ class AgentClient:
             raise
         return ReplicaStatus.model_validate(body)
 
+    async def start_replica(self, replica_id: str) -> ReplicaStatus:
+        return ReplicaStatus.model_validate(
+            await self._call("start", "POST", f"/v1/replicas/{replica_id}/start")
+        )
+
     async def replicas(self, **filters: str) -> list[ReplicaStatus]:
         body = await self._call("list", "GET", "/v1/replicas", params=filters)
         return [ReplicaStatus.model_validate(item) for item in body]

@@ -1,20 +1,29 @@
-"""Routing activities: publish a service's servers for Traefik and wait until Traefik serves them."""
+"""Routing activities: publish a service's servers for Traefik, wait until Traefik serves them, and keep
+the routes of ACTIVE deployments on the addresses their replicas run at now."""
 
 from __future__ import annotations
 
 import asyncio
+from collections import defaultdict
+from datetime import datetime
 
 import httpx
-from sqlalchemy import delete
+from sqlalchemy import delete, or_, select, update
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.contracts import RouteKey, RouteSpec
+from activities.agent_client import AgentCallError
+from activities.agents import AgentActivities
+from activities.contracts import NodeRef, RouteKey, RouteSpec
+from core.contracts import DeploymentStatus
 from core.db import Database
-from core.models import Route
+from core.models import Deployment, Node, Replica, Route
 from core.naming import route_name
-from core.routing import served_servers
+from core.routing import ObservedReplica, RouteRepair, repair_route, served_servers
+from core.scheduler import NodeState
 from core.settings import Settings
+
+LOCAL_NODE = "local"  # Replica.node of the replicas of the local `dockyard up` agent
 
 POLL_INTERVAL_SECONDS = 0.05
 
@@ -23,6 +32,7 @@ class RoutingActivities:
     def __init__(self, db: Database, settings: Settings) -> None:
         self.db = db
         self.settings = settings
+        self._agents = AgentActivities(settings, db)
 
     @activity.defn
     async def get_route(self, key: RouteKey) -> RouteSpec | None:
@@ -79,6 +89,119 @@ class RoutingActivities:
                         non_retryable=True,
                     )
                 await asyncio.sleep(POLL_INTERVAL_SECONDS)
+
+    @activity.defn
+    async def follow_replicas(self) -> list[str]:
+        """Bring the route of every ACTIVE deployment in line with its replicas as they run now: start the
+        replicas found stopped, and publish the addresses they are running at when these changed (Docker
+        publishes a restarted container on a new port). Enrolled nodes report their replicas in their
+        heartbeats (api/gateway.py keeps state and address); the local agent is asked. Answers what it
+        did, one line each."""
+        routes, observed, nodes = await self._routes_and_replicas()
+        if any(replica.node == LOCAL_NODE for replicas in observed.values() for replica in replicas):
+            observed = await self._with_local_reports(observed)
+        done: list[str] = []
+        for route, updated_at in routes:
+            repair = repair_route(route.servers, observed.get(route.deployment_id, []))
+            if not repair.needed:
+                continue
+            done += await self._start_stopped(repair, nodes)
+            if repair.servers is not None and await self._republish(route, updated_at, repair):
+                done.append(f"{route.hostname}: servers {sorted(route.servers)} -> {list(repair.servers)}")
+        for line in done:
+            activity.logger.info("follow replicas: %s", line)
+        return done
+
+    async def _routes_and_replicas(
+        self,
+    ) -> tuple[list[tuple[Route, datetime]], dict[str, list[ObservedReplica]], dict[str, NodeRef]]:
+        """The routes of ACTIVE deployments (with the version they were read at), the live replicas of
+        those deployments as last recorded, by deployment, and the agents of the nodes they are on.
+        Replicas on DOWN or removed nodes are left out: the fleet watch releases them elsewhere."""
+        async with self.db.session() as session:
+            routes = [
+                (route, route.updated_at)
+                for route in await session.scalars(
+                    select(Route)
+                    .join(Deployment, Deployment.id == Route.deployment_id)
+                    .where(Deployment.status == DeploymentStatus.ACTIVE.value)
+                )
+            ]
+            if not routes:
+                return [], {}, {}
+            unusable = select(Node.id).where(
+                or_(Node.removed_at.is_not(None), Node.state == NodeState.DOWN.value)
+            )
+            replicas = await session.scalars(
+                select(Replica).where(
+                    Replica.deployment_id.in_({route.deployment_id for route, _ in routes}),
+                    Replica.state.not_in(("removed", "lost")),
+                    Replica.node.not_in(unusable),
+                )
+            )
+            observed: dict[str, list[ObservedReplica]] = defaultdict(list)
+            for replica in replicas:
+                observed[replica.deployment_id].append(
+                    ObservedReplica(replica.id, replica.node, replica.state, replica.address)
+                )
+            node_ids = {r.node for rs in observed.values() for r in rs} - {LOCAL_NODE}
+            nodes = {LOCAL_NODE: NodeRef()}
+            for node in await session.scalars(select(Node).where(Node.id.in_(node_ids))):
+                nodes[node.id] = NodeRef(node_id=node.id, address=node.address)
+        return routes, observed, nodes
+
+    async def _with_local_reports(
+        self, observed: dict[str, list[ObservedReplica]]
+    ) -> dict[str, list[ObservedReplica]]:
+        """The local agent sends no heartbeats: its replicas as it reports them now. One it does not
+        report is left out; an agent that does not answer changes nothing."""
+        try:
+            async with self._agents._agent(NodeRef()) as agent:
+                reported = {status.replica_id: status for status in await agent.replicas()}
+        except AgentCallError as exc:
+            activity.logger.warning("follow replicas: local agent skipped: %s", exc)
+            return observed
+        followed: dict[str, list[ObservedReplica]] = {}
+        for deployment_id, replicas in observed.items():
+            followed[deployment_id] = []
+            for replica in replicas:
+                if replica.node != LOCAL_NODE:
+                    followed[deployment_id].append(replica)
+                elif (status := reported.get(replica.replica_id)) is not None:
+                    followed[deployment_id].append(
+                        ObservedReplica(replica.replica_id, LOCAL_NODE, status.state.value, status.address)
+                    )
+        return followed
+
+    async def _start_stopped(self, repair: RouteRepair, nodes: dict[str, NodeRef]) -> list[str]:
+        started = []
+        for replica in repair.start:
+            node = nodes.get(replica.node)
+            if node is None:
+                continue
+            try:
+                async with self._agents._agent(node) as agent:
+                    await agent.start_replica(replica.replica_id)
+            except AgentCallError as exc:
+                activity.logger.warning("follow replicas: %s not started: %s", replica.replica_id, exc)
+                continue
+            started.append(f"started {replica.replica_id} on {replica.node}")
+        return started
+
+    async def _republish(self, route: Route, read_at: datetime, repair: RouteRepair) -> bool:
+        """Conditional on the route being as it was read: a release that moved it meanwhile wins."""
+        async with self.db.transaction() as session:
+            changed = await session.execute(
+                update(Route)
+                .where(
+                    Route.service_id == route.service_id,
+                    Route.environment_id == route.environment_id,
+                    Route.deployment_id == route.deployment_id,
+                    Route.updated_at == read_at,
+                )
+                .values(servers=list(repair.servers or ()))
+            )
+        return bool(changed.rowcount)  # type: ignore[attr-defined]
 
 
 def _spec(route: Route) -> RouteSpec:

@@ -9,7 +9,15 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
 from agent.auth import Authenticator
 from agent.errors import AgentFailure
 from agent.replicas import Replicas
-from core.contracts import REPLICA_ID_PATTERN, AgentError, Heartbeat, NodeInfo, ReplicaSpec, ReplicaStatus
+from core.contracts import (
+    REPLICA_ID_PATTERN,
+    AgentError,
+    Heartbeat,
+    NodeInfo,
+    ReplicaLog,
+    ReplicaSpec,
+    ReplicaStatus,
+)
 
 
 def authenticated(request: Request) -> str:
@@ -23,6 +31,8 @@ def get_replicas(request: Request) -> Replicas:
 
 ReplicasDep = Annotated[Replicas, Depends(get_replicas)]
 ReplicaId = Annotated[str, Path(pattern=REPLICA_ID_PATTERN)]
+
+LOG_TAIL_LIMIT = 200  # lines: a log tail explains a failure; the whole log is Docker's to keep
 
 ERRORS: dict[int | str, dict[str, object]] = {
     code: {"model": AgentError} for code in (401, 403, 404, 409, 422, 500, 502, 503)
@@ -48,6 +58,22 @@ async def ensure_replica(replica_id: ReplicaId, spec: ReplicaSpec, replicas: Rep
 async def get_replica(replica_id: ReplicaId, replicas: ReplicasDep) -> ReplicaStatus:
     """The replica's state, address and health (probed now)."""
     return await replicas.status(replica_id)
+
+
+@router.post("/replicas/{replica_id}/start", operation_id="start_replica")
+async def start_replica(replica_id: ReplicaId, replicas: ReplicasDep) -> ReplicaStatus:
+    """Start the replica's stopped container again, as it was created (not probed)."""
+    return await replicas.start(replica_id)
+
+
+@router.get("/replicas/{replica_id}/logs", operation_id="get_replica_logs")
+async def get_replica_logs(
+    replica_id: ReplicaId,
+    replicas: ReplicasDep,
+    tail: Annotated[int, Query(ge=1, le=LOG_TAIL_LIMIT)] = 20,
+) -> ReplicaLog:
+    """The last `tail` lines the replica wrote (stdout and stderr), each cut to 500 characters."""
+    return await replicas.logs(replica_id, tail)
 
 
 @router.get("/replicas", operation_id="list_replicas")

@@ -21,7 +21,7 @@ from typing import Annotated, Any
 from cryptography import x509
 from fastapi import Depends, FastAPI, HTTPException, Request
 from pydantic import BaseModel, Field
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.store import audit
@@ -173,16 +173,20 @@ async def record_heartbeat(session: AsyncSession, node: Node, heartbeat: Heartbe
         if not back.rowcount:  # type: ignore[attr-defined]
             state = str(await session.scalar(select(Node.state).where(Node.id == node.id)))
     for replica in heartbeat.replicas:
-        # The replicas' states as the node reports them (a container that exited shows as exited);
-        # rows the control plane already retired (removed, lost) stay retired.
+        # The replicas' states and addresses as the node reports them (a container that exited shows as
+        # exited; one restarted by Docker is published on a new port, which the fleet watch then routes
+        # to); rows the control plane already retired (removed, lost) stay retired.
         await session.execute(
             update(Replica)
             .where(
                 Replica.id == replica.replica_id,
                 Replica.node == node.id,
                 Replica.state.not_in(("removed", "lost")),
-                Replica.state != replica.state.value,
+                or_(
+                    Replica.state != replica.state.value,
+                    Replica.address.is_distinct_from(replica.address),
+                ),
             )
-            .values(state=replica.state.value)
+            .values(state=replica.state.value, address=replica.address)
         )
     return state

@@ -1,4 +1,5 @@
-"""Traefik dynamic configuration, rendered from the routes Dockyard publishes (pure)."""
+"""Routes (pure): Traefik's dynamic configuration rendered from the routes Dockyard publishes, and what
+a route needs to follow the replicas that actually run."""
 
 from __future__ import annotations
 
@@ -66,3 +67,44 @@ def served_servers(traefik_service: dict[str, Any]) -> set[str]:
     servers = traefik_service.get("loadBalancer", {}).get("servers", [])
     urls = [server.get("url", "") for server in servers]
     return {url.removeprefix("http://") for url in urls if status.get(url, "UP") == "UP"}
+
+
+@dataclass(frozen=True)
+class ObservedReplica:
+    """A replica of a route's deployment as its node reports it now."""
+
+    replica_id: str
+    node: str
+    state: str  # a ReplicaState value
+    address: str | None
+
+
+@dataclass(frozen=True)
+class RouteRepair:
+    """What brings a route back in line with what runs: the servers to publish (None: keep them) and
+    the stopped replicas to start."""
+
+    servers: tuple[str, ...] | None
+    start: tuple[ObservedReplica, ...]
+
+    @property
+    def needed(self) -> bool:
+        return self.servers is not None or bool(self.start)
+
+
+# Stopped, not failing: a container that is `created` or `exited` was stopped by someone (`dockyard
+# down`, `docker stop`, a reboot's shutdown); Docker's restart policy brings back those that crashed.
+_STOPPED = frozenset({"created", "exited"})
+
+
+def repair_route(published: Iterable[str], observed: Iterable[ObservedReplica]) -> RouteRepair:
+    """The servers of an ACTIVE deployment's route are the published addresses of its running replicas.
+
+    Docker gives a container a new host port each time it starts, so after a restart of the replica, of
+    its engine, of the node or of the whole platform, the route must follow. A route with no running
+    replica keeps its servers: nothing better is known, and Traefik answers as it did."""
+    replicas = list(observed)
+    running = sorted({r.address for r in replicas if r.state == "running" and r.address})
+    servers = tuple(running) if running and running != sorted(published) else None
+    start = tuple(sorted((r for r in replicas if r.state in _STOPPED), key=lambda r: r.replica_id))
+    return RouteRepair(servers=servers, start=start)

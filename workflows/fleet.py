@@ -1,6 +1,8 @@
 """FleetWatchWorkflow: the control plane's watch over its nodes, one per installation (`fleet-watch`).
 
     every few seconds: mark DOWN the nodes without heartbeats → for each, release again what it ran
+                       → routes follow the replicas of ACTIVE deployments (start the stopped ones,
+                         publish the addresses they run at now)
     every RECONCILE_EVERY rounds: remove, on every node, the replicas no deployment owns any more
 
 It continues as new every few hundred rounds (its history stays small) and, being a workflow, resumes
@@ -13,10 +15,15 @@ from __future__ import annotations
 from datetime import timedelta
 
 from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError
+
+from workflows.steps import reason_of
 
 with workflow.unsafe.imports_passed_through():
     from activities.agents import AgentActivities
     from activities.fleet import FleetActivities
+    from activities.routing import RoutingActivities
     from core.contracts import Contract
     from workflows.deploy import QUICK, SLOW
 
@@ -24,6 +31,7 @@ FLEET_WATCH_ID = "fleet-watch"
 ROUNDS_PER_RUN = 300
 RECONCILE_EVERY = 15  # rounds: every 30 s with the default 2 s interval
 RECONCILE_UNOWNED = "reconcile-unowned-replicas"  # workflow.patched: runs begun before it never did
+FOLLOW_REPLICAS = "follow-replicas"  # workflow.patched: likewise
 
 
 class FleetWatchInput(Contract):
@@ -35,6 +43,7 @@ class FleetWatchWorkflow:
     def __init__(self) -> None:
         self._healed: list[str] = []
         self._removed: list[str] = []
+        self._followed: list[str] = []
 
     @workflow.query
     def healed(self) -> list[str]:
@@ -46,6 +55,11 @@ class FleetWatchWorkflow:
         """The unowned replicas this run removed."""
         return list(self._removed)
 
+    @workflow.query
+    def followed(self) -> list[str]:
+        """What this run did to keep routes on the replicas that run (the last 100 lines)."""
+        return list(self._followed)
+
     @workflow.run
     async def run(self, watch: FleetWatchInput) -> None:
         for round_ in range(ROUNDS_PER_RUN):
@@ -56,9 +70,25 @@ class FleetWatchWorkflow:
                 self._healed += await workflow.execute_activity_method(
                     FleetActivities.heal_node, node_id, **QUICK
                 )
+            if workflow.patched(FOLLOW_REPLICAS):
+                await self._follow_replicas()
             if round_ % RECONCILE_EVERY == RECONCILE_EVERY - 1 and workflow.patched(RECONCILE_UNOWNED):
                 self._removed += await workflow.execute_activity_method(
                     AgentActivities.remove_unowned_replicas, **SLOW
                 )
             await workflow.sleep(timedelta(seconds=watch.probe_interval_seconds))
         workflow.continue_as_new(watch)
+
+    async def _follow_replicas(self) -> None:
+        """A round that cannot follow (the database or an agent is away) is skipped: the next one tries
+        again, and marking silent nodes DOWN must not wait for it."""
+        try:
+            followed = await workflow.execute_activity_method(
+                RoutingActivities.follow_replicas,
+                start_to_close_timeout=timedelta(seconds=20),
+                retry_policy=RetryPolicy(maximum_attempts=2),
+            )
+        except ActivityError as exc:
+            workflow.logger.warning("routes not followed this round: %s", reason_of(exc))
+            return
+        self._followed = (self._followed + followed)[-100:]

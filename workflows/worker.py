@@ -102,6 +102,7 @@ def activities_for(settings: Settings, db: Database, client: Client) -> list[obj
         routing.publish_route,
         routing.unpublish_route,
         routing.wait_route_live,
+        routing.follow_replicas,
     ]
 
 

@@ -1,5 +1,6 @@
 """FleetWatchWorkflow on a real Temporal server with fake activities: every round looks for silent nodes;
-each node reported newly DOWN is healed once; every RECONCILE_EVERY rounds the unowned replicas are
+each node reported newly DOWN is healed once; every round routes follow the replicas (a round whose
+follow fails is skipped, the watch carries on); every RECONCILE_EVERY rounds the unowned replicas are
 removed; the watch continues as new with its settings."""
 
 from __future__ import annotations
@@ -40,8 +41,14 @@ class FakeFleet:
         self.reconciled_in_rounds.append(self.rounds)
         return [f"dep-old-{self.rounds}"]
 
+    @activity.defn(name="follow_replicas")
+    async def follow_replicas(self) -> list[str]:
+        if self.rounds == 3:
+            raise RuntimeError("database away")
+        return [f"round {self.rounds}: republished"] if self.rounds in (1, 5) else []
+
     def activities(self) -> list[Callable[..., Any]]:
-        return [self.probe_nodes, self.heal_node, self.remove_unowned_replicas]
+        return [self.probe_nodes, self.heal_node, self.remove_unowned_replicas, self.follow_replicas]
 
     @activity.defn(name="heal_node")
     async def heal_node(self, node_id: str) -> list[str]:
@@ -71,6 +78,10 @@ async def test_each_node_that_goes_down_is_healed_once(temporal_client: Client) 
                 "dep-heal-node_b",
                 "dep-heal-node_a",
                 "dep-heal-node_c",
+            ]
+            assert await handle.query(FleetWatchWorkflow.followed) == [
+                "round 1: republished",
+                "round 5: republished",
             ]
             assert fleet.reconciled_in_rounds == [RECONCILE_EVERY]
             assert await handle.query(FleetWatchWorkflow.removed) == [f"dep-old-{RECONCILE_EVERY}"]
