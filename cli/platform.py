@@ -160,7 +160,7 @@ def platform_processes(settings: Settings, run_dir: Path, *, start_docker: bool)
             ],
             ready_tcp=(redis_host, redis_port),
         ),
-        ProcessSpec("api", [*dockyard, "api"], ready_url=f"{settings.public_api_url}/healthz", restart=True),
+        ProcessSpec("api", [*dockyard, "api"], ready_url=f"{settings.public_api_url}/healthz"),
         ProcessSpec(
             "traefik",
             [_binary("traefik"), f"--configFile={render_traefik_config(settings, run_dir)}"],
@@ -181,9 +181,8 @@ def platform_processes(settings: Settings, run_dir: Path, *, start_docker: bool)
                 "DOCKYARD_AGENT_REGISTRY_PASSWORD": _secret(settings.registry_password),
             },
             ready_url=f"{settings.agent_url}/healthz",
-            restart=True,
         ),
-        ProcessSpec("worker", [*dockyard, "worker"], restart=True),
+        ProcessSpec("worker", [*dockyard, "worker"]),
     ]
     return processes
 

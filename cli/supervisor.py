@@ -1,5 +1,6 @@
-"""Runs the platform's processes as supervised children: start in order, wait until ready,
-stop in reverse order. Children die with the supervisor (PR_SET_PDEATHSIG), so nothing is left."""
+"""Runs the platform's processes as supervised children: start in order, wait until ready, restart any that
+dies (with backoff: core/restarts.py), stop in reverse order. A crash of one child never stops the others.
+Children die with the supervisor (PR_SET_PDEATHSIG), so nothing is left."""
 
 from __future__ import annotations
 
@@ -8,11 +9,16 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
+
+from core.restarts import RestartPolicy, Run, exit_line, restart_after
 
 _PR_SET_PDEATHSIG = 1
 
@@ -29,11 +35,20 @@ class ProcessSpec:
     ready_path: Path | None = None
     ready_timeout: float = 60.0
     stop_timeout: float = 15.0
-    restart: bool = False  # restarted when it dies (Dockyard's own stateless processes)
 
 
 class ProcessFailed(Exception):
     pass
+
+
+@dataclass
+class _Child:
+    spec: ProcessSpec
+    process: subprocess.Popen[bytes] | None
+    run: Run
+    ready: bool = False
+    restart_at: float | None = None  # set while it waits out its backoff
+    down_since: float | None = None  # when it last died, until it is ready again
 
 
 def _die_with_parent() -> None:
@@ -42,21 +57,50 @@ def _die_with_parent() -> None:
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
+def _stderr(line: str) -> None:
+    print(f"{datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ} {line}", file=sys.stderr, flush=True)
+
+
 class Supervisor:
-    def __init__(self, log_dir: Path, run_dir: Path) -> None:
+    """Call `start` for each child in order, then `check` every tick (from the thread that started them:
+    PR_SET_PDEATHSIG fires when the *thread* that forked a child ends)."""
+
+    def __init__(
+        self,
+        log_dir: Path,
+        run_dir: Path,
+        *,
+        policy: RestartPolicy | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        log: Callable[[str], None] = _stderr,
+    ) -> None:
         self.log_dir = log_dir
         self.run_dir = run_dir
-        self.children: list[tuple[ProcessSpec, subprocess.Popen[bytes]]] = []
+        self.policy = policy or RestartPolicy()
+        self.clock = clock
+        self.log = log
+        self.children: list[_Child] = []
         self.restarts: dict[str, int] = {}
 
     def start(self, spec: ProcessSpec) -> None:
-        self.children.append((spec, self._spawn(spec)))
-        self._wait_ready(spec, self.children[-1][1], self.log_dir / f"{spec.name}.log")
+        """Start a child and wait until it is ready; a child that exits while starting the first time is a
+        configuration problem, not a crash: raises ProcessFailed with its last log lines."""
+        child = _Child(spec, self._spawn(spec), Run(self.clock()))
+        self.children.append(child)
+        self._wait_ready(child)
+
+    def pid(self, name: str) -> int | None:
+        for child in self.children:
+            if child.spec.name == name and child.process is not None:
+                return child.process.pid
+        return None
+
+    def _log_path(self, spec: ProcessSpec) -> Path:
+        return self.log_dir / f"{spec.name}.log"
 
     def _spawn(self, spec: ProcessSpec) -> subprocess.Popen[bytes]:
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        log_path = self.log_dir / f"{spec.name}.log"
-        with log_path.open("ab") as log:
+        with self._log_path(spec).open("ab") as log:
             process = subprocess.Popen(
                 spec.argv,
                 env={**os.environ, **spec.env},
@@ -68,42 +112,86 @@ class Supervisor:
         (self.run_dir / f"{spec.name}.pid").write_text(str(process.pid))
         return process
 
-    def _wait_ready(self, spec: ProcessSpec, process: subprocess.Popen[bytes], log_path: Path) -> None:
+    def _wait_ready(self, child: _Child) -> None:
+        spec, process = child.spec, child.process
+        assert process is not None
         deadline = time.monotonic() + spec.ready_timeout
         while time.monotonic() < deadline:
             if process.poll() is not None:
-                tail = log_path.read_text(errors="replace").strip().splitlines()[-15:]
+                tail = self._log_path(spec).read_text(errors="replace").strip().splitlines()[-15:]
                 raise ProcessFailed(
                     f"{spec.name} exited with code {process.returncode} while starting; "
-                    f"last lines of {log_path}:\n" + "\n".join(tail)
+                    f"last lines of {self._log_path(spec)}:\n" + "\n".join(tail)
                 )
             if _is_ready(spec):
+                child.ready = True
                 return
+            self.check(skip=child)  # the children started before keep being supervised meanwhile
             time.sleep(0.1)
+        log_path = self._log_path(spec)
         raise ProcessFailed(f"{spec.name} not ready within {spec.ready_timeout:g}s; see {log_path}")
 
-    def check(self) -> list[tuple[str, int]]:
-        """Restart restartable children that died; return the others that died (name, exit code)."""
-        failed = []
-        for index, (spec, process) in enumerate(self.children):
-            if process.poll() is None:
+    def check(self, skip: _Child | None = None) -> None:
+        """One round: note the children that died and when each may start again, start those whose backoff
+        is over, and say when a restarted one answers again."""
+        for child in self.children:
+            if child is skip:
                 continue
-            if spec.restart:
-                self.restarts[spec.name] = self.restarts.get(spec.name, 0) + 1
-                self.children[index] = (spec, self._spawn(spec))
-            else:
-                failed.append((spec.name, process.returncode))
-        return failed
+            now = self.clock()
+            if child.process is not None and child.process.poll() is not None:
+                self._died(child, child.process, now)
+            elif child.process is None and child.restart_at is not None and now >= child.restart_at:
+                self._restart(child, now)
+            elif child.process is not None and not child.ready and _is_ready(child.spec):
+                self._ready_again(child, child.process, now)
+
+    def _ready_again(self, child: _Child, process: subprocess.Popen[bytes], now: float) -> None:
+        child.ready = True
+        down = now - child.down_since if child.down_since is not None else 0.0
+        child.down_since = None
+        self.log(f"{child.spec.name} (pid {process.pid}) is ready again, {down:.1f}s after it died")
+
+    def _died(self, child: _Child, process: subprocess.Popen[bytes], now: float) -> None:
+        restart = restart_after(self.policy, child.run, now)
+        uptime = now - child.run.started_at
+        line = exit_line(child.spec.name, process.pid, process.returncode, uptime, restart)
+        self.log(line)
+        with self._log_path(child.spec).open("a") as log:
+            log.write(f"dockyard up: {line}\n")
+        child.process = None
+        child.ready = False
+        child.restart_at = now + restart.delay_seconds
+        child.run = Run(child.run.started_at, restart.crashes)
+        if child.down_since is None:
+            child.down_since = now
+
+    def _restart(self, child: _Child, now: float) -> None:
+        try:
+            child.process = self._spawn(child.spec)
+        except OSError as exc:  # e.g. its binary was removed: try again later, as after a crash
+            restart = restart_after(self.policy, Run(now, child.run.crashes_before), now)
+            self.log(f"{child.spec.name} could not start: {exc}; trying again in {restart.delay_seconds:g}s")
+            child.run = Run(now, restart.crashes)
+            child.restart_at = now + restart.delay_seconds
+            return
+        child.restart_at = None
+        child.run = Run(now, child.run.crashes_before)
+        self.restarts[child.spec.name] = self.restarts.get(child.spec.name, 0) + 1
+        self.log(f"{child.spec.name} restarted (pid {child.process.pid})")
 
     def stop_all(self) -> None:
-        for spec, process in reversed(self.children):
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-                try:
-                    process.wait(spec.stop_timeout)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
+        """Stop every child this supervisor started, newest first: SIGTERM, then SIGKILL after its
+        stop_timeout. Only these PIDs are signalled."""
+        for child in reversed(self.children):
+            process = child.process
+            if process is None or process.poll() is not None:
+                continue
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(child.spec.stop_timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
         self.children.clear()
 
 

@@ -1,0 +1,169 @@
+"""cli/supervisor.py with real child processes (sh, sleep) and an injected clock: a dead child is started
+again after its backoff, the others keep running, and stopping goes newest first."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from cli.supervisor import ProcessFailed, ProcessSpec, Supervisor
+from core.restarts import RestartPolicy
+
+POLICY = RestartPolicy(initial_delay_seconds=0.5, max_delay_seconds=30, factor=2, stable_after_seconds=60)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def lines() -> list[str]:
+    return []
+
+
+@pytest.fixture
+def supervisor(tmp_path: Path, clock: Clock, lines: list[str]) -> Iterator[Supervisor]:
+    (tmp_path / "run").mkdir()
+    supervisor = Supervisor(tmp_path / "logs", tmp_path / "run", policy=POLICY, clock=clock, log=lines.append)
+    yield supervisor
+    supervisor.stop_all()
+
+
+def sleeper(name: str) -> ProcessSpec:
+    return ProcessSpec(name, ["sleep", "60"], stop_timeout=5)
+
+
+def recorded_pid(supervisor: Supervisor, name: str) -> int:
+    return int((supervisor.run_dir / f"{name}.pid").read_text())
+
+
+def wait_dead(pid: int) -> None:
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.01)
+
+
+def kill(supervisor: Supervisor, name: str) -> int:
+    pid = recorded_pid(supervisor, name)
+    os.kill(pid, signal.SIGKILL)
+    process = next(c.process for c in supervisor.children if c.spec.name == name)
+    assert process is not None
+    process.wait(5)
+    return pid
+
+
+def test_a_killed_child_is_started_again_after_the_backoff_and_the_others_keep_running(
+    supervisor: Supervisor, clock: Clock, lines: list[str]
+) -> None:
+    for name in ("temporal", "api", "worker"):
+        supervisor.start(sleeper(name))
+    api, worker = recorded_pid(supervisor, "api"), recorded_pid(supervisor, "worker")
+    clock.now += 10
+    killed = kill(supervisor, "temporal")
+
+    supervisor.check()
+    assert lines == [
+        f"temporal (pid {killed}) died: signal 9 (SIGKILL) after 10.0s up; "
+        "restarting in 0.5s (crash 1 in a row)"
+    ]
+    assert supervisor.pid("temporal") is None
+    clock.now += 0.4
+    supervisor.check()
+    assert supervisor.pid("temporal") is None, "restarted before its backoff was over"
+
+    clock.now += 0.1
+    supervisor.check()
+    restarted = recorded_pid(supervisor, "temporal")
+    assert restarted != killed and supervisor.pid("temporal") == restarted
+    os.kill(restarted, 0)
+    assert lines[1] == f"temporal restarted (pid {restarted})"
+    supervisor.check()
+    assert lines[2] == f"temporal (pid {restarted}) is ready again, 0.5s after it died"
+    assert (recorded_pid(supervisor, "api"), recorded_pid(supervisor, "worker")) == (api, worker)
+    assert supervisor.restarts == {"temporal": 1}
+    assert "died: signal 9 (SIGKILL)" in (supervisor.log_dir / "temporal.log").read_text()
+
+
+def test_a_crash_loop_backs_off_and_a_stable_run_resets_it(
+    supervisor: Supervisor, clock: Clock, lines: list[str]
+) -> None:
+    supervisor.start(sleeper("registry"))
+    delays = []
+    for _ in range(4):
+        kill(supervisor, "registry")
+        supervisor.check()
+        delays.append(lines[-1].split("restarting in ")[1].split("s ")[0])
+        clock.now += float(delays[-1])
+        supervisor.check()
+        assert supervisor.pid("registry") is not None
+    assert delays == ["0.5", "1", "2", "4"]
+
+    clock.now += 60  # this run lasted: the next crash starts the backoff over
+    kill(supervisor, "registry")
+    supervisor.check()
+    assert "restarting in 0.5s (crash 1 in a row)" in lines[-1]
+
+
+def test_a_child_that_exits_while_starting_the_first_time_fails_the_start_with_its_log(
+    supervisor: Supervisor, tmp_path: Path
+) -> None:
+    script = "echo 'port 6379 already in use' >&2; exit 3"
+    spec = ProcessSpec("redis", ["sh", "-c", script], ready_path=tmp_path / "never")
+    with pytest.raises(ProcessFailed, match=r"redis exited with code 3 while starting(.|\n)*already in use"):
+        supervisor.start(spec)
+
+
+def test_children_started_earlier_are_restarted_while_a_later_one_starts(
+    supervisor: Supervisor, tmp_path: Path, lines: list[str]
+) -> None:
+    supervisor.start(sleeper("temporal"))
+    killed = kill(supervisor, "temporal")
+    supervisor.clock = time.monotonic  # real time: the API below takes a second to be ready
+    gate = tmp_path / "api.ready"
+    supervisor.start(
+        ProcessSpec("api", ["sh", "-c", f"sleep 1; touch {gate}; exec sleep 60"], ready_path=gate)
+    )
+    assert any(line.startswith(f"temporal (pid {killed}) died") for line in lines)
+    assert supervisor.pid("temporal") not in (None, killed)
+
+
+def test_stop_signals_only_its_own_children_newest_first(supervisor: Supervisor, tmp_path: Path) -> None:
+    order = tmp_path / "order"
+    for name in ("temporal", "registry", "api", "traefik"):
+        trapped = tmp_path / f"{name}.trapped"
+        script = f'trap "echo {name} >> {order}; exit 0" TERM; touch {trapped}; while :; do sleep 0.02; done'
+        supervisor.start(ProcessSpec(name, ["sh", "-c", script], ready_path=trapped, stop_timeout=5))
+    outsider = os.spawnvp(os.P_NOWAIT, "sleep", ["sleep", "60"])
+    try:
+        kill(supervisor, "registry")
+        supervisor.check()  # registry is waiting out its backoff: nothing to stop
+        pids = [recorded_pid(supervisor, name) for name in ("temporal", "api", "traefik")]
+        supervisor.stop_all()
+
+        assert order.read_text().split() == ["traefik", "api", "temporal"]
+        for pid in pids:
+            wait_dead(pid)
+            with pytest.raises(ProcessLookupError):
+                os.kill(pid, 0)
+        assert os.waitpid(outsider, os.WNOHANG) == (0, 0), "a process it did not start was stopped"
+    finally:
+        os.kill(outsider, signal.SIGKILL)
+        os.waitpid(outsider, 0)
