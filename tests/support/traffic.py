@@ -13,12 +13,14 @@ import httpx
 
 LOOP_MAX_REQUESTS = 20_000  # the request loop is bounded in count and time, and only talks to loopback
 LOOP_MAX_SECONDS = 120
+STALL_SECONDS = 2.0  # an answer slower than this is a failure: zero downtime means no stall either
 
 
 @dataclass
 class RequestLoop:
     """Requests through Traefik, one after the other, until stopped or its bounds are reached. Keeps every
-    failure (a non-200 answer or a transport error), how often each body answered, and when."""
+    failure (a non-200 answer, a transport error, or an answer slower than STALL_SECONDS), how often each
+    body answered, and when, and the slowest answer."""
 
     edge_url: str
     hostname: str
@@ -30,6 +32,7 @@ class RequestLoop:
     timeline: list[tuple[float, str]] = field(default_factory=list)  # (perf_counter, body) of each answer
     first_seen: dict[str, float] = field(default_factory=dict)  # body → perf_counter of its first answer
     failures: list[str] = field(default_factory=list)
+    slowest: float = 0.0  # seconds, of any request, failed or not
     bounded_out: bool = False
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
@@ -52,12 +55,16 @@ class RequestLoop:
                     self.bounded_out = True
                     return
                 self.sent += 1
+                sent_at = time.perf_counter()
                 try:
                     response = client.get("/")
                 except httpx.HTTPError as exc:
+                    self._took(sent_at)
                     self.failures.append(f"{type(exc).__name__}: {exc}")
                     continue
-                if response.status_code != 200:
+                if (took := self._took(sent_at)) > STALL_SECONDS:
+                    self.failures.append(f"stalled {took:.2f} s (HTTP {response.status_code})")
+                elif response.status_code != 200:
                     self.failures.append(f"HTTP {response.status_code}: {response.text[:100]}")
                 else:
                     now, body = time.perf_counter(), response.text.strip()
@@ -65,6 +72,17 @@ class RequestLoop:
                     self.timeline.append((now, body))
                     self.first_seen.setdefault(body, now)
                 time.sleep(self.pause_seconds)
+
+    def _took(self, sent_at: float) -> float:
+        took = time.perf_counter() - sent_at
+        self.slowest = max(self.slowest, took)
+        return took
+
+    def summary(self) -> str:
+        return (
+            f"{self.total} requests, {len(self.failures)} failed, slowest {self.slowest * 1000:.0f} ms, "
+            f"answers {dict(self.answers)}"
+        )
 
     @property
     def total(self) -> int:
