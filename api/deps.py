@@ -7,12 +7,14 @@ from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.exceptions import HTTPException
 
 from api.releases import TemporalConnection
 from core.db import Database
+from core.limits import control_character
 from core.settings import Settings
 
 _bearer = HTTPBearer(auto_error=False, description="API token (DOCKYARD_API_TOKEN)")
@@ -48,6 +50,30 @@ def current_actor(
             401, "missing or invalid API token (Authorization: Bearer ...)", {"WWW-Authenticate": "Bearer"}
         )
     return "admin"
+
+
+def printable_parameters(request: Request) -> None:
+    """Refuse a control character in any path or query parameter or header value, before a route
+    reads it (a NUL reaching PostgreSQL is a 500, reaching git or exec an endless retry): a 422 in
+    FastAPI's shape, `loc` naming the parameter. Depended on by every route (api.main)."""
+    errors = [
+        _control_character_error(kind, name, value)
+        for kind, items in (
+            ("path", ((name, str(value)) for name, value in request.path_params.items())),
+            ("query", request.query_params.multi_items()),
+            # HTTP lets a header value hold tabs; a server may pass anything else through.
+            ("header", ((name, value.replace("\t", " ")) for name, value in request.headers.items())),
+        )
+        for name, value in items
+        if control_character(name) or control_character(value)
+    ]
+    if errors:
+        raise RequestValidationError(errors)
+
+
+def _control_character_error(kind: str, name: str, value: str) -> dict[str, object]:
+    problem = control_character(value) or f"the name {control_character(name)}"
+    return {"type": "control_character", "loc": (kind, name), "msg": problem, "input": value}
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]

@@ -7,9 +7,10 @@ import contextlib
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from uvicorn import server as uvicorn_server
 
+from api.deps import printable_parameters
 from api.errors import install_error_handlers
 from api.gateway import create_gateway_app
 from api.releases import TemporalConnection
@@ -48,6 +49,7 @@ def create_app(settings: Settings, *, run_migrations: bool = True) -> FastAPI:
         version="0.1.0",
         description="Self-hosted PaaS control plane. Authenticate with `Authorization: Bearer <API token>`.",
         lifespan=lifespan,
+        dependencies=[Depends(printable_parameters)],
     )
     app.state.settings = settings
     app.state.temporal = TemporalConnection(settings)

@@ -5,12 +5,23 @@ from __future__ import annotations
 import re
 from datetime import datetime
 from pathlib import PurePosixPath
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.serialization import load_pem_private_key, load_ssh_private_key
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
+from core import limits
 from core.contracts import DeploymentStatus
 from core.images import InvalidImageReference, parse_image_reference
 from core.pki import CertificateProblem, load_csr
@@ -21,7 +32,8 @@ DnsLabel = Annotated[str, Field(pattern=r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")]
 ProjectName = Annotated[DnsLabel, Field(min_length=1, max_length=63)]
 ServiceName = Annotated[DnsLabel, Field(min_length=1, max_length=40)]
 EnvironmentName = Annotated[DnsLabel, Field(min_length=1, max_length=20)]
-HealthPath = Annotated[str, Field(pattern=r"^/[^\s]*$", max_length=255)]
+HealthPath = Annotated[str, Field(pattern=limits.HEALTH_PATH_PATTERN, max_length=limits.PATH_MAX_LENGTH)]
+Command = Annotated[str, Field(max_length=limits.COMMAND_MAX_LENGTH)]
 
 
 def _valid_image(value: str) -> str:
@@ -32,7 +44,40 @@ def _valid_image(value: str) -> str:
     return value
 
 
-class Body(BaseModel):
+def _printable(value: object, multiline: bool, path: str = "") -> None:
+    """Refuse a control character anywhere in a request field (strings inside lists and dicts,
+    dict keys, secrets): the database, git and exec never see one. `path` locates it in the field."""
+    if isinstance(value, SecretStr):
+        value = value.get_secret_value()
+    if isinstance(value, str):
+        if problem := limits.control_character(value, multiline=multiline):
+            where = f"{path}: " if path else ""
+            raise PydanticCustomError(
+                "control_character", "{where}{problem}", {"where": where, "problem": problem}
+            )
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            _printable(item, multiline, f"{path}[{index}]")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _printable(key, False, f"{path}[{key!r}] (the key)")
+            _printable(item, multiline, f"{path}[{key!r}]")
+
+
+class PrintableText(BaseModel):
+    """Every string of a request body is one line of printable text, except in the fields named
+    in `multiline` (which may hold tab, line feed and carriage return)."""
+
+    multiline: ClassVar[frozenset[str]] = frozenset()
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_control_characters(cls, value: object, info: ValidationInfo) -> object:
+        _printable(value, multiline=info.field_name in cls.multiline)
+        return value
+
+
+class Body(PrintableText):
     model_config = ConfigDict(extra="forbid")
 
 
@@ -81,13 +126,13 @@ def _relative_path(value: str) -> str:
     return value
 
 
-RelativePath = Annotated[str, Field(max_length=255), AfterValidator(_relative_path)]
+RelativePath = Annotated[str, Field(max_length=limits.PATH_MAX_LENGTH), AfterValidator(_relative_path)]
 RepoUrl = Annotated[str, Field(max_length=1024, pattern=r"^(https?://|ssh://|git@|file://)\S+$")]
 RepoBranch = Annotated[str, Field(max_length=255, pattern=r"^[^\s~^:?*\[\\]+$")]
 WatchPatterns = Annotated[
-    list[Annotated[str, Field(min_length=1, max_length=255)]],
+    list[Annotated[str, Field(min_length=1, max_length=limits.WATCH_PATTERN_MAX_LENGTH)]],
     Field(
-        max_length=100,
+        max_length=limits.WATCH_PATTERNS_MAX,
         description="deploy a push only when a changed path matches (gitignore-style, `!` negates; "
         "Railway's watchPatterns); empty: every push",
     ),
@@ -182,8 +227,8 @@ class BuildFields(Body):
 
     root_directory: RelativePath | None = Field(default=None, description="build from this subdirectory")
     dockerfile_path: RelativePath | None = None
-    build_command: str | None = Field(default=None, max_length=4096)
-    start_command: str | None = Field(default=None, max_length=4096)
+    build_command: Command | None = None
+    start_command: Command | None = None
 
 
 def _constraints(value: list[str] | None) -> list[str] | None:
@@ -199,12 +244,15 @@ class PlacementFields(Body):
 
     cpu_millis: int | None = Field(
         default=None,
-        ge=10,
-        le=1_000_000,
+        ge=limits.CPU_MILLIS.minimum,
+        le=limits.CPU_MILLIS.maximum,
         description="CPU each replica reserves and is limited to (1000 = a core)",
     )
     memory_mb: int | None = Field(
-        default=None, ge=6, le=10_000_000, description="memory each replica reserves and is limited to, MiB"
+        default=None,
+        ge=limits.MEMORY_MB.minimum,
+        le=limits.MEMORY_MB.maximum,
+        description="memory each replica reserves and is limited to, MiB",
     )
     constraints: list[Annotated[str, Field(max_length=255)]] | None = Field(
         default=None, max_length=20, description='node labels replicas need: "key=value" or "key!=value"'
@@ -214,12 +262,15 @@ class PlacementFields(Body):
     )
     overlap_seconds: float | None = Field(
         default=None,
-        ge=0,
-        le=3600,
+        ge=limits.OVERLAP_SECONDS.minimum,
+        le=limits.OVERLAP_SECONDS.maximum,
         description="how long old replicas keep serving beside the new ones once those are routed",
     )
     draining_seconds: int | None = Field(
-        default=None, ge=0, le=3600, description="SIGTERM → SIGKILL grace when a replica is stopped"
+        default=None,
+        ge=limits.DRAINING_SECONDS.minimum,
+        le=limits.DRAINING_SECONDS.maximum,
+        description="SIGTERM → SIGKILL grace when a replica is stopped",
     )
 
     @field_validator("constraints")
@@ -231,6 +282,8 @@ class PlacementFields(Body):
 class ServiceCreate(BuildFields, PlacementFields):
     """A service runs `image`, or code from `repo_url` (at `repo_branch`), or code uploaded with
     each deploy (`dockyard deploy PATH`) when neither is given."""
+
+    multiline = frozenset({"repo_deploy_key"})  # a PEM or OpenSSH block
 
     name: ServiceName
     image: str | None = Field(default=None, max_length=512, description="image, e.g. registry:5000/app:1.2")
@@ -248,8 +301,13 @@ class ServiceCreate(BuildFields, PlacementFields):
     )
     watch_patterns: WatchPatterns = Field(default_factory=list)
     previews: bool = Field(default=True, description="deploy it in pull-request previews (when enabled)")
-    port: int = Field(default=8080, ge=1, le=65535, description="port the service listens on ($PORT)")
-    replicas: int = Field(default=1, ge=1, le=100)
+    port: int = Field(
+        default=8080,
+        ge=limits.PORT.minimum,
+        le=limits.PORT.maximum,
+        description="port the service listens on ($PORT)",
+    )
+    replicas: int = Field(default=1, ge=limits.REPLICAS.minimum, le=limits.REPLICAS.maximum)
     health_check_path: HealthPath | None = None
     constraints: list[Annotated[str, Field(max_length=255)]] = Field(  # type: ignore[assignment]
         default_factory=list,
@@ -277,6 +335,7 @@ class ServiceCreate(BuildFields, PlacementFields):
 
 
 class ServiceUpdate(BuildFields, PlacementFields):
+    multiline = frozenset({"repo_deploy_key"})  # a PEM or OpenSSH block
     image: str | None = Field(
         default=None, max_length=512, description="run this image (drops the repository)"
     )
@@ -292,8 +351,8 @@ class ServiceUpdate(BuildFields, PlacementFields):
     )
     watch_patterns: WatchPatterns | None = None
     previews: bool | None = None
-    port: int | None = Field(default=None, ge=1, le=65535)
-    replicas: int | None = Field(default=None, ge=1, le=100)
+    port: int | None = Field(default=None, ge=limits.PORT.minimum, le=limits.PORT.maximum)
+    replicas: int | None = Field(default=None, ge=limits.REPLICAS.minimum, le=limits.REPLICAS.maximum)
     health_check_path: HealthPath | None = None
 
     @model_validator(mode="after")
@@ -423,6 +482,8 @@ RESERVED_VARIABLES = {"PORT": "Dockyard sets it to the service's port (change th
 class VariablesUpdate(Body):
     """Merged into the environment's variables, like Railway's raw editor: names left out are kept."""
 
+    multiline = frozenset({"variables"})  # values may span lines (certificates, keys)
+
     variables: dict[str, str | None] = Field(
         description=(
             '{"NAME": "value"} sets NAME, {"NAME": null} deletes it. Names: letters, digits and _, '
@@ -503,6 +564,8 @@ class NodeCapacity(BaseModel):
 
 
 class NodeEnroll(Body):
+    multiline = frozenset({"csr"})
+
     token: str = Field(min_length=1, max_length=256, description="a join token (single use)")
     name: NodeName
     csr: Annotated[str, Field(max_length=16 * 1024), AfterValidator(_valid_csr)] = Field(
@@ -548,14 +611,18 @@ class RollbackCreate(Body):
 
 
 class ScaleCreate(Body):
-    replicas: int = Field(ge=1, le=100, description="how many replicas the service runs from now on")
+    replicas: int = Field(
+        ge=limits.REPLICAS.minimum,
+        le=limits.REPLICAS.maximum,
+        description="how many replicas the service runs from now on",
+    )
     environment: EnvironmentName = "production"
 
 
 # --- node pools ----------------------------------------------------------------------------------
 
 
-class NodePoolCreate(NodePoolSpec):
+class NodePoolCreate(NodePoolSpec, PrintableText):
     """A node pool: the spec of its guests (core.proxmox.spec.NodePoolSpec, validated field by field)
     and how many there are to be now."""
 

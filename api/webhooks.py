@@ -14,6 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.deploys import CommitInfo, PendingDeployment, new_deployment, service_variables
+from api.hostnames import services_with_free_hostnames
 from api.store import environment_by_name
 from core.contracts import SourceSpec
 from core.models import Environment, Project, Service, WebhookDelivery
@@ -133,6 +134,10 @@ async def apply_pull_request(
         outcome.notes.append(
             f"pull request #{pr.number}: no service previews {pr.repository.full_name} into {pr.base_branch}"
         )
+        return
+    services, clashing = await services_with_free_hostnames(session, services, name, settings.apps_domain)
+    outcome.skipped.update(clashing)
+    if not services:
         return
     preview = await _environment(session, project, name)
     if preview is None:

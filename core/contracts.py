@@ -10,6 +10,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from core import limits
+
 REPLICA_ID_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,127}$"
 
 
@@ -60,7 +62,12 @@ class ReplicaSpec(Contract):
     environment_id: str
     deployment_id: str
     image: str = Field(description="image reference pinned by digest: registry/name@sha256:...")
-    port: int = Field(default=8080, ge=1, le=65535, description="port the process listens on (also $PORT)")
+    port: int = Field(
+        default=8080,
+        ge=limits.PORT.minimum,
+        le=limits.PORT.maximum,
+        description="port the process listens on (also $PORT)",
+    )
     env: dict[str, str] = Field(default_factory=dict)
     sealed_env: str | None = Field(
         default=None, description="the service's variables, sealed with the platform key (core.secrets)"
@@ -71,7 +78,9 @@ class ReplicaSpec(Contract):
     cpu_millis: int | None = Field(default=None, ge=10)
     memory_mb: int | None = Field(default=None, ge=6)
     # SIGTERM → SIGKILL when the replica is stopped (Railway's drainingSeconds); None: the agent's default.
-    stop_grace_seconds: int | None = Field(default=None, ge=0, le=3600)
+    stop_grace_seconds: int | None = Field(
+        default=None, ge=limits.DRAINING_SECONDS.minimum, le=limits.DRAINING_SECONDS.maximum
+    )
 
 
 class ReplicaState(StrEnum):
@@ -178,8 +187,8 @@ class DeployRequest(Contract):
     image_repository: str | None = Field(
         default=None, description="where a built image is pushed: <registry>/<project>/<service>"
     )
-    replicas: int = Field(default=1, ge=1, le=100)
-    port: int = Field(default=8080, ge=1, le=65535)
+    replicas: int = Field(default=1, ge=limits.REPLICAS.minimum, le=limits.REPLICAS.maximum)
+    port: int = Field(default=8080, ge=limits.PORT.minimum, le=limits.PORT.maximum)
     env: dict[str, str] = Field(default_factory=dict)
     # The service's variables travel sealed: Temporal keeps workflow inputs in its history, and
     # only the activity that hands them to an agent opens them.
@@ -188,8 +197,12 @@ class DeployRequest(Contract):
     placement: PlacementSettings = Field(default_factory=lambda: PlacementSettings())
     # Seconds the old replicas keep serving beside the new ones once those are routed (Railway's
     # overlapSeconds; None: the platform's drain_seconds) and their stop grace (drainingSeconds).
-    overlap_seconds: float | None = Field(default=None, ge=0, le=3600)
-    draining_seconds: int | None = Field(default=None, ge=0, le=3600)
+    overlap_seconds: float | None = Field(
+        default=None, ge=limits.OVERLAP_SECONDS.minimum, le=limits.OVERLAP_SECONDS.maximum
+    )
+    draining_seconds: int | None = Field(
+        default=None, ge=limits.DRAINING_SECONDS.minimum, le=limits.DRAINING_SECONDS.maximum
+    )
 
 
 class DeployAccepted(Contract):

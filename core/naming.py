@@ -16,7 +16,22 @@ def replica_id(deployment_id: str, index: int) -> str:
 
 
 def service_hostname(service_slug: str, environment_name: str, apps_domain: str) -> str:
-    return f"{service_slug}-{environment_name}.{apps_domain}"
+    return f"{hostname_label(service_slug, environment_name)}.{apps_domain}"
+
+
+def hostname_label(service_slug: str, environment_name: str) -> str:
+    return f"{service_slug}-{environment_name}"
+
+
+def label_owners(label: str) -> list[tuple[str, str]]:
+    """Every (service slug, environment name) whose hostname label is `label`: the label cut at
+    each hyphen. Slugs and environment names hold hyphens too, so `web` in `a-b` and `web-a` in
+    `b` share `web-a-b`: two pairs of one label collide."""
+    return [
+        (label[:cut], label[cut + 1 :])
+        for cut, char in enumerate(label)
+        if char == "-" and 0 < cut < len(label) - 1
+    ]
 
 
 def service_slug_candidates(service_name: str, project_name: str, suffix: str) -> list[str]:

@@ -4,11 +4,12 @@ from fastapi import APIRouter, status
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from api.deps import CurrentActor, SessionDep
+from api.deps import CurrentActor, SessionDep, SettingsDep
 from api.errors import Conflict
+from api.hostnames import refuse_hostname_clash
 from api.schemas import EnvironmentCreate, EnvironmentRead, ProjectCreate, ProjectRead, ProjectUpdate
 from api.store import audit, environment_by_name, get_or_404
-from core.models import Environment, Project
+from core.models import Environment, Project, Service
 
 router = APIRouter(prefix="/v1/projects", tags=["projects"])
 
@@ -71,9 +72,13 @@ async def list_environments(project_id: str, session: SessionDep, _: CurrentActo
     "/{project_id}/environments", status_code=status.HTTP_201_CREATED, operation_id="create_environment"
 )
 async def create_environment(
-    project_id: str, body: EnvironmentCreate, session: SessionDep, actor: CurrentActor
+    project_id: str, body: EnvironmentCreate, session: SessionDep, settings: SettingsDep, actor: CurrentActor
 ) -> EnvironmentRead:
     await get_or_404(session, Project, project_id)
+    slugs = await session.scalars(select(Service.slug).where(Service.project_id == project_id))
+    await refuse_hostname_clash(
+        session, [(slug, body.name) for slug in slugs], settings.apps_domain, "name", body.name
+    )
     environment = Environment(project_id=project_id, name=body.name)
     session.add(environment)
     try:

@@ -9,6 +9,7 @@ from sqlalchemy.exc import IntegrityError
 
 from api.deps import CurrentActor, SessionDep, SettingsDep
 from api.errors import Conflict
+from api.hostnames import refuse_hostname_clash
 from api.schemas import ServiceCreate, ServiceRead, ServiceUpdate, ServiceUrl, credential_kind, is_ssh_url
 from api.store import (
     allocate_slug,
@@ -19,7 +20,7 @@ from api.store import (
     service_url,
     service_urls,
 )
-from core.models import Project, Service
+from core.models import Environment, Project, Service
 from core.secrets import SecretBox
 from core.settings import Settings
 
@@ -102,6 +103,10 @@ async def create_service(
 ) -> ServiceRead:
     project = await get_or_404(session, Project, project_id)
     slug = await allocate_slug(session, body.name, project.name)
+    environments = await session.scalars(select(Environment.name).where(Environment.project_id == project_id))
+    await refuse_hostname_clash(
+        session, [(slug, name) for name in environments], settings.apps_domain, "name", body.name
+    )
     fields = body.model_dump(exclude=set(CREDENTIAL_FIELDS))
     service = Service(project_id=project_id, slug=slug, **fields)
     if (credential := _given_credential(body)) is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from core.limits import Range, control_character
 from core.planner.errors import ConfigError
 
 
@@ -27,7 +28,15 @@ class Checker:
             raise self.fail(key, f"expected a string, got {_kind(value)}")
         if "\n" in value or "\r" in value:
             raise self.fail(key, "expected a single line (join commands with && instead of newlines)")
+        if problem := control_character(value):
+            raise self.fail(key, problem)
         return value
+
+    def bounded_string(self, key: str, value: Any, max_length: int) -> str:
+        text = self.string(key, value)
+        if len(text) > max_length:
+            raise self.fail(key, f"{len(text)} characters is above the limit of {max_length}")
+        return text
 
     def strings(self, key: str, value: Any) -> list[str]:
         if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
@@ -44,11 +53,14 @@ class Checker:
             return str(value)
         return self.string(key, value)
 
-    def integer(self, key: str, value: Any, minimum: int) -> int:
+    def integer(self, key: str, value: Any, limit: Range) -> int:
+        """A whole number within `limit` (core.limits: the API's limit for the same setting)."""
         if isinstance(value, bool) or not isinstance(value, int):
             raise self.fail(key, f"expected a whole number, got {_kind(value)}")
-        if value < minimum:
-            raise self.fail(key, f"expected a number >= {minimum}, got {value}")
+        if value < limit.minimum:
+            raise self.fail(key, f"expected a number >= {limit.minimum}, got {value}")
+        if value > limit.maximum:
+            raise self.fail(key, f"{value} is above the limit of {limit.maximum} ({limit.what})")
         return value
 
     def known_keys(self, prefix: str, table: dict[str, Any], allowed: Iterable[str]) -> None:

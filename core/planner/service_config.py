@@ -3,6 +3,7 @@
 railway.* use Railway's camelCase keys; keys Railway knows and Dockyard does not use are ignored there.
 dockyard.toml takes the same keys in camelCase or snake_case and refuses unknown keys (it is our format).
 When both railway.toml and railway.json exist, railway.toml is read (as nixpacks.toml wins over .json).
+Values are held to the API's limits (core.limits): a file cannot ask for what the API would refuse.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from core import limits
 from core.planner.checks import Checker
 from core.planner.layers import PlanLayer
 from core.planner.model import DeployConfig
@@ -34,12 +36,21 @@ DEPLOY_KEYS = (  # file key (camelCase) -> DeployConfig field
     "overlapSeconds",
     "drainingSeconds",
 )
-MINIMUMS = {
-    "healthcheckTimeout": 1,
-    "restartPolicyMaxRetries": 0,
-    "numReplicas": 1,
-    "overlapSeconds": 0,
-    "drainingSeconds": 0,
+NUMBERS = {
+    "healthcheckTimeout": limits.HEALTHCHECK_TIMEOUT_SECONDS,
+    "restartPolicyMaxRetries": limits.RESTART_MAX_RETRIES,
+    "numReplicas": limits.REPLICAS,
+    "overlapSeconds": limits.OVERLAP_SECONDS,
+    "drainingSeconds": limits.DRAINING_SECONDS,
+}
+MAX_LENGTHS = {
+    "buildCommand": limits.COMMAND_MAX_LENGTH,
+    "dockerfilePath": limits.PATH_MAX_LENGTH,
+    "nixpacksConfigPath": limits.PATH_MAX_LENGTH,
+    "startCommand": limits.COMMAND_MAX_LENGTH,
+    "preDeployCommand": limits.COMMAND_MAX_LENGTH,
+    "healthcheckPath": limits.PATH_MAX_LENGTH,
+    "cronSchedule": limits.CRON_SCHEDULE_MAX_LENGTH,
 }
 
 
@@ -121,18 +132,28 @@ def _build(check: Checker, table: dict[str, Any]) -> BuildSettings:
         )
 
     def optional(key: str) -> str | None:
-        return check.string(f"build.{key}", table[key]) if key in table else None
+        return check.bounded_string(f"build.{key}", table[key], MAX_LENGTHS[key]) if key in table else None
 
     return BuildSettings(
         builder=builder,
         build_command=optional("buildCommand"),
         dockerfile_path=optional("dockerfilePath"),
-        watch_patterns=check.strings("build.watchPatterns", table["watchPatterns"])
-        if "watchPatterns" in table
-        else None,
+        watch_patterns=_watch_patterns(check, table["watchPatterns"]) if "watchPatterns" in table else None,
         nixpacks_config_path=optional("nixpacksConfigPath"),
         nixpacks_plan=plan,
     )
+
+
+def _watch_patterns(check: Checker, value: Any) -> list[str]:
+    patterns = check.strings("build.watchPatterns", value)
+    if len(patterns) > limits.WATCH_PATTERNS_MAX:
+        raise check.fail(
+            "build.watchPatterns",
+            f"{len(patterns)} patterns is above the limit of {limits.WATCH_PATTERNS_MAX}",
+        )
+    for index, pattern in enumerate(patterns):
+        check.bounded_string(f"build.watchPatterns[{index}]", pattern, limits.WATCH_PATTERN_MAX_LENGTH)
+    return patterns
 
 
 def _deploy(check: Checker, table: dict[str, Any]) -> DeployConfig:
@@ -141,12 +162,12 @@ def _deploy(check: Checker, table: dict[str, Any]) -> DeployConfig:
         if key not in table:
             continue
         value, where = table[key], f"deploy.{key}"
-        if key in MINIMUMS:
-            values[key] = check.integer(where, value, MINIMUMS[key])
-        elif key == "preDeployCommand" and isinstance(value, list):
-            values[key] = " && ".join(check.strings(where, value))
-        else:
-            values[key] = check.string(where, value)
+        if key in NUMBERS:
+            values[key] = check.integer(where, value, NUMBERS[key])
+            continue
+        if key == "preDeployCommand" and isinstance(value, list):
+            value = " && ".join(check.strings(where, value))
+        values[key] = check.bounded_string(where, value, MAX_LENGTHS.get(key, limits.COMMAND_MAX_LENGTH))
     if "restartPolicyType" in values:
         policy = values["restartPolicyType"].upper()
         if policy not in ("ON_FAILURE", "ALWAYS", "NEVER"):
@@ -154,8 +175,8 @@ def _deploy(check: Checker, table: dict[str, Any]) -> DeployConfig:
                 "deploy.restartPolicyType", f"expected ON_FAILURE, ALWAYS or NEVER, got {policy!r}"
             )
         values["restartPolicyType"] = policy
-    if "healthcheckPath" in values and not values["healthcheckPath"].startswith("/"):
-        raise check.fail("deploy.healthcheckPath", "expected a path starting with /")
+    if "healthcheckPath" in values and not re.match(limits.HEALTH_PATH_PATTERN, values["healthcheckPath"]):
+        raise check.fail("deploy.healthcheckPath", "expected a path starting with /, without spaces")
     if "cronSchedule" in values and len(values["cronSchedule"].split()) != 5:
         raise check.fail("deploy.cronSchedule", "expected a cron expression of five fields (m h dom mon dow)")
     return DeployConfig(**{_snake(key): value for key, value in values.items()})

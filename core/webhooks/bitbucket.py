@@ -117,7 +117,7 @@ def _commit(target: Fields) -> Commit:
         name = user.text("display_name")
     return Commit(
         sha=target.text("hash"),
-        message=target.text("message"),
+        message=target.text("message", multiline=True),
         author_name=name,
         author_email=(parsed.group("email") or None) if parsed else None,
     )

@@ -8,6 +8,7 @@ import json
 import re
 from collections.abc import Iterable, Mapping
 
+from core.limits import control_character
 from core.webhooks.events import Commit
 
 Headers = Mapping[str, str]
@@ -114,10 +115,14 @@ class Fields:
         got = "null" if value is None else type(value).__name__
         return PayloadError(f"{self.where(key)}: expected {expected}, got {got}")
 
-    def text(self, key: str) -> str:
+    def text(self, key: str, *, multiline: bool = False) -> str:
+        """A string without control characters (a commit message may hold tabs and line breaks):
+        what is read here reaches the database, git and the build."""
         value = self._get(key)
         if not isinstance(value, str):
             raise self._wrong(key, "a string", value)
+        if problem := control_character(value, multiline=multiline):
+            raise PayloadError(f"{self.where(key)}: {problem}")
         return value
 
     def opt_text(self, key: str) -> str | None:
@@ -187,7 +192,7 @@ def commit_of(fields: Fields) -> Commit:
     author = fields.obj("author")
     return Commit(
         sha=fields.text("id"),
-        message=fields.text("message"),
+        message=fields.text("message", multiline=True),
         author_name=author.text("name"),
         author_email=author.opt_text("email"),
     )
