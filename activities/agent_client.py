@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 
 from core import mtls, pki
-from core.contracts import Heartbeat, NodeInfo, ReplicaSpec, ReplicaStatus
+from core.contracts import Heartbeat, NodeInfo, ReplicaLog, ReplicaSpec, ReplicaStatus
 
 
 class AgentCallError(Exception):
@@ -117,6 +117,14 @@ class AgentClient:
         return ReplicaStatus.model_validate(
             await self._call("start", "POST", f"/v1/replicas/{replica_id}/start")
         )
+
+    async def replica_logs(self, replica_id: str, tail: int) -> list[str]:
+        """The last lines the replica wrote; none when the agent cannot say (a log tail is a courtesy)."""
+        try:
+            body = await self._call("logs", "GET", f"/v1/replicas/{replica_id}/logs", params={"tail": tail})
+        except AgentCallError:
+            return []
+        return ReplicaLog.model_validate(body).lines
 
     async def replicas(self, **filters: str) -> list[ReplicaStatus]:
         body = await self._call("list", "GET", "/v1/replicas", params=filters)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
@@ -12,17 +13,24 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.agent_client import AgentCallError, AgentClient, AgentTLS
-from activities.contracts import NodeRef, OrphanQuery, ReplicaBatch, ReplicaIds, ReplicaSet
+from activities.contracts import NodeRef, OrphanQuery, ReplicaBatch, ReplicaIds, ReplicaSet, StabilityWatch
 from activities.heartbeat import heartbeating
+from activities.releases import closed_releases
 from core.contracts import DeploymentStatus, ReplicaSpec, ReplicaState, ReplicaStatus
 from core.db import Database
 from core.models import Deployment, Node, RevokedCertificate
-from core.reconcile import DeploymentFacts, unowned_replicas
+from core.reconcile import DeploymentFacts, releases_to_check, unowned_replicas
 from core.scheduler import NodeState
 from core.secrets import SecretBox, SecretKeyMissing
 from core.settings import Settings
+from core.stability import HealthPolicy, Streak, Verdict, Watch, crash_reason, judge_health, judge_stability
 
 PROBE_INTERVAL_SECONDS = 0.05
+# Through the stability window: a probe every quarter second, and a replica failing this many in a row
+# (about a second and a half, a few probe timeouts) is unstable; one slow answer is not.
+STABILITY_PROBE_SECONDS = 0.25
+EXIT_CODE_WAIT_SECONDS = 3.0
+UNHEALTHY_PROBES = 6
 # A deployment's own workflow has cleaned up long before this after it ended; what is left is unowned.
 RECONCILE_GRACE = timedelta(seconds=60)
 
@@ -98,34 +106,32 @@ class AgentActivities:
 
     @activity.defn
     async def wait_replicas_healthy(self, batch: ReplicaBatch) -> ReplicaSet:
-        """Probe until every replica is healthy, or fail with the replica that is not and why."""
-        deadline = asyncio.get_running_loop().time() + self.settings.health_timeout_seconds
+        """Probe until every replica is healthy (core/stability.py), or fail with the replica that is not
+        and why: a crash loop at once, with its exit code and the last lines of its log; otherwise once
+        the health timeout has passed, counted from the first attempt (a retry does not restart it)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._health_time_left()
+        policy = self._health_policy(batch)
         pending = {spec.replica_id for spec in batch.specs}
+        streaks = dict.fromkeys(pending, Streak())
         healthy: dict[str, ReplicaStatus] = {}
         seen: dict[str, str] = {}  # the last thing each probe saw
         async with self._agent(batch.node) as agent:
             while pending:
-                activity.heartbeat(sorted(pending))
+                activity.heartbeat(self._health_started())
                 for replica_id in sorted(pending):
-                    status = await agent.replica(replica_id)
-                    if status is None:
-                        raise ApplicationError(
-                            f"node {agent.node}: replica {replica_id} disappeared while starting",
-                            type="ReplicaLost",
-                        )
-                    if status.healthy:
+                    status = await self._status(agent, replica_id)
+                    streaks[replica_id], verdict = judge_health(
+                        streaks[replica_id], status, loop.time(), policy
+                    )
+                    if verdict is Verdict.CRASHED:
+                        raise await self._crashed(agent, status)
+                    if verdict is Verdict.HEALTHY:
                         healthy[replica_id] = status
                         pending.discard(replica_id)
-                    elif status.state is ReplicaState.EXITED:
-                        raise ApplicationError(
-                            f"node {agent.node}: replica {replica_id} exited before it became healthy"
-                            + (f": {status.message}" if status.message else ""),
-                            type="ReplicaExited",
-                            non_retryable=True,
-                        )
                     elif status.message:
                         seen[replica_id] = status.message
-                if pending and asyncio.get_running_loop().time() > deadline:
+                if pending and loop.time() > deadline:
                     raise ApplicationError(
                         f"node {agent.node}: replicas {', '.join(sorted(pending))} not healthy within "
                         f"{self.settings.health_timeout_seconds:g}s"
@@ -139,6 +145,86 @@ class AgentActivities:
             deployment_id=batch.specs[0].deployment_id,
             node=batch.node.node_id or agent.node,
             replicas=[healthy[spec.replica_id] for spec in batch.specs],
+        )
+
+    def _health_policy(self, batch: ReplicaBatch) -> HealthPolicy:
+        """An HTTP check's 2xx/3xx answer is proof enough; a TCP connect must hold over a streak."""
+        tcp_only = any(spec.health_check.path is None for spec in batch.specs)
+        stable = self.settings.health_stable_seconds if tcp_only else 0.0
+        return HealthPolicy(
+            crash_loop_restarts=self.settings.crash_loop_restarts,
+            stable_seconds=stable,
+            stable_probes=3 if stable else 1,
+        )
+
+    def _health_started(self) -> float:
+        """When the first attempt of this step started probing (wall clock), carried in the heartbeat."""
+        details = activity.info().heartbeat_details
+        if details and isinstance(details[0], int | float):
+            return float(details[0])
+        return time.time()
+
+    def _health_time_left(self) -> float:
+        return max(0.0, self._health_started() + self.settings.health_timeout_seconds - time.time())
+
+    async def _status(self, agent: AgentClient, replica_id: str) -> ReplicaStatus:
+        status = await agent.replica(replica_id)
+        if status is None:
+            raise ApplicationError(
+                f"node {agent.node}: replica {replica_id} disappeared while starting", type="ReplicaLost"
+            )
+        return status
+
+    async def _crashed(self, agent: AgentClient, status: ReplicaStatus) -> ApplicationError:
+        status = await _with_exit_code(agent, status)
+        lines = await agent.replica_logs(status.replica_id, self.settings.crash_log_lines)
+        return ApplicationError(
+            f"node {agent.node}: replica {status.replica_id} {crash_reason(status, lines)}",
+            {"exit_code": status.exit_code, "restart_count": status.restart_count, "log": lines},
+            type="ReplicaCrashLoop" if status.state is not ReplicaState.EXITED else "ReplicaExited",
+            non_retryable=True,
+        )
+
+    @activity.defn
+    async def watch_replicas_stable(self, watch: StabilityWatch) -> None:
+        """Watch the replicas, now serving, through the stability window: fail (non-retryable) with the
+        first one that restarts, exits or keeps failing its probe, and why; answer once the window has
+        passed (counted from the first attempt: a retry does not restart it)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + max(
+            0.0, self._health_started() + self.settings.stability_window_seconds - time.time()
+        )
+        watches = {r.replica_id: Watch(restart_count=r.restart_count) for r in watch.replicas}
+        async with self._agent(watch.node) as agent:
+            while True:
+                activity.heartbeat(self._health_started())
+                for replica_id in sorted(watches):
+                    status = await agent.replica(replica_id)
+                    watches[replica_id], problem = judge_stability(
+                        watches[replica_id], status, UNHEALTHY_PROBES
+                    )
+                    if problem is not None:
+                        raise await self._unstable(agent, replica_id, problem, status)
+                if loop.time() >= deadline:
+                    return
+                await asyncio.sleep(min(STABILITY_PROBE_SECONDS, max(0.0, deadline - loop.time())))
+
+    async def _unstable(
+        self, agent: AgentClient, replica_id: str, problem: str, status: ReplicaStatus | None
+    ) -> ApplicationError:
+        if status is not None:
+            status = await _with_exit_code(agent, status)
+            if status.exit_code is not None and "with code" not in problem:
+                problem = f"{problem}; exit code {status.exit_code}"
+        lines = await agent.replica_logs(replica_id, self.settings.crash_log_lines) if status else []
+        tail = " | ".join(line.strip() for line in lines if line.strip())
+        return ApplicationError(
+            f"node {agent.node}: replica {replica_id} was not stable for "
+            f"{self.settings.stability_window_seconds:g}s after the cut-over: {problem}"
+            + (f"; last lines of its log: {tail}" if tail else ""),
+            {"log": lines},
+            type="ReplicaUnstable",
+            non_retryable=True,
         )
 
     @activity.defn
@@ -191,7 +277,10 @@ class AgentActivities:
             async with self._agent(node) as agent:
                 owned = await agent.replicas()
                 deployments = await self._deployment_facts({r.deployment_id or "" for r in owned})
-                unowned = unowned_replicas(owned, deployments, datetime.now(UTC), RECONCILE_GRACE)
+                now = datetime.now(UTC)
+                releases = releases_to_check(owned, deployments, now, RECONCILE_GRACE)
+                closed = await closed_releases(activity.client(), releases) if releases else set()
+                unowned = unowned_replicas(owned, deployments, now, RECONCILE_GRACE, closed)
                 for replica in unowned:
                     activity.logger.info(
                         "node %s: removing %s (%s)", agent.node, replica.replica_id, replica.reason
@@ -207,14 +296,28 @@ class AgentActivities:
             return {}
         async with self.db.session() as session:
             rows = await session.execute(
-                select(Deployment.id, Deployment.status, Deployment.finished_at, Deployment.updated_at).where(
-                    Deployment.id.in_(deployment_ids)
-                )
+                select(
+                    Deployment.id,
+                    Deployment.status,
+                    Deployment.finished_at,
+                    Deployment.updated_at,
+                    Deployment.workflow_id,
+                ).where(Deployment.id.in_(deployment_ids))
             )
             return {
-                id_: DeploymentFacts(DeploymentStatus(status), finished_at or updated_at)
-                for id_, status, finished_at, updated_at in rows
+                id_: DeploymentFacts(DeploymentStatus(status), finished_at or updated_at, workflow_id)
+                for id_, status, finished_at, updated_at, workflow_id in rows
             }
+
+
+async def _with_exit_code(agent: AgentClient, status: ReplicaStatus) -> ReplicaStatus:
+    """The status once it shows how the replica exits: Docker only tells while the container is down
+    (restarting, exited), and a crash-looping one is down again within a few seconds."""
+    deadline = asyncio.get_running_loop().time() + EXIT_CODE_WAIT_SECONDS
+    while status.exit_code is None and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(PROBE_INTERVAL_SECONDS)
+        status = await agent.replica(status.replica_id) or status
+    return status
 
 
 def _as_activity_error(exc: AgentCallError) -> Exception:

@@ -76,6 +76,24 @@ class ReplicaSet(Contract):
     replicas: list[ReplicaStatus]
 
 
+class StabilityWatch(Contract):
+    """The replicas of one node to watch after the cut-over, as they passed the health step: their
+    restart counts then are the baseline a restart is counted from."""
+
+    node: NodeRef = Field(default_factory=NodeRef)
+    replicas: list[ReplicaStatus]
+
+
+class Rollback(Contract):
+    """A release that was ACTIVE and is rolled back: it becomes FAILED with the step and the reason, and
+    the deployment it replaced (if any) ACTIVE again, with its replicas."""
+
+    failed_deployment_id: str
+    failed_step: str
+    reason: str
+    previous_deployment_id: str | None = None
+
+
 class RouteSpec(Contract):
     service_id: str
     environment_id: str

@@ -200,7 +200,21 @@ def replica_status(attrs: dict[str, Any], node_address: str, healthy: bool = Fal
         deployment_id=labels.get(LABEL_DEPLOYMENT),
         image=(attrs.get("Config") or {}).get("Image"),
         message=_state_message(attrs),
+        restart_count=int(attrs.get("RestartCount") or 0),
+        exit_code=_exit_code(attrs),
     )
+
+
+def _exit_code(attrs: dict[str, Any]) -> int | None:
+    """The code of the last exit, while the container is down (exited, restarting); None while it runs:
+    Docker resets ExitCode to 0 when it starts the container again."""
+    state = attrs.get("State") or {}
+    if state.get("Status") in ("running", "created", "paused"):
+        return None
+    if str(state.get("FinishedAt") or "").startswith("0001-"):
+        return None
+    code = state.get("ExitCode")
+    return int(code) if code is not None else None
 
 
 def stop_grace_of(attrs: dict[str, Any], default: int) -> int:

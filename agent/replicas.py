@@ -17,9 +17,9 @@ from typing import Any, TypeVar
 from agent import containers, host
 from agent.errors import AgentFailure
 from agent.health import probe
-from agent.runtime import Conflict, DockerError, DockerUnavailable, PullFailed, Runtime
+from agent.runtime import Conflict, DockerError, DockerUnavailable, PullFailed, Refused, Runtime
 from agent.settings import AgentSettings
-from core.contracts import Heartbeat, NodeInfo, ReplicaSpec, ReplicaState, ReplicaStatus
+from core.contracts import Heartbeat, NodeInfo, ReplicaLog, ReplicaSpec, ReplicaState, ReplicaStatus
 
 T = TypeVar("T")
 
@@ -80,6 +80,15 @@ class Replicas:
             name = containers.container_name(replica_id)
             await self._docker("remove", replica_id, self.runtime.remove, name, grace_seconds)
 
+    async def logs(self, replica_id: str, tail: int) -> ReplicaLog:
+        """The last `tail` lines of the replica's output: why a crashing one exits."""
+        if await self._inspect(replica_id) is None:
+            reason = f"no container {containers.container_name(replica_id)} on node {self.settings.node_name}"
+            raise AgentFailure(404, "find", reason, replica_id)
+        name = containers.container_name(replica_id)
+        lines = await self._docker("logs", replica_id, self.runtime.logs, name, tail)
+        return ReplicaLog(replica_id=replica_id, lines=list(lines))
+
     async def heartbeat(self) -> Heartbeat:
         capacity, usage = await asyncio.to_thread(host.capacity_and_usage)
         return Heartbeat(
@@ -130,6 +139,10 @@ class Replicas:
             return await self._created_elsewhere(spec.replica_id)
         except DockerUnavailable as exc:
             raise AgentFailure(503, "create", exc.reason, spec.replica_id) from None
+        except Refused as exc:
+            raise AgentFailure(
+                422, "create", f"Docker refused the container: {exc.reason}", spec.replica_id
+            ) from None
         except DockerError as exc:
             raise AgentFailure(500, "create", exc.reason, spec.replica_id) from None
         attrs = await self._inspect(spec.replica_id)
@@ -184,6 +197,10 @@ class Replicas:
             return await asyncio.to_thread(call, *args)
         except DockerUnavailable as exc:
             raise AgentFailure(503, step, exc.reason, replica_id) from None
+        except Refused as exc:
+            # Docker's 4xx: the request is wrong as it stands (a limit beyond the host, say), so the
+            # caller must not retry it; Docker's own words tell the user what to change.
+            raise AgentFailure(422, step, f"Docker refused it: {exc.reason}", replica_id) from None
         except DockerError as exc:
             raise AgentFailure(500, step, exc.reason, replica_id) from None
 

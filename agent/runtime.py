@@ -23,6 +23,7 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 DEFAULT_STOP_TIMEOUT_SECONDS = 10  # Docker's own, for a container created without one
+LOG_LINE_LIMIT = 500  # characters kept of one log line (a minified bundle echoed by an app)
 
 
 class DockerError(Exception):
@@ -45,6 +46,11 @@ class PullFailed(DockerError):
     """The engine could not pull the image; `reason` is the registry's message."""
 
 
+class Refused(DockerError):
+    """HTTP 4xx (other than 404 and 409): the engine will never accept this request as it stands, e.g.
+    "Range of CPUs is from 0.01 to 2.00, as there are only 2 CPUs available". Retrying cannot help."""
+
+
 class Runtime(Protocol):
     def inspect(self, name: str) -> dict[str, Any] | None: ...
     def has_image(self, ref: str) -> bool: ...
@@ -53,6 +59,7 @@ class Runtime(Protocol):
     def start(self, name: str) -> None: ...
     def list(self, filters: dict[str, list[str]]) -> list[dict[str, Any]]: ...
     def remove(self, name: str, grace_seconds: int | None) -> None: ...
+    def logs(self, name: str, tail: int) -> tuple[str, ...]: ...
     def version(self) -> str: ...
     def close(self) -> None: ...
 
@@ -64,11 +71,19 @@ def _translated(method: Callable[P, T]) -> Callable[P, T]:
             return method(*args, **kwargs)
         except docker.errors.APIError as exc:
             reason = str(exc.explanation or exc)
-            raise (Conflict if exc.status_code == 409 else DockerError)(reason) from None
+            raise _error_class(exc.status_code)(reason) from None
         except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
             raise DockerUnavailable(f"docker engine unreachable: {exc}") from None
 
     return call
+
+
+def _error_class(status_code: int | None) -> type[DockerError]:
+    if status_code == 409:
+        return Conflict
+    if status_code is not None and 400 <= status_code < 500:
+        return Refused
+    return DockerError
 
 
 class DockerRuntime:
@@ -164,6 +179,17 @@ class DockerRuntime:
             self.client.api.remove_container(name, force=True)
         except docker.errors.NotFound:
             return
+
+    @_translated
+    def logs(self, name: str, tail: int) -> tuple[str, ...]:
+        """The last `tail` lines the container wrote (stdout and stderr, as Docker interleaved them),
+        each cut to LOG_LINE_LIMIT characters; none for a missing container."""
+        try:
+            raw = self.client.api.logs(name, stdout=True, stderr=True, tail=tail, timestamps=False)
+        except docker.errors.NotFound:
+            return ()
+        text = raw.decode(errors="replace") if isinstance(raw, bytes) else str(raw)
+        return tuple(line[:LOG_LINE_LIMIT] for line in text.splitlines()[-tail:])
 
     @_translated
     def version(self) -> str:

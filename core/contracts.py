@@ -102,6 +102,15 @@ class ReplicaStatus(Contract):
     deployment_id: str | None = None
     image: str | None = None
     message: str | None = None
+    restart_count: int = Field(default=0, description="times Docker's restart policy restarted it")
+    exit_code: int | None = Field(default=None, description="the exit code of its last run, once it ran")
+
+
+class ReplicaLog(Contract):
+    """The last lines a replica wrote (stdout and stderr), oldest first."""
+
+    replica_id: str
+    lines: list[str]
 
 
 class NodeInfo(Contract):

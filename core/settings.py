@@ -118,6 +118,16 @@ class Settings(BaseSettings):
     health_timeout_seconds: float = Field(default=60.0, gt=0)
     routing_timeout_seconds: float = Field(default=30.0, gt=0)
     drain_seconds: float = Field(default=0.5, ge=0)
+    # A new replica restarted this many times by Docker fails the health step at once (a crash loop),
+    # with its exit code and the last `crash_log_lines` lines of its log.
+    crash_loop_restarts: int = Field(default=3, ge=1, le=100)
+    crash_log_lines: int = Field(default=20, ge=1, le=200)
+    # A TCP-only health check passes once the replica has accepted connections over this long, on the
+    # same restart count (a process that accepts and then dies does not).
+    health_stable_seconds: float = Field(default=2.0, ge=0, le=300)
+    # After the cut-over, how long the new replicas are watched (restarts, exits, failing probes) while
+    # the previous deployment's replicas are kept; an unstable release is rolled back on its own.
+    stability_window_seconds: float = Field(default=10.0, ge=0, le=3600)
 
     # Proxmox VE, where node pools' guests are cloned. Every cluster member serves the API: `proxmox_hosts`
     # lists the ones to use, `host` or `host:port` (comma-separated in the variable), the next tried when
