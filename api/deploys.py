@@ -4,20 +4,26 @@ Two phases, so that a caller can record several deployments (and what caused the
 transaction before any of them starts:
 
     pending = new_deployment(session, settings, service, environment, source, commit)
-    await session.commit()
-    await submit(session, settings, temporal, pending)   # FAILED at `submit` if Temporal refuses
+    await session.commit()    # recorded with its DeployRequest: the outbox (api/submissions.py)
+    await submit(session, settings, temporal, pending)   # FAILED at `submit` only if Temporal refuses
+
+A crash between the two, or an answer from Temporal that never arrives, leaves the deployment in
+the outbox; the relay in the API process submits it again, keyed by its id, so it is released once.
 """
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.exceptions import HTTPException
 
-from api.releases import TemporalConnection, submit_deploy
+from api.crash_points import crash_point
+from api.releases import DeployRefused, DeployUnconfirmed, TemporalConnection, submit_deploy
 from api.store import audit
+from api.submissions import mark_refused, mark_submitted, mark_unconfirmed
 from api.variables import build_variables, effective_variables
 from core.contracts import BuildOptions, DeploymentStatus, DeployRequest, PlacementSettings, SourceSpec
 from core.models import Deployment, Environment, Service, new_id
@@ -26,6 +32,8 @@ from core.secrets import SecretBox
 from core.settings import Settings
 
 COMMIT_MESSAGE_MAX = 500
+# The longest a route waits on Temporal for one deployment; past it, the relay finds out what happened.
+SUBMIT_TIMEOUT_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -115,6 +123,7 @@ def new_deployment(
         overlap_seconds=config.get("overlap_seconds"),
         draining_seconds=config.get("draining_seconds"),
     )
+    deployment.deploy_request = request.model_dump(mode="json")
     return PendingDeployment(deployment, request)
 
 
@@ -188,18 +197,31 @@ async def service_variables(
 async def submit(
     session: AsyncSession, settings: Settings, temporal: TemporalConnection, pending: PendingDeployment
 ) -> None:
-    """Hand a committed deployment to its service's workflow. Whatever goes wrong, the deployment
-    does not stay QUEUED with no workflow behind it: it ends FAILED at `submit` with the reason."""
+    """Hand a committed deployment to its service's workflow and record that Temporal has it.
+
+    Temporal refuses it, or cannot be reached before anything is sent: it ends FAILED at `submit`
+    with the reason (raised as an HTTPException). Temporal does not say (a timeout, a connection lost
+    mid-call): it stays QUEUED, noted unconfirmed, and the relay (api/submissions.py) asks Temporal
+    and submits it again if need be. It is never FAILED while Temporal may be running it."""
+    deployment_id = pending.deployment.id
     try:
-        await submit_deploy(temporal, settings, pending.request)
-    except Exception as exc:
-        error = exc if isinstance(exc, HTTPException) else HTTPException(503, f"could not submit: {exc!r}")
-        deployment = pending.deployment
-        deployment.status = DeploymentStatus.FAILED.value
-        deployment.failed_step = "submit"
-        deployment.message = str(error.detail)
-        await session.commit()
-        raise error from None
+        client = await temporal.get()
+    except HTTPException as exc:
+        await mark_refused(session, deployment_id, str(exc.detail))
+        raise
+    crash_point("before-submit")
+    try:
+        async with asyncio.timeout(SUBMIT_TIMEOUT_SECONDS):
+            await submit_deploy(client, settings, pending.request)
+    except DeployRefused as exc:
+        await mark_refused(session, deployment_id, exc.reason)
+        raise HTTPException(exc.status_code, exc.reason) from None
+    except (DeployUnconfirmed, TimeoutError) as exc:
+        reason = str(exc) or f"no answer within {SUBMIT_TIMEOUT_SECONDS:g}s"
+        await mark_unconfirmed(session, deployment_id, reason)
+        return
+    crash_point("after-submit")
+    await mark_submitted(session, deployment_id)
 
 
 def _subject(message: str | None) -> str | None:

@@ -26,6 +26,7 @@ from api.routes import (
     variables,
     webhooks,
 )
+from api.submissions import relay_forever
 from core import mtls, pki
 from core.db import Database, migrate_async
 from core.settings import Settings
@@ -39,9 +40,15 @@ def create_app(settings: Settings, *, run_migrations: bool = True) -> FastAPI:
         if run_migrations:
             await migrate_async(settings.database_url)
         app.state.db = Database(settings.database_url)
+        # Deployments recorded but not (known to be) in Temporal: submitted again, at start and
+        # every few seconds (api/submissions.py).
+        relay = asyncio.create_task(relay_forever(app.state.db, settings, app.state.temporal))
         try:
             yield
         finally:
+            relay.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await relay
             await app.state.db.dispose()
 
     app = FastAPI(

@@ -13,7 +13,8 @@ from temporalio.client import (
     WorkflowUpdateRPCTimeoutOrCancelledError,
 )
 from temporalio.common import WorkflowIDConflictPolicy
-from temporalio.service import RPCError
+from temporalio.exceptions import FailureError
+from temporalio.service import RPCError, RPCStatusCode
 
 from core.contracts import DeployAccepted, DeployRequest
 from core.naming import deploy_workflow_id, service_workflow_id
@@ -46,15 +47,50 @@ class TemporalConnection:
             return self._client
 
 
-async def submit_deploy(
-    temporal: TemporalConnection, settings: Settings, request: DeployRequest
-) -> DeployAccepted:
+class DeployRefused(Exception):
+    """Temporal answered and did not take the deployment: nothing of it runs."""
+
+    def __init__(self, status_code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status_code = status_code
+        self.reason = reason
+
+
+class DeployUnconfirmed(Exception):
+    """The call ended without an answer that says whether Temporal has the deployment (a timeout, a
+    connection lost mid-call): it may run. Ask Temporal again (the relay, api/submissions.py)."""
+
+
+# Status codes with which Temporal answers a call it did not carry out. Any other failure
+# (UNAVAILABLE, DEADLINE_EXCEEDED, CANCELLED, UNKNOWN, INTERNAL...) may come after the deploy was
+# admitted, so it proves nothing.
+REFUSALS = frozenset(
+    {
+        RPCStatusCode.INVALID_ARGUMENT,
+        RPCStatusCode.NOT_FOUND,
+        RPCStatusCode.ALREADY_EXISTS,
+        RPCStatusCode.PERMISSION_DENIED,
+        RPCStatusCode.RESOURCE_EXHAUSTED,
+        RPCStatusCode.FAILED_PRECONDITION,
+        RPCStatusCode.OUT_OF_RANGE,
+        RPCStatusCode.UNIMPLEMENTED,
+        RPCStatusCode.UNAUTHENTICATED,
+    }
+)
+
+
+async def submit_deploy(client: Client, settings: Settings, request: DeployRequest) -> DeployAccepted:
     """Start the service's entity workflow if needed and send it the deploy, in one call.
+
+    Keyed by the deployment id: the ServiceWorkflow refuses a deployment it has queued or released,
+    and that refusal is answered here as accepted, so submitting again (after a crash, or when an
+    earlier call's outcome is unknown) never releases twice.
 
     A worker accepts the update within milliseconds. With no worker polling, the SDK would wait
     for acceptance forever; after ACCEPT_WAIT_SECONDS the deploy is left admitted on the started
-    workflow (a worker receives it with its first workflow task) and reported as queued."""
-    client = await temporal.get()
+    workflow (a worker receives it with its first workflow task) and reported as queued.
+
+    Raises DeployRefused when Temporal says no, DeployUnconfirmed when it does not say."""
     workflow_id = service_workflow_id(request.service_id, request.environment_id)
     start = WithStartWorkflowOperation(
         ServiceWorkflow.run,
@@ -84,10 +120,38 @@ async def submit_deploy(
         # The SDK reports our timeout's cancellation as its own error type.
         return await _queued_without_worker(client, workflow_id, request)
     except WorkflowUpdateFailedError as exc:
-        raise HTTPException(409, f"deploy rejected: {exc.cause or exc}") from None
+        if already_has(exc, request.deployment_id):
+            return _accepted(request)
+        raise DeployRefused(409, f"deploy rejected: {exc.cause or exc}") from None
     except RPCError as exc:
-        raise HTTPException(503, f"Temporal refused the deploy: {exc.message}") from None
+        if exc.status in REFUSALS:
+            raise DeployRefused(503, f"Temporal refused the deploy: {exc.message}") from None
+        raise DeployUnconfirmed(f"Temporal did not answer the deploy: {exc.message}") from None
+    except Exception as exc:  # e.g. the SDK's "connection lost": what reached the server is unknown
+        raise DeployUnconfirmed(f"Temporal did not answer the deploy: {exc!r}") from None
     return accepted
+
+
+def already_has(error: WorkflowUpdateFailedError, deployment_id: str) -> bool:
+    """Whether the ServiceWorkflow refused the deploy because it already has this deployment (its
+    validator's words: `deployment <id> is already queued` / `... was already released`)."""
+    cause = error.cause
+    message = cause.message if isinstance(cause, FailureError) else str(cause or "")
+    return message.startswith(
+        (f"deployment {deployment_id} is already queued", f"deployment {deployment_id} was already released")
+    )
+
+
+async def deploy_workflow_started(client: Client, workflow_id: str) -> bool:
+    """Whether a release of the deployment (its DeployWorkflow, `deploy/<service>/<env>/<id>`) ever
+    started. Raises DeployUnconfirmed when Temporal does not say."""
+    try:
+        await client.get_workflow_handle(workflow_id).describe()
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            return False
+        raise DeployUnconfirmed(f"Temporal did not describe {workflow_id}: {exc.message}") from None
+    return True
 
 
 async def start_teardown(temporal: TemporalConnection, settings: Settings, request: TeardownRequest) -> str:
@@ -113,9 +177,13 @@ async def _queued_without_worker(client: Client, workflow_id: str, request: Depl
     try:
         description = await client.get_workflow_handle(workflow_id).describe()
     except RPCError as exc:
-        raise HTTPException(503, f"Temporal did not start {workflow_id}: {exc.message}") from None
+        raise DeployUnconfirmed(f"Temporal did not describe {workflow_id}: {exc.message}") from None
     if description.status != WorkflowExecutionStatus.RUNNING:
-        raise HTTPException(503, f"Temporal did not start {workflow_id} (it is {description.status})")
+        raise DeployUnconfirmed(f"Temporal did not start {workflow_id} (it is {description.status})")
+    return _accepted(request)
+
+
+def _accepted(request: DeployRequest) -> DeployAccepted:
     return DeployAccepted(
         deployment_id=request.deployment_id,
         workflow_id=deploy_workflow_id(request.service_id, request.environment_id, request.deployment_id),

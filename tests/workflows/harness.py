@@ -18,7 +18,7 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Worker
 
-from api.releases import TemporalConnection, submit_deploy
+from api.releases import submit_deploy
 from core.contracts import DeployAccepted, DeployRequest, DeployResult
 from core.naming import deploy_workflow_id, service_workflow_id
 from core.settings import Settings, load_settings
@@ -52,8 +52,7 @@ class Dockyard:
 
     async def deploy(self, deployment_id: str, **changes: Any) -> DeployAccepted:
         """What POST /v1/services/{id}/deployments does: update-with-start of the entity workflow."""
-        connection = _Connected(self.client, self.settings)
-        return await submit_deploy(connection, self.settings, self.request(deployment_id, **changes))
+        return await submit_deploy(self.client, self.settings, self.request(deployment_id, **changes))
 
     @property
     def service(self) -> WorkflowHandle[Any, Any]:
@@ -92,17 +91,6 @@ class Dockyard:
         except RPCError as exc:
             if exc.status != RPCStatusCode.NOT_FOUND:
                 raise
-
-
-class _Connected(TemporalConnection):
-    """The API's Temporal connection, already connected to the test server."""
-
-    def __init__(self, client: Client, settings: Settings) -> None:
-        super().__init__(settings)
-        self._connected = client
-
-    async def get(self) -> Client:
-        return self._connected
 
 
 def settings_for(task_queue: str, **changes: Any) -> Settings:
