@@ -19,12 +19,14 @@ import docker
 import httpx
 import pytest
 
+from api.crash_points import CRASH_FILE_VARIABLE
 from tests.support.components import REPO_ROOT
 from tests.support.images import SESSION_REGISTRIES, build_http_image
 from tests.support.registry import free_port
 
 DOCKYARD = [sys.executable, "-m", "cli"]
 FINAL = {"ACTIVE", "FAILED", "SUPERSEDED", "CANCELLED", "REMOVED"}
+CRASH_FILE_NAME = "crash-point"
 
 
 @dataclass
@@ -100,6 +102,8 @@ def platform_env(state_dir: Path) -> dict[str, str]:
         "DOCKYARD_TRAEFIK_API_URL": f"http://127.0.0.1:{ports['traefik']}",
         "DOCKYARD_AGENT_URL": f"http://127.0.0.1:{ports['agent']}",
         "DOCKYARD_HEALTH_TIMEOUT_SECONDS": "30",
+        # The API dies at the submission point this file names, once (api/crash_points.py); absent: never.
+        CRASH_FILE_VARIABLE: str(state_dir / CRASH_FILE_NAME),
     }
 
 
