@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -25,8 +27,14 @@ def _field(loc: tuple[int | str, ...]) -> str:
     return ".".join(parts) or "body"
 
 
+def _loc(error: dict[str, Any]) -> tuple[int | str, ...]:
+    """Where the error is; a control character found inside a field adds where in it."""
+    inside = error.get("ctx", {}).get("path", ()) if error.get("type") == "control_character" else ()
+    return (*error["loc"], *inside)
+
+
 async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-    errors = [{"field": _field(tuple(e["loc"])), "reason": e["msg"]} for e in exc.errors()]
+    errors = [{"field": _field(_loc(e)), "reason": e["msg"]} for e in exc.errors()]
     if any(e.get("type") == "json_invalid" for e in exc.errors()):
         return _error(400, "malformed JSON body", errors)
     content_type = request.headers.get("content-type", "")

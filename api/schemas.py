@@ -44,24 +44,23 @@ def _valid_image(value: str) -> str:
     return value
 
 
-def _printable(value: object, multiline: bool, path: str = "") -> None:
+def _printable(value: object, multiline: bool, path: tuple[str | int, ...] = ()) -> None:
     """Refuse a control character anywhere in a request field (strings inside lists and dicts,
-    dict keys, secrets): the database, git and exec never see one. `path` locates it in the field."""
+    dict keys, secrets): the database, git and exec never see one. The error's `path` locates it
+    inside the field (api.errors appends it to the field's name: `variables.NAME`, `tags.0`)."""
     if isinstance(value, SecretStr):
         value = value.get_secret_value()
     if isinstance(value, str):
         if problem := limits.control_character(value, multiline=multiline):
-            where = f"{path}: " if path else ""
-            raise PydanticCustomError(
-                "control_character", "{where}{problem}", {"where": where, "problem": problem}
-            )
+            raise PydanticCustomError("control_character", "{problem}", {"problem": problem, "path": path})
     elif isinstance(value, list | tuple):
         for index, item in enumerate(value):
-            _printable(item, multiline, f"{path}[{index}]")
+            _printable(item, multiline, (*path, index))
     elif isinstance(value, dict):
         for key, item in value.items():
-            _printable(key, False, f"{path}[{key!r}] (the key)")
-            _printable(item, multiline, f"{path}[{key!r}]")
+            name = str(key).encode("unicode_escape").decode()
+            _printable(key, False, (*path, name))
+            _printable(item, multiline, (*path, name))
 
 
 class PrintableText(BaseModel):

@@ -102,13 +102,13 @@ BODY_CASES = {
         "PATCH", "/v1/services/{repo_service}", "build_command", {"build_command": "make\nRUN rm -rf /"}
     ),
     "service-watch-pattern-del": Case(
-        "PATCH", "/v1/services/{repo_service}", "watch_patterns", {"watch_patterns": ["src/**", "do\x7fcs"]}
+        "PATCH", "/v1/services/{repo_service}", "watch_patterns.1", {"watch_patterns": ["src/**", "do\x7fcs"]}
     ),
     "service-repo-token": Case(
         "PATCH", "/v1/services/{repo_service}", "repo_token", {"repo_token": "to\x00k"}
     ),
     "service-constraint": Case(
-        "PATCH", "/v1/services/{service}", "constraints", {"constraints": ["zone=a\x00"]}
+        "PATCH", "/v1/services/{service}", "constraints.0", {"constraints": ["zone=a\x00"]}
     ),
     "service-health-path": Case(
         "PATCH", "/v1/services/{service}", "health_check_path", {"health_check_path": "/he\x00alth"}
@@ -122,10 +122,10 @@ BODY_CASES = {
         "POST", "/v1/services/{service}/deployments", "environment", {"environment": "prod\x00"}
     ),
     "variable-value": Case(
-        "PUT", "/v1/services/{service}/variables", "variables", {"variables": {"GREETING": "hi\x00"}}
+        "PUT", "/v1/services/{service}/variables", "variables.GREETING", {"variables": {"GREETING": "hi\x00"}}
     ),
     "variable-name": Case(
-        "PUT", "/v1/services/{service}/variables", "variables", {"variables": {"A\x00": "x"}}
+        "PUT", "/v1/services/{service}/variables", "variables.A\\x00", {"variables": {"A\x00": "x"}}
     ),
     "rollback-deployment": Case(
         "POST", "/v1/services/{service}/rollback", "deployment_id", {"deployment_id": "dep_\x00"}
@@ -135,7 +135,7 @@ BODY_CASES = {
     ),
     "node-enroll-token": Case("POST", "/v1/nodes/enroll", "token", {**NODE_ENROLL, "token": "t\x00"}),
     "node-enroll-csr": Case("POST", "/v1/nodes/enroll", "csr", {**NODE_ENROLL, "csr": "-----BEGIN\x00"}),
-    "node-pool-tags": Case("POST", "/v1/node-pools", "tags", {**POOL, "tags": ["a\x00"]}),
+    "node-pool-tags": Case("POST", "/v1/node-pools", "tags.0", {**POOL, "tags": ["a\x00"]}),
     "node-pool-ipconfig": Case("POST", "/v1/node-pools", "ipconfig0", {**POOL, "ipconfig0": "ip=dhcp\x0b"}),
 }
 
@@ -209,8 +209,8 @@ async def test_the_422_says_which_character_and_where(api: httpx.AsyncClient, sh
     answer = await refused(api, BODY_CASES["variable-value"], shop)
     assert answer["errors"] == [
         {
-            "field": "variables",
-            "reason": "['GREETING']: contains the control character U+0000 at position 2; of the control "
+            "field": "variables.GREETING",
+            "reason": "contains the control character U+0000 at position 2; of the control "
             "characters only tab, line feed and carriage return are allowed",
         }
     ]

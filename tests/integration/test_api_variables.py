@@ -155,7 +155,7 @@ async def test_unknown_service_or_environment_is_404(api: httpx.AsyncClient) -> 
         pytest.param("PORT", None, "reserved: Dockyard sets it", id="reserved-even-to-delete"),
         pytest.param("BIG", "x" * (32 * 1024 + 1), "value is 32769 bytes; at most 32768", id="long-value"),
         pytest.param("WIDE", "é" * (16 * 1024 + 1), "value is 32770 bytes", id="long-in-utf8"),
-        pytest.param("NUL", "a\0b", "NUL character", id="nul"),
+        pytest.param("NUL", "a\0b", "control character U+0000", id="nul"),
     ],
 )
 async def test_invalid_changes_are_refused_by_name(
