@@ -12,12 +12,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import BaseModel, ValidationError
 
+from activities.sources import PreparedSource
 from api.schemas import ScaleCreate, ServiceCreate, ServiceUpdate
 from core import limits
-from core.contracts import DeployRequest, ReplicaSpec
+from core.contracts import ReplicaSpec
 from core.naming import hostname_label, label_owners
 from core.planner import ConfigError, read_deploy_config
+from core.planner.service_config import NUMBERS
 from tests.unit.planner.support import write_repo
+from workflows.deploy import DeployParams, apply_deploy_config
 
 
 @pytest.mark.parametrize(
@@ -150,40 +153,37 @@ def test_the_api_and_the_files_accept_the_same_values(
         assert file_refuses(tmp_path, key, value) == refused, value
 
 
-def test_the_contracts_accept_whatever_the_files_accept(tmp_path: Path) -> None:
-    """apply_deploy_config copies file values into DeployParams without validating: every value
-    a file may give must be one the contracts take."""
-    write_repo(
-        tmp_path,
-        {
-            "railway.toml": (
-                f"[deploy]\nnumReplicas = {limits.REPLICAS.maximum}\n"
-                f"overlapSeconds = {limits.OVERLAP_SECONDS.maximum}\n"
-                f"drainingSeconds = {limits.DRAINING_SECONDS.maximum}\n"
-            )
-        },
-    )
-    deploy = read_deploy_config(tmp_path)
-    DeployRequest(
+@pytest.mark.parametrize("bound", ["minimum", "maximum"])
+def test_the_contracts_accept_whatever_the_files_accept(tmp_path: Path, bound: str) -> None:
+    """apply_deploy_config copies file values into the release's params without validating them:
+    every value a file may give must be one the contracts take."""
+    value = {key: getattr(limit, bound) for key, limit in NUMBERS.items()}
+    write_repo(tmp_path, {"railway.toml": "[deploy]\n" + "".join(f"{k} = {v}\n" for k, v in value.items())})
+    deploy = read_deploy_config(tmp_path).model_dump(exclude_none=True)
+    params = DeployParams(
         deployment_id="d",
         service_id="s",
         service_name="web",
         environment_id="e",
         environment_name="production",
         hostname="web-production.apps.test",
-        replicas=deploy.num_replicas,
-        overlap_seconds=deploy.overlap_seconds,
-        draining_seconds=deploy.draining_seconds,
+        drain_seconds=1,
     )
+    prepared = PreparedSource(host_queue="q", context_dir="/src", builder="planner", deploy=deploy)
+
+    applied = apply_deploy_config(params, prepared)
+
+    assert DeployParams.model_validate(applied.model_dump()) == applied
+    assert (applied.replicas, applied.draining_seconds) == (value["numReplicas"], value["drainingSeconds"])
     ReplicaSpec(
         replica_id="r-0",
         service_id="s",
         environment_id="e",
         deployment_id="d",
         image="i",
-        stop_grace_seconds=deploy.draining_seconds,
+        stop_grace_seconds=applied.draining_seconds,
     )
-    assert ScaleCreate(replicas=limits.REPLICAS.maximum).replicas == deploy.num_replicas
+    assert ScaleCreate(replicas=applied.replicas).replicas == applied.replicas
 
 
 # --- config files above the limits -------------------------------------------------------------------------
