@@ -7,7 +7,7 @@ from sqlalchemy import select, update
 from temporalio import activity
 
 from activities.build_logs import read_build_log
-from activities.contracts import ReplicaSet, RouteKey, StatusUpdate
+from activities.contracts import ReplicaSet, Rollback, RouteKey, StatusUpdate
 from core.contracts import DeploymentStatus
 from core.db import Database
 from core.models import Deployment, Replica, utcnow
@@ -112,6 +112,33 @@ class DeploymentActivities:
             deployment.message = change.message
             deployment.failed_step = None
             deployment.finished_at = deployment.finished_at or utcnow()
+
+    @activity.defn
+    async def roll_back_deployment(self, rollback: Rollback) -> None:
+        """Undo activate_deployment: the rolled-back release FAILED (although it was ACTIVE: a final
+        status is rewritten here, and only here), the one it replaced ACTIVE again with its replicas
+        live (they were kept running through the stability window). Idempotent."""
+        async with self.db.transaction() as session:
+            failed = await session.get(Deployment, rollback.failed_deployment_id, with_for_update=True)
+            if failed is None:
+                raise LookupError(f"deployment {rollback.failed_deployment_id} does not exist")
+            failed.status = DeploymentStatus.FAILED.value
+            failed.failed_step = rollback.failed_step
+            failed.message = rollback.reason
+            failed.finished_at = utcnow()
+            if rollback.previous_deployment_id is None:
+                return
+            previous = await session.get(Deployment, rollback.previous_deployment_id, with_for_update=True)
+            if previous is None:
+                return
+            previous.status = DeploymentStatus.ACTIVE.value
+            previous.message = f"serving again: {rollback.failed_deployment_id} was rolled back"
+            await session.execute(
+                update(Replica)
+                .where(Replica.deployment_id == previous.id, Replica.state == "removed")
+                .values(state="running")
+                .execution_options(synchronize_session=False)
+            )
 
     @activity.defn
     async def mark_replicas_removed(self, key: RouteKey) -> None:

@@ -1,12 +1,18 @@
 """DeployWorkflow: one release of one deployment, as a saga.
 
     resolve image → start replicas → wait healthy → publish route → wait until Traefik serves it
-    → mark ACTIVE → drain → remove the replicas of every other deployment
+    → mark ACTIVE → stability window → drain → remove the replicas of every other deployment
 
 Each step registers its compensation before it runs. On failure the compensations run in reverse
 and the deployment ends FAILED with the step and the reason; on cancellation (a newer deploy
 supersedes this one) they run too and it ends SUPERSEDED. Until the route switches, the previous
-deployment keeps serving; after it switches there is nothing left to undo.
+deployment keeps serving. After it switches, the new replicas are watched through the stability
+window while the previous deployment's replicas keep running: a release that crash-loops then is rolled
+back (the previous route and deployment restored, the new replicas removed; FAILED at `stability`).
+Once the window has passed there is nothing left to undo.
+
+No step waits forever: every activity has a deadline (schedule-to-close) and a bounded number of
+attempts, so an error no activity classified still ends the deploy FAILED with its step and reason.
 """
 
 from __future__ import annotations
@@ -33,8 +39,10 @@ with workflow.unsafe.imports_passed_through():
         ReplicaIds,
         ReplicaSet,
         ResolvedImage,
+        Rollback,
         RouteKey,
         RouteSpec,
+        StabilityWatch,
         StatusUpdate,
     )
     from activities.deployments import DeploymentActivities
@@ -50,13 +58,35 @@ with workflow.unsafe.imports_passed_through():
 # Releases begun after this change place replicas on enrolled nodes (see _place).
 PLACE_ON_NODES = "place-replicas-on-nodes"
 
-RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=5))
-QUICK: workflow.ActivityConfig = {"start_to_close_timeout": timedelta(seconds=30), "retry_policy": RETRY}
+# Releases begun after this change watch the new replicas after the cut-over and roll back (see _settle).
+STABILITY_WINDOW = "stability-window"
+
+# Bounded: an error no activity classified (a bug, a value the database refuses) fails the step after
+# about 30 s of attempts instead of retrying forever. Retryable errors are transient by nature (an agent
+# or registry restarting), which that covers; a step that needs longer says so in its own deadline.
+RETRY = RetryPolicy(
+    initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=5), maximum_attempts=10
+)
+QUICK: workflow.ActivityConfig = {
+    "start_to_close_timeout": timedelta(seconds=30),
+    "schedule_to_close_timeout": timedelta(minutes=2),
+    "retry_policy": RETRY,
+}
 SLOW: workflow.ActivityConfig = {
-    "start_to_close_timeout": timedelta(minutes=15),
+    # Pulling an image, the health barrier (its own timeout, counted from the first attempt), Traefik
+    # picking a route up: each well within this deadline, which is also what a step may take in all.
+    "start_to_close_timeout": timedelta(minutes=10),
+    "schedule_to_close_timeout": timedelta(minutes=10),
     # Long steps heartbeat every second: a dead worker's step is retried elsewhere within 10 s.
     "heartbeat_timeout": timedelta(seconds=10),
     "retry_policy": RETRY,
+}
+# Stopping old replicas waits for their draining seconds (up to an hour); the stability window is at
+# most an hour too.
+LONG: workflow.ActivityConfig = {
+    **SLOW,
+    "start_to_close_timeout": timedelta(minutes=70),
+    "schedule_to_close_timeout": timedelta(minutes=75),
 }
 
 
@@ -95,6 +125,7 @@ class DeployWorkflow:
         self._step = "queued"
         self._compensations: list[tuple[str, Callable[[], Awaitable[Any]]]] = []
         self._background: list[asyncio.Future[None]] = []
+        self._reason = ""  # why the release failed, for a rollback
 
     @workflow.query
     def step(self) -> str:
@@ -114,7 +145,7 @@ class DeployWorkflow:
                 raise
             if not isinstance(exc, ActivityError | ApplicationError):
                 raise
-            reason = reason_of(exc)
+            reason = self._reason = reason_of(exc)
             await self._compensate()
             await to_the_end(
                 self._set_status(params, DeploymentStatus.FAILED, reason, failed_step=self._step)
@@ -173,11 +204,16 @@ class DeployWorkflow:
             await asyncio.shield(cutover)
         except asyncio.CancelledError:
             await cutover
+            self._compensations.clear()  # traffic is on this release: the newer deploy takes over from it
             raise
 
+        overlap = params.overlap_seconds if params.overlap_seconds is not None else params.drain_seconds
+        if workflow.patched(STABILITY_WINDOW):
+            cut_over = workflow.now()
+            await self._settle(batches, healthy)
+            overlap = max(0.0, overlap - (workflow.now() - cut_over).total_seconds())
         self._step = "cleanup"
         # The old replicas keep serving their in-flight requests (the service's overlap seconds).
-        overlap = params.overlap_seconds if params.overlap_seconds is not None else params.drain_seconds
         await workflow.sleep(timedelta(seconds=overlap))
         await workflow.execute_activity_method(
             AgentActivities.remove_orphan_replicas,
@@ -186,7 +222,7 @@ class DeployWorkflow:
                 environment_id=params.environment_id,
                 keep_deployment_ids=[params.deployment_id],
             ),
-            **SLOW,
+            **(LONG if workflow.patched(STABILITY_WINDOW) else SLOW),
         )
         await workflow.execute_activity_method(DeploymentActivities.mark_replicas_removed, key, **QUICK)
         await self._join_background()
@@ -194,6 +230,29 @@ class DeployWorkflow:
         return DeployResult(
             deployment_id=params.deployment_id, status=DeploymentStatus.ACTIVE, image_digest=image.digest
         )
+
+    async def _settle(self, batches: list[ReplicaBatch], healthy: list[ReplicaSet]) -> None:
+        """The stability window: the new replicas serve, the previous deployment's are kept. A replica
+        that restarts, exits or keeps failing its probe fails this step, and the compensations registered
+        at the cut-over roll the release back. A newer deploy arriving now takes over from here: it
+        supersedes nothing (this release is ACTIVE) and its own cleanup removes what this one leaves."""
+        self._step = "stability"
+        try:
+            await asyncio.gather(
+                *(
+                    workflow.execute_activity_method(
+                        AgentActivities.watch_replicas_stable,
+                        StabilityWatch(node=batch.node, replicas=replica_set.replicas),
+                        **LONG,
+                    )
+                    for batch, replica_set in zip(batches, healthy, strict=True)
+                )
+            )
+        except BaseException as exc:
+            if is_cancelled_exception(exc):
+                self._compensations.clear()
+            raise
+        self._compensations.clear()  # stable: nothing to undo from here on
 
     async def _place(self, params: DeployParams, specs: list[ReplicaSpec]) -> list[ReplicaBatch]:
         """The replicas grouped by the node each runs on: the scheduler's spread over the enrolled
@@ -325,7 +384,15 @@ class DeployWorkflow:
             ),
             **QUICK,
         )
-        self._compensations.clear()  # traffic is on the new version: nothing to undo from here on
+        if not workflow.patched(STABILITY_WINDOW):
+            self._compensations.clear()  # traffic is on the new version: nothing to undo from here on
+            return
+        # Until the stability window has passed, a failure rolls back: the previous route and deployment
+        # (whose replicas are still running) instead of the route alone.
+        self._compensations = [(n, c) for n, c in self._compensations if n != "restore previous route"]
+        self._on_failure(
+            "roll back to the previous deployment", lambda: self._roll_back(key, previous, route)
+        )
 
     def _on_failure(self, name: str, compensation: Callable[[], Awaitable[Any]]) -> None:
         self._compensations.append((name, compensation))
@@ -337,6 +404,23 @@ class DeployWorkflow:
             except Exception as exc:
                 workflow.logger.error("compensation %r failed: %s", name, reason_of(exc))
         self._compensations.clear()
+
+    async def _roll_back(self, key: RouteKey, previous: RouteSpec | None, failed: RouteSpec) -> None:
+        """Serve the previous deployment again, then record it: the failed release FAILED at this step,
+        the previous one ACTIVE again."""
+        await self._restore_route(key, previous)
+        if previous is not None:
+            await workflow.execute_activity_method(RoutingActivities.wait_route_live, previous, **SLOW)
+        await workflow.execute_activity_method(
+            DeploymentActivities.roll_back_deployment,
+            Rollback(
+                failed_deployment_id=failed.deployment_id,
+                failed_step=self._step,
+                reason=self._reason or "rolled back",
+                previous_deployment_id=previous.deployment_id if previous else None,
+            ),
+            **QUICK,
+        )
 
     async def _restore_route(self, key: RouteKey, previous: RouteSpec | None) -> None:
         if previous is None:

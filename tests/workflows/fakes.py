@@ -36,8 +36,10 @@ from activities.contracts import (
     ReplicaIds,
     ReplicaSet,
     ResolvedImage,
+    Rollback,
     RouteKey,
     RouteSpec,
+    StabilityWatch,
     StatusUpdate,
 )
 from activities.sources import DiscardSource, PreparedSource, PrepareSource
@@ -106,6 +108,10 @@ class FakeActivities:
         error = lambda: ApplicationError(message, type=type, non_retryable=True)  # noqa: E731
         self._rules.append(Rule(name, deployment, error=error))
 
+    def break_(self, name: str, message: str, *, deployment: str | None = None) -> None:
+        """Make activity `name` raise an error nobody classified (a ValueError, so Temporal retries it)."""
+        self._rules.append(Rule(name, deployment, error=lambda: ValueError(message)))
+
     def block(self, name: str, *, deployment: str | None = None) -> Gate:
         gate = Gate()
         self._rules.append(Rule(name, deployment, gate=gate))
@@ -157,6 +163,8 @@ class FakeActivities:
             self.resolve_image,
             self.ensure_replicas,
             self.wait_replicas_healthy,
+            self.watch_replicas_stable,
+            self.roll_back_deployment,
             self.remove_replicas,
             self.remove_orphan_replicas,
             self.get_route,
@@ -249,6 +257,25 @@ class FakeActivities:
     async def wait_replicas_healthy(self, batch: ReplicaBatch) -> ReplicaSet:
         await self._run("wait_replicas_healthy", batch, batch.specs[0].deployment_id)
         return _replica_set(batch, healthy=True)
+
+    @activity.defn(name="watch_replicas_stable")
+    async def watch_replicas_stable(self, watch: StabilityWatch) -> None:
+        await self._run("watch_replicas_stable", watch, watch.replicas[0].deployment_id)
+
+    @activity.defn(name="roll_back_deployment")
+    async def roll_back_deployment(self, rollback: Rollback) -> None:
+        await self._run("roll_back_deployment", rollback, rollback.failed_deployment_id)
+        self.updates[rollback.failed_deployment_id].append(
+            StatusUpdate(
+                deployment_id=rollback.failed_deployment_id,
+                status=DeploymentStatus.FAILED,
+                message=rollback.reason,
+                failed_step=rollback.failed_step,
+            )
+        )
+        self.current[rollback.failed_deployment_id] = DeploymentStatus.FAILED
+        if rollback.previous_deployment_id is not None:
+            self.current[rollback.previous_deployment_id] = DeploymentStatus.ACTIVE
 
     @activity.defn(name="remove_replicas")
     async def remove_replicas(self, ids: ReplicaIds) -> None:

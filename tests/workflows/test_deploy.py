@@ -26,6 +26,7 @@ HAPPY_PATH = [
     "publish_route",
     "wait_route_live",
     "activate_deployment",
+    "watch_replicas_stable",
     "remove_orphan_replicas",
     "mark_replicas_removed",
 ]
