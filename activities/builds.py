@@ -192,6 +192,7 @@ class BuildActivities:
     async def _run(self, command: Command, on_line: LineSink) -> int:
         """Run one docker command in its own process group, feeding each output line to `on_line` as it
         arrives; the group is stopped whenever this returns early (timeout, cancellation, a Redis error)."""
+        _check_argv(command)
         process = await asyncio.create_subprocess_exec(
             *command.argv,
             stdin=asyncio.subprocess.PIPE if command.stdin is not None else asyncio.subprocess.DEVNULL,
@@ -231,6 +232,18 @@ def _check_sources(request: BuildRequest, dockerfile: Path) -> None:
         raise ApplicationError(
             failure.message(), failure.model_dump(), type="BuildFailed", non_retryable=True
         )
+
+
+def _check_argv(command: Command) -> None:
+    """A NUL byte (from a Dockerfile path, a build variable) cannot reach exec: the same on every attempt."""
+    for word in (*command.argv, *command.env.values()):
+        if "\0" in word:
+            failure = BuildFailure(
+                step=None, reason=f"a build argument contains a NUL byte: {word!r}", last_lines=[]
+            )
+            raise ApplicationError(
+                failure.message(), failure.model_dump(), type="BuildFailed", non_retryable=True
+            )
 
 
 def _registry_error(what: str, output: list[str]) -> Exception:

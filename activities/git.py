@@ -79,12 +79,25 @@ def parse_commit(log_output: str) -> Commit:
 
 async def clone(source: SourceSpec, target: Path, credential: RepoCredential | None = None) -> Commit:
     """Clone `repo_url` at `ref` (a branch, tag or commit); answer the commit checked out."""
+    _refuse_control_characters(source)
     repo_url = source.repo_url or ""
     async with _git_credential(credential, repo_url, target.parent) as env:
         await _git("clone", "--quiet", "--no-checkout", "--", repo_url, str(target), env=env)
     ref = source.ref or "HEAD"
     await _git("-C", str(target), "checkout", "--quiet", "--detach", _remote_ref(ref))
     return parse_commit(await _git("-C", str(target), "log", "-1", COMMIT_FORMAT, "HEAD"))
+
+
+def _refuse_control_characters(source: SourceSpec) -> None:
+    """A NUL byte cannot be passed to git at all (the exec fails the same way on every attempt), and a
+    newline or other control character in a URL or ref is never what the user meant."""
+    for name, value in (("repo_url", source.repo_url), ("ref", source.ref)):
+        if value and (bad := next((c for c in value if ord(c) < 32 or ord(c) == 127), None)) is not None:
+            raise ApplicationError(
+                f"source.{name}: contains the control character {bad!r}; git cannot be given it",
+                type="InvalidSource",
+                non_retryable=True,
+            )
 
 
 DEPLOY_KEY_FILE = "deploy_key"
@@ -136,13 +149,24 @@ def _looks_like_commit(ref: str) -> bool:
 
 
 async def _git(*args: str, env: dict[str, str] | None = None) -> str:
-    process = await asyncio.create_subprocess_exec(
-        "git",
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env={"GIT_TERMINAL_PROMPT": "0", "PATH": "/usr/bin:/bin:/usr/local/bin", **(env or {})},
-    )
+    try:
+        process = await asyncio.create_subprocess_exec(
+            "git",
+            *args,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env={"GIT_TERMINAL_PROMPT": "0", "PATH": "/usr/bin:/bin:/usr/local/bin", **(env or {})},
+        )
+    except ValueError as exc:  # "embedded null byte": the same on every attempt
+        raise ApplicationError(
+            f"git cannot be run with these arguments: {exc}", type="InvalidSource", non_retryable=True
+        ) from None
+    except FileNotFoundError:
+        raise ApplicationError(
+            "git is not installed on this builder (scripts/install.sh installs it)",
+            type="GitMissing",
+            non_retryable=True,
+        ) from None
     out, err = await process.communicate()
     if process.returncode != 0:
         command = args[0] if args[0] != "-C" else args[2]

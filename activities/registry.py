@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import httpx
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -35,13 +37,15 @@ class RegistryActivities:
             try:
                 response = await http.head(url, headers={"Accept": MANIFEST_TYPES})
                 if response.status_code == 401 and "Bearer" in response.headers.get("www-authenticate", ""):
-                    token = await _bearer_token(http, response.headers["www-authenticate"])
+                    token = await _bearer_token(http, response.headers["www-authenticate"], ref.registry)
                     response = await http.head(
                         url, headers={"Accept": MANIFEST_TYPES, "Authorization": f"Bearer {token}"}
                     )
             except httpx.TransportError as exc:
                 # Retryable: the registry may be restarting.
                 raise RuntimeError(f"registry {ref.registry} unreachable: {exc!r}") from None
+            except httpx.HTTPError as exc:
+                raise _protocol_error(ref.registry, f"cannot be asked for {image}: {exc}") from None
         if response.status_code in (401, 403):
             raise ApplicationError(
                 f"registry {ref.registry} refused access to {image} (HTTP {response.status_code}): "
@@ -56,8 +60,10 @@ class RegistryActivities:
                 type="ImageNotFound",
                 non_retryable=True,
             )
-        if response.status_code >= 400:
+        if response.status_code >= 500 or response.status_code in (408, 429):
             raise RuntimeError(f"registry {ref.registry} answered HTTP {response.status_code} for {image}")
+        if response.status_code >= 400:
+            raise _protocol_error(ref.registry, f"answered HTTP {response.status_code} for {image}")
         digest = response.headers.get("docker-content-digest")
         if not digest:
             raise ApplicationError(
@@ -109,11 +115,59 @@ class RegistryActivities:
         return None
 
 
-async def _bearer_token(http: httpx.AsyncClient, challenge: str) -> str:
-    """The token flow public registries use: `Bearer realm="...",service="...",scope="..."`."""
-    fields = dict(part.split("=", 1) for part in challenge.removeprefix("Bearer ").split(",") if "=" in part)
-    params = {key: value.strip('"') for key, value in fields.items() if key != "realm"}
-    response = await http.get(fields["realm"].strip('"'), params=params)
-    response.raise_for_status()
-    body = response.json()
-    return str(body.get("token") or body.get("access_token"))
+# `key="quoted, maybe with commas"` or `key=token`, as RFC 7235 auth-params are written.
+_AUTH_PARAM = re.compile(r'([A-Za-z][\w-]*)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]+))')
+
+
+def challenge_params(challenge: str) -> dict[str, str]:
+    """The parameters of a `Bearer realm="...",service="...",scope="..."` challenge."""
+    body = challenge.strip().removeprefix("Bearer").strip()
+    return {
+        m.group(1).lower(): m.group(2) if m.group(2) is not None else m.group(3)
+        for m in _AUTH_PARAM.finditer(body)
+    }
+
+
+async def _bearer_token(http: httpx.AsyncClient, challenge: str, registry: str) -> str:
+    """The token flow public registries use: `Bearer realm="...",service="...",scope="..."`.
+
+    A registry that answers it in a way no retry will change (no realm, a realm that is no URL, a
+    refusal, an answer that is not JSON or holds no token) is a non-retryable error naming the registry;
+    an unreachable or failing (5xx) token service is retried."""
+    params = challenge_params(challenge)
+    realm = params.pop("realm", "")
+    if not realm.startswith(("https://", "http://")):
+        raise _protocol_error(
+            registry, f"its auth challenge names no token realm URL (WWW-Authenticate: {challenge[:200]})"
+        )
+    try:
+        response = await http.get(realm, params=params)
+    except httpx.TransportError as exc:
+        raise RuntimeError(f"registry {registry}: token service {realm} unreachable: {exc!r}") from None
+    except httpx.HTTPError as exc:
+        raise _protocol_error(registry, f"its token realm {realm} cannot be asked: {exc}") from None
+    if response.status_code in (401, 403):
+        raise ApplicationError(
+            f"registry {registry} refused a token (HTTP {response.status_code} from {realm}): "
+            "check the registry credentials",
+            type="RegistryAccessDenied",
+            non_retryable=True,
+        )
+    if response.status_code >= 500 or response.status_code in (408, 429):
+        raise RuntimeError(f"registry {registry}: token service {realm} answered HTTP {response.status_code}")
+    if response.status_code >= 400:
+        raise _protocol_error(registry, f"its token service {realm} answered HTTP {response.status_code}")
+    try:
+        body = response.json()
+    except ValueError:
+        raise _protocol_error(
+            registry, f"its token service {realm} answered with no JSON: {response.text[:100]!r}"
+        ) from None
+    token = (body.get("token") or body.get("access_token")) if isinstance(body, dict) else None
+    if not isinstance(token, str) or not token:
+        raise _protocol_error(registry, f"its token service {realm} answered with no token")
+    return token
+
+
+def _protocol_error(registry: str, what: str) -> ApplicationError:
+    return ApplicationError(f"registry {registry}: {what}", type="RegistryProtocolError", non_retryable=True)

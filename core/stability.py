@@ -69,8 +69,8 @@ def crash_reason(status: ReplicaStatus, log_lines: list[str]) -> str:
     if status.state is ReplicaState.EXITED:
         what = status.message or "exited"
     else:
-        code = f"exit code {status.exit_code}" if status.exit_code is not None else "exiting"
-        what = f"keeps exiting ({code}, restarted {status.restart_count} times)"
+        code = f"exit code {status.exit_code}, " if status.exit_code is not None else ""
+        what = f"keeps exiting ({code}restarted {status.restart_count} times)"
     tail = " | ".join(line.strip() for line in log_lines if line.strip())
     return f"{what}; last lines of its log: {tail}" if tail else f"{what}; it wrote nothing to its log"
 
