@@ -230,6 +230,10 @@ def _run_nixpacks(command: Command, cwd: Path) -> str:
 
 
 def _inside(root: Path, relative: str, field: str) -> Path:
+    if "\0" in relative:  # no path holds one: the same ValueError on every attempt otherwise
+        raise ApplicationError(
+            f"{field}: {relative!r} contains a NUL byte", type="PlanFailed", non_retryable=True
+        )
     path = (root / relative).resolve()
     if not path.is_relative_to(root.resolve()):
         raise ApplicationError(f"{field}: {relative!r} leaves the source directory", non_retryable=True)

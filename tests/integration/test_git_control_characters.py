@@ -9,6 +9,7 @@ import pytest
 from temporalio.exceptions import ApplicationError
 
 from activities.git import _git, clone
+from activities.sources import _inside
 from core.contracts import SourceSpec
 
 pytestmark = pytest.mark.timeout(30)
@@ -42,3 +43,12 @@ async def test_git_itself_given_a_nul_byte_is_non_retryable(tmp_path: Path) -> N
 
     assert refused.value.non_retryable
     assert "embedded null byte" in refused.value.message
+
+
+@pytest.mark.parametrize("field", ["root_directory", "dockerfile_path"])
+def test_a_nul_byte_in_a_source_path_is_refused_naming_the_field(field: str, tmp_path: Path) -> None:
+    with pytest.raises(ApplicationError) as refused:
+        _inside(tmp_path, "app\x00/x", field)
+
+    assert refused.value.non_retryable
+    assert refused.value.message == f"{field}: 'app\\x00/x' contains a NUL byte"
