@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 import bcrypt
 from pydantic import SecretStr
 
-from cli.supervisor import ProcessSpec
+from cli.supervisor import Listen, ProcessSpec
 from core.secrets import SecretBox
 from core.settings import Settings
 
@@ -165,6 +165,11 @@ def platform_processes(settings: Settings, run_dir: Path, *, start_docker: bool)
             "traefik",
             [_binary("traefik"), f"--configFile={render_traefik_config(settings, run_dir)}"],
             ready_url=f"{settings.traefik_api_url}/ping",
+            # Held by `dockyard up`: while Traefik restarts, requests wait instead of being refused.
+            sockets=(
+                Listen("web", *_hostport(settings.edge_http_url)),
+                Listen("websecure", *_hostport(settings.edge_https_url)),
+            ),
         ),
         ProcessSpec(
             "agent",

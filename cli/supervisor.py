@@ -1,10 +1,15 @@
 """Runs the platform's processes as supervised children: start in order, wait until ready, restart any that
 dies (with backoff: core/restarts.py), stop in reverse order. A crash of one child never stops the others.
-Children die with the supervisor (PR_SET_PDEATHSIG), so nothing is left."""
+Children die with the supervisor (PR_SET_PDEATHSIG), so nothing is left.
+
+A child may listen on sockets the supervisor holds (systemd's socket activation: LISTEN_FDS, LISTEN_PID,
+LISTEN_FDNAMES, the sockets from fd 3): while it restarts, connections wait in the socket's backlog instead
+of being refused. Traefik's entrypoints are passed this way."""
 
 from __future__ import annotations
 
 import ctypes
+import fcntl
 import os
 import signal
 import socket
@@ -35,6 +40,16 @@ class ProcessSpec:
     ready_path: Path | None = None
     ready_timeout: float = 60.0
     stop_timeout: float = 15.0
+    sockets: tuple[Listen, ...] = ()
+
+
+@dataclass(frozen=True)
+class Listen:
+    """A TCP socket the supervisor listens on and passes to the child, under `name` (LISTEN_FDNAMES)."""
+
+    name: str
+    host: str
+    port: int
 
 
 class ProcessFailed(Exception):
@@ -51,10 +66,51 @@ class _Child:
     down_since: float | None = None  # when it last died, until it is ready again
 
 
+_FIRST_LISTEN_FD = 3  # SD_LISTEN_FDS_START
+# Sets LISTEN_PID to the PID the program will have: only known in the child, and kept by `exec`.
+_ACTIVATE = 'LISTEN_PID=$$; export LISTEN_PID; exec "$@"'
+
+
 def _die_with_parent() -> None:
     os.setpgrp()  # our own process group: a terminal's Ctrl-C reaches only the supervisor
     libc = ctypes.CDLL("libc.so.6", use_errno=True)
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def activation_command(spec: ProcessSpec) -> tuple[list[str], dict[str, str]]:
+    """The argv and environment that hand `spec.sockets` to the program (fds from 3, in order)."""
+    if not spec.sockets:
+        return spec.argv, spec.env
+    env = {
+        **spec.env,
+        "LISTEN_FDS": str(len(spec.sockets)),
+        "LISTEN_FDNAMES": ":".join(listen.name for listen in spec.sockets),
+    }
+    return ["/bin/sh", "-c", _ACTIVATE, spec.name, *spec.argv], env
+
+
+def _move_to_listen_fds(fds: list[int]) -> Callable[[], None]:
+    def prepare_child() -> None:
+        _die_with_parent()
+        # Copied above any fd in use first, so that placing one at 3, 4, ... never overwrites another.
+        high = [fcntl.fcntl(fd, fcntl.F_DUPFD, 256) for fd in fds]
+        for index, fd in enumerate(high):
+            os.dup2(fd, _FIRST_LISTEN_FD + index)  # inheritable
+            os.close(fd)
+
+    return prepare_child
+
+
+def _listen(listen: Listen) -> socket.socket:
+    sock = socket.socket(socket.AF_INET6 if ":" in listen.host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((listen.host, listen.port))
+    except OSError as exc:
+        sock.close()
+        raise ProcessFailed(f"cannot listen on {listen.host}:{listen.port} ({listen.name}): {exc}") from None
+    sock.listen(1024)
+    return sock
 
 
 def _stderr(line: str) -> None:
@@ -81,10 +137,12 @@ class Supervisor:
         self.log = log
         self.children: list[_Child] = []
         self.restarts: dict[str, int] = {}
+        self.sockets: dict[str, list[socket.socket]] = {}  # per child, held for the supervisor's life
 
     def start(self, spec: ProcessSpec) -> None:
         """Start a child and wait until it is ready; a child that exits while starting the first time is a
         configuration problem, not a crash: raises ProcessFailed with its last log lines."""
+        self.sockets[spec.name] = [_listen(listen) for listen in spec.sockets]
         child = _Child(spec, self._spawn(spec), Run(self.clock()))
         self.children.append(child)
         self._wait_ready(child)
@@ -100,14 +158,18 @@ class Supervisor:
 
     def _spawn(self, spec: ProcessSpec) -> subprocess.Popen[bytes]:
         self.log_dir.mkdir(parents=True, exist_ok=True)
+        argv, env = activation_command(spec)
+        fds = [sock.fileno() for sock in self.sockets.get(spec.name, [])]
         with self._log_path(spec).open("ab") as log:
             process = subprocess.Popen(
-                spec.argv,
-                env={**os.environ, **spec.env},
+                argv,
+                env={**os.environ, **env},
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                preexec_fn=_die_with_parent,
+                preexec_fn=_move_to_listen_fds(fds) if fds else _die_with_parent,
+                # Python's own fds are not inheritable (PEP 446): only the ones placed at 3... pass.
+                close_fds=not fds,
             )
         (self.run_dir / f"{spec.name}.pid").write_text(str(process.pid))
         return process
@@ -193,6 +255,10 @@ class Supervisor:
                 process.kill()
                 process.wait()
         self.children.clear()
+        for sockets in self.sockets.values():
+            for sock in sockets:
+                sock.close()
+        self.sockets.clear()
 
 
 def _is_ready(spec: ProcessSpec) -> bool:

@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from cli.supervisor import ProcessFailed, ProcessSpec, Supervisor
+from cli.supervisor import Listen, ProcessFailed, ProcessSpec, Supervisor, activation_command
 from core.restarts import RestartPolicy
+from tests.support.process import free_port
 
 POLICY = RestartPolicy(initial_delay_seconds=0.5, max_delay_seconds=30, factor=2, stable_after_seconds=60)
 
@@ -167,3 +170,61 @@ def test_stop_signals_only_its_own_children_newest_first(supervisor: Supervisor,
     finally:
         os.kill(outsider, signal.SIGKILL)
         os.waitpid(outsider, 0)
+
+
+# A server that takes its socket the way Traefik does (sd_listen_fds) and answers each connection with
+# its PID.
+ACTIVATED_SERVER = """
+import os, socket
+assert os.environ["LISTEN_PID"] == str(os.getpid()), "LISTEN_PID must name the program itself"
+assert os.environ["LISTEN_FDS"] == "2" and os.environ["LISTEN_FDNAMES"] == "web:websecure"
+web = socket.socket(fileno=3)
+assert web.getsockname()[1] == int(os.environ["WEB_PORT"])
+while True:
+    connection, _ = web.accept()
+    connection.sendall(str(os.getpid()).encode())
+    connection.close()
+"""
+
+
+def ask_pid(connection: socket.socket) -> int:
+    with connection:
+        connection.settimeout(10)
+        return int(connection.recv(100))
+
+
+def test_a_socket_it_holds_keeps_connections_waiting_while_the_child_restarts(
+    supervisor: Supervisor, clock: Clock
+) -> None:
+    web, websecure = free_port(), free_port()
+    spec = ProcessSpec(
+        "traefik",
+        [sys.executable, "-c", ACTIVATED_SERVER],
+        env={"WEB_PORT": str(web)},
+        sockets=(Listen("web", "127.0.0.1", web), Listen("websecure", "127.0.0.1", websecure)),
+    )
+    supervisor.start(spec)
+    first = recorded_pid(supervisor, "traefik")
+    assert ask_pid(socket.create_connection(("127.0.0.1", web), timeout=5)) == first
+
+    kill(supervisor, "traefik")
+    supervisor.check()
+    waiting = socket.create_connection(("127.0.0.1", web), timeout=5)  # accepted by the kernel, not refused
+    clock.now += 0.5
+    supervisor.check()
+    second = recorded_pid(supervisor, "traefik")
+    assert second != first
+    assert ask_pid(waiting) == second
+
+    supervisor.stop_all()
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", web), timeout=5)
+
+
+def test_without_sockets_the_command_is_left_as_it_is() -> None:
+    spec = ProcessSpec("api", ["dockyard", "api"], env={"A": "1"})
+    assert activation_command(spec) == (["dockyard", "api"], {"A": "1"})
+    activated = ProcessSpec("traefik", ["traefik", "--configFile=t.yml"], sockets=(Listen("web", "::1", 80),))
+    argv, env = activation_command(activated)
+    assert argv[:2] == ["/bin/sh", "-c"] and argv[3:] == ["traefik", "traefik", "--configFile=t.yml"]
+    assert env == {"LISTEN_FDS": "1", "LISTEN_FDNAMES": "web"}
