@@ -6,17 +6,26 @@ no replica is started."""
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import docker
 import pytest
 
 from tests.e2e.test_builds import create_code_service, upload
+from tests.e2e.test_git_deploys import create_site
+from tests.support.git_server import GitServer
 from tests.support.platform import Platform
 
 pytestmark = pytest.mark.timeout(600)
 
 FAILS_WITHIN_SECONDS = 60  # no retries: the first attempt of the build step refuses the file
+
+
+@pytest.fixture(scope="module")
+def git_server() -> Iterator[GitServer]:
+    with GitServer() as server:
+        yield server
 
 
 @pytest.mark.parametrize(
@@ -64,3 +73,26 @@ def test_a_config_file_above_a_limit_fails_the_build_naming_file_key_and_limit(
     print(f"{file}: FAILED at build in {seconds:.1f} s: {deployment['message']}")
     replicas = docker_client.containers.list(all=True, filters={"label": f"dockyard.service={service['id']}"})
     assert replicas == []
+
+
+def test_a_repository_asking_for_2000_replicas_fails_at_build_and_starts_nothing(
+    platform: Platform, git_server: GitServer, docker_client: docker.DockerClient, tmp_path: Path
+) -> None:
+    site = create_site(platform, git_server, tmp_path, "limits-repo")
+    sha = site.push(
+        "too many replicas", "Ask for 2000 replicas", **{"railway.toml": "[deploy]\nnumReplicas = 2000\n"}
+    )
+
+    started = time.monotonic()
+    response = platform.api.post(f"/v1/services/{site.service['id']}/deployments", json={"ref": sha})
+    assert response.status_code == 202, response.text
+    deployment = platform.wait_final(response.json()["id"], FAILS_WITHIN_SECONDS)
+    seconds = time.monotonic() - started
+
+    assert (deployment["status"], deployment["failed_step"]) == ("FAILED", "build"), deployment
+    assert deployment["source"]["ref"] == sha
+    expected = "railway.toml: deploy.numReplicas: 2000 is above the limit of 100 (replicas of a service)"
+    assert expected in deployment["message"], deployment["message"]
+    print(f"repository: FAILED at build in {seconds:.1f} s: {deployment['message']}")
+    service_id = site.service["id"]
+    assert docker_client.containers.list(all=True, filters={"label": f"dockyard.service={service_id}"}) == []
