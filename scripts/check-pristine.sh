@@ -101,7 +101,8 @@ tar -C . --exclude=.venv --exclude=.git --exclude=__pycache__ --exclude='*.egg-i
 
 cat >"$root/check-programs.sh" <<'EOF'
 #!/bin/bash
-# Inside the pristine root: the install, then every listed program looked up (also after a failed install).
+# Inside the pristine root: the install, then every listed program looked up (also after a failed
+# install). This script is PID 1 of the namespace: any other process is a service a package started.
 cd /src
 scripts/install.sh --dev
 status=$?
@@ -109,6 +110,16 @@ PATH="/src/.venv/bin:$PATH"
 for program in "$@"; do
   command -v "$program" >/dev/null || { echo "MISSING $program"; status=1; }
 done
+for entry in /proc/[0-9]*; do
+  [[ ${entry#/proc/} != "$$" ]] && read -r name <"$entry/comm" 2>/dev/null || continue
+  [[ "$(sed -n 's/^State:[[:space:]]*//p' "$entry/status" 2>/dev/null)" != Z* ]] || continue # reaped soon
+  echo "STARTED $name (pid ${entry#/proc/}) during the install"
+  status=1
+done
+if [[ -e /usr/sbin/policy-rc.d ]]; then
+  echo "LEFT /usr/sbin/policy-rc.d after the install"
+  status=1
+fi
 exit $status
 EOF
 chmod 755 "$root/check-programs.sh"
@@ -130,7 +141,7 @@ if ((status != 0)); then
   for program in "${missing[@]}"; do
     log "missing after scripts/install.sh --dev on a pristine $suite: $program"
   done
-  die "the install on a pristine $suite failed (exit $status, ${#missing[@]} program(s) missing) after $((SECONDS - started)) s"
+  die "scripts/install.sh --dev on a pristine $suite: exit $status, ${#missing[@]} listed program(s) missing (the lines above say why)"
 fi
 grep '^installed: ' "$work/install.log" >&2 || true
 log "all ${#programs[@]} programs installed on a pristine $suite in $((SECONDS - started)) s"
