@@ -75,6 +75,9 @@ async def create_environment(
     project_id: str, body: EnvironmentCreate, session: SessionDep, settings: SettingsDep, actor: CurrentActor
 ) -> EnvironmentRead:
     await get_or_404(session, Project, project_id)
+    taken = select(Environment.id).where(Environment.project_id == project_id, Environment.name == body.name)
+    if await session.scalar(taken):
+        raise _environment_exists(body.name)
     slugs = await session.scalars(select(Service.slug).where(Service.project_id == project_id))
     await refuse_hostname_clash(
         session, [(slug, body.name) for slug in slugs], settings.apps_domain, "name", body.name
@@ -84,7 +87,11 @@ async def create_environment(
     try:
         await session.flush()
     except IntegrityError:
-        raise Conflict(f"name: environment {body.name!r} already exists in this project") from None
+        raise _environment_exists(body.name) from None
     audit(session, actor, "environment.create", environment.id, name=body.name, project_id=project_id)
     await session.commit()
     return EnvironmentRead.model_validate(environment)
+
+
+def _environment_exists(name: str) -> Conflict:
+    return Conflict(f"name: environment {name!r} already exists in this project")

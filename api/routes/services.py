@@ -102,6 +102,10 @@ async def create_service(
     project_id: str, body: ServiceCreate, session: SessionDep, settings: SettingsDep, actor: CurrentActor
 ) -> ServiceRead:
     project = await get_or_404(session, Project, project_id)
+    if await session.scalar(
+        select(Service.id).where(Service.project_id == project_id, Service.name == body.name)
+    ):
+        raise _name_taken(body.name)
     slug = await allocate_slug(session, body.name, project.name)
     environments = await session.scalars(select(Environment.name).where(Environment.project_id == project_id))
     await refuse_hostname_clash(
@@ -115,11 +119,15 @@ async def create_service(
     try:
         await session.flush()
     except IntegrityError:
-        raise Conflict(f"name: a service named {body.name!r} already exists in this project") from None
+        raise _name_taken(body.name) from None
     redacted = {field: _redacted(getattr(body, field)) for field in CREDENTIAL_FIELDS}
     audit(session, actor, "service.create", service.id, **fields, **redacted)
     await session.commit()
     return await _read(session, settings, service)
+
+
+def _name_taken(name: str) -> Conflict:
+    return Conflict(f"name: a service named {name!r} already exists in this project")
 
 
 @router.get("/v1/projects/{project_id}/services", operation_id="list_services")
