@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from datetime import datetime
 from pathlib import PurePosixPath
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, Literal
 
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.serialization import load_pem_private_key, load_ssh_private_key
@@ -15,12 +15,11 @@ from pydantic import (
     ConfigDict,
     Field,
     SecretStr,
-    ValidationInfo,
     field_validator,
     model_validator,
 )
-from pydantic_core import PydanticCustomError
 
+from api.printable import PrintableText
 from core import limits
 from core.contracts import DeploymentStatus
 from core.images import InvalidImageReference, parse_image_reference
@@ -42,38 +41,6 @@ def _valid_image(value: str) -> str:
     except InvalidImageReference as exc:
         raise ValueError(str(exc)) from None
     return value
-
-
-def _printable(value: object, multiline: bool, path: tuple[str | int, ...] = ()) -> None:
-    """Refuse a control character anywhere in a request field (strings inside lists and dicts,
-    dict keys, secrets): the database, git and exec never see one. The error's `path` locates it
-    inside the field (api.errors appends it to the field's name: `variables.NAME`, `tags.0`)."""
-    if isinstance(value, SecretStr):
-        value = value.get_secret_value()
-    if isinstance(value, str):
-        if problem := limits.control_character(value, multiline=multiline):
-            raise PydanticCustomError("control_character", "{problem}", {"problem": problem, "path": path})
-    elif isinstance(value, list | tuple):
-        for index, item in enumerate(value):
-            _printable(item, multiline, (*path, index))
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            name = str(key).encode("unicode_escape").decode()
-            _printable(key, False, (*path, name))
-            _printable(item, multiline, (*path, name))
-
-
-class PrintableText(BaseModel):
-    """Every string of a request body is one line of printable text, except in the fields named
-    in `multiline` (which may hold tab, line feed and carriage return)."""
-
-    multiline: ClassVar[frozenset[str]] = frozenset()
-
-    @field_validator("*", mode="before")
-    @classmethod
-    def _no_control_characters(cls, value: object, info: ValidationInfo) -> object:
-        _printable(value, multiline=info.field_name in cls.multiline)
-        return value
 
 
 class Body(PrintableText):
