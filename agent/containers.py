@@ -112,6 +112,37 @@ def create_kwargs(spec: ReplicaSpec, node_address: str, stop_grace_seconds: int 
     }
 
 
+def recreate_kwargs(attrs: dict[str, Any]) -> dict[str, Any]:
+    """The `containers.create` arguments that make a container anew exactly as `attrs` (its inspect output)
+    was made by `create_kwargs`: same name, image, command, environment, labels (so the same spec
+    fingerprint), published port (Docker picks the host port again), restart policy, logs and limits."""
+    config, host = attrs.get("Config") or {}, attrs.get("HostConfig") or {}
+    ports = {
+        port: (
+            bindings[0].get("HostIp") or None,
+            int(bindings[0]["HostPort"]) if bindings[0].get("HostPort") else None,
+        )
+        for port, bindings in (host.get("PortBindings") or {}).items()
+        if bindings
+    }
+    log_config = host.get("LogConfig") or {}
+    kwargs: dict[str, Any] = {
+        "image": config.get("Image"),
+        "name": attrs.get("Name", "").lstrip("/"),
+        "command": config.get("Cmd"),
+        "environment": config.get("Env") or [],
+        "labels": config.get("Labels") or {},
+        "ports": ports,
+        "restart_policy": host.get("RestartPolicy") or {"Name": "unless-stopped"},
+        "log_config": {"type": log_config.get("Type", "json-file"), "config": log_config.get("Config") or {}},
+    }
+    if host.get("NanoCpus"):
+        kwargs["nano_cpus"] = host["NanoCpus"]
+    if host.get("Memory"):
+        kwargs["mem_limit"] = host["Memory"]
+    return kwargs
+
+
 def managed_filters(
     service_id: str | None = None,
     environment_id: str | None = None,

@@ -10,6 +10,7 @@ DELETE remove:  SIGTERM, SIGKILL after the grace, remove; a missing container is
 from __future__ import annotations
 
 import asyncio
+import logging
 import weakref
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -22,6 +23,7 @@ from agent.settings import AgentSettings
 from core.contracts import Heartbeat, NodeInfo, ReplicaLog, ReplicaSpec, ReplicaState, ReplicaStatus
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 # Docker states in which a container needs `start` to run again. "restarting" is Docker's own
 # restart policy at work; "paused" and "dead" need a human and are only reported.
@@ -54,6 +56,40 @@ class Replicas:
                         500, "start", "the container was removed while starting", spec.replica_id
                     )
         return await self._probed(attrs)
+
+    async def start(self, replica_id: str) -> ReplicaStatus:
+        """Start a replica that exists but is stopped (by `dockyard down`, `docker stop`, a reboot), as it
+        was created: same spec, same container. Running already is fine; a missing one is 404."""
+        async with self._lock(replica_id):
+            attrs = await self._inspect(replica_id)
+            name = containers.container_name(replica_id)
+            if attrs is None:
+                reason = f"no container {name} on node {self.settings.node_name}"
+                raise AgentFailure(404, "find", reason, replica_id)
+            if containers.labels_of(attrs).get(containers.LABEL_MANAGED) != "true":
+                raise AgentFailure(409, "start", f"container {name} is not managed by Dockyard", replica_id)
+            if attrs["State"]["Status"] in _STARTABLE:
+                try:
+                    await asyncio.to_thread(self.runtime.start, attrs["Id"])
+                except DockerUnavailable as exc:
+                    raise AgentFailure(503, "start", exc.reason, replica_id) from None
+                except DockerError as exc:
+                    # An engine restart can leave a container it cannot start again (a stale network
+                    # endpoint: "failed to update store for object type *libnetwork.endpoint"). The replica
+                    # is its spec, not that container: make it anew from the same configuration.
+                    await self._recreate(replica_id, attrs, exc.reason)
+                attrs = await self._inspect(replica_id)
+                if attrs is None:
+                    raise AgentFailure(500, "start", "the container was removed while starting", replica_id)
+        return containers.replica_status(attrs, self.settings.node_address)
+
+    async def _recreate(self, replica_id: str, attrs: dict[str, Any], why: str) -> None:
+        name = containers.container_name(replica_id)
+        kwargs = containers.recreate_kwargs(attrs)
+        log.warning("replica %s could not start again (%s): recreating its container", replica_id, why)
+        await self._docker("remove", replica_id, self.runtime.remove, name, 0)
+        await self._docker("create", replica_id, self.runtime.create, kwargs)
+        await self._docker("start", replica_id, self.runtime.start, name)
 
     async def status(self, replica_id: str) -> ReplicaStatus:
         attrs = await self._inspect(replica_id)
