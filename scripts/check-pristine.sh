@@ -47,12 +47,14 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-log "debootstrap --variant=minbase $suite from $mirror"
-debootstrap --variant=minbase "$suite" "$root" "$mirror" >"$work/debootstrap.log" 2>&1 ||
-  {
-    tail -n 20 "$work/debootstrap.log" >&2
-    die "debootstrap failed"
-  }
+# A second try from scratch when the mirror drops a connection: it downloads anew, so it hides nothing.
+for try in 1 2; do
+  log "debootstrap --variant=minbase $suite from $mirror (try $try)"
+  debootstrap --variant=minbase "$suite" "$root" "$mirror" >"$work/debootstrap.log" 2>&1 && break
+  tail -n 20 "$work/debootstrap.log" >&2
+  ((try < 2)) || die "debootstrap failed"
+  rm -rf --one-file-system "$root"
+done
 log "pristine root ready after $((SECONDS - started)) s"
 
 {
@@ -63,6 +65,7 @@ log "pristine root ready after $((SECONDS - started)) s"
 mapfile -t apt_settings < <(grep -liE '^[[:space:]]*Acquire::([a-z]+::)?(proxy|check-valid-until|check-date)' \
   /etc/apt/apt.conf.d/* 2>/dev/null || true)
 ((${#apt_settings[@]} == 0)) || cp "${apt_settings[@]}" "$root/etc/apt/apt.conf.d/"
+echo 'Acquire::Retries "3";' >"$root/etc/apt/apt.conf.d/80retries" # a dropped download is tried again
 cp /etc/resolv.conf "$root/etc/resolv.conf"
 install -D -m 644 /etc/ssl/certs/ca-certificates.crt "$root$ca_in_root"
 

@@ -178,6 +178,7 @@ def test_no_service_starts_while_install_sh_installs_and_the_policy_is_gone_afte
 
 def test_no_script_stops_processes_by_name() -> None:
     scripts = [REPO_ROOT / ".ci" / "run", *REPO_ROOT.glob("scripts/*.sh"), *REPO_ROOT.glob("infra/**/*.sh")]
+    scripts += [*REPO_ROOT.glob("infra/systemd/*.service")]  # ExecStop= lines
     by_name = re.compile(r"\b(pkill|killall|pidof)\b|\bkill\b[^\n]*\$\(pgrep")
     lines = [f"{s.relative_to(REPO_ROOT)}: {line}" for s in scripts for line in s.read_text().splitlines()]
     assert [line for line in lines if by_name.search(line)] == []
