@@ -58,7 +58,7 @@ PROGRAMS: tuple[Program, ...] = (
         "builds and pushes (settings.build_docker_binary): Debian's client speaks BuildKit",
     ),
     Program("docker-registry", "docker-registry", Use.RUN, "the OCI registry `dockyard up` runs"),
-    Program("redis-server", "redis-server", Use.RUN, "the Redis `dockyard up` runs: build logs, routes"),
+    Program("redis-server", "redis-server", Use.RUN, "the Redis `dockyard up` runs: live build logs"),
     Program("git", "git", Use.RUN, "clones services' repositories (activities/git.py)"),
     Program("ssh", "openssh-client", Use.RUN, "git over SSH with a service's deploy key"),
     Program("debootstrap", "debootstrap", Use.RUN, "the Debian base image of builds (build-base-images.sh)"),
