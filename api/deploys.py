@@ -124,6 +124,7 @@ def new_deployment(
         draining_seconds=config.get("draining_seconds"),
     )
     deployment.deploy_request = request.model_dump(mode="json")
+    deployment.release_request = deployment.deploy_request  # kept after submission: scale in place
     return PendingDeployment(deployment, request)
 
 

@@ -192,6 +192,9 @@ class Deployment(Base):
     # hands it over again, keyed by the deployment id, so it is released once.
     deploy_request: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     submitted_at: Mapped[datetime | None] = mapped_column(default=None)
+    # What the replicas of this deployment run (the DeployRequest, variables sealed as they were at
+    # its creation), kept for good: a scale in place starts more replicas of exactly that.
+    release_request: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(default=None)

@@ -11,6 +11,10 @@ def deploy_workflow_id(service_id: str, environment_id: str, deployment_id: str)
     return f"deploy/{service_id}/{environment_id}/{deployment_id}"
 
 
+def scale_workflow_id(service_id: str, environment_id: str, deployment_id: str, replicas: int) -> str:
+    return f"scale/{service_id}/{environment_id}/{deployment_id}/{replicas}"
+
+
 def replica_id(deployment_id: str, index: int) -> str:
     return f"{deployment_id.replace('_', '-')}-{index}"
 

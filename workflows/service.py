@@ -4,6 +4,10 @@ Operations arrive as validated updates and run one at a time, each release as a 
 DeployWorkflow. A newer deploy supersedes an in-flight one by cancelling it (its compensations
 run, it ends SUPERSEDED); queued deploys that were never started are superseded directly.
 
+A scale (more or fewer replicas of the ACTIVE deployment) runs as a child ScaleWorkflow. It is
+refused while a release is queued or running (the deployment it names is about to be replaced: the
+user scales once the release is done), and a deploy arriving during a scale waits for it to end.
+
     update deploy ─▶ queue ─▶ [run loop] ─▶ child DeployWorkflow ─▶ result
                        ▲                           │
                        └── newer deploy cancels ───┘
@@ -16,18 +20,26 @@ from collections import deque
 
 from pydantic import Field
 from temporalio import workflow
-from temporalio.exceptions import ChildWorkflowError, is_cancelled_exception
+from temporalio.exceptions import ApplicationError, ChildWorkflowError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
     from activities.contracts import StatusUpdate
     from activities.deployments import DeploymentActivities
     from core.contracts import Contract, DeployAccepted, DeploymentStatus, DeployRequest
-    from core.naming import deploy_workflow_id
+    from core.naming import deploy_workflow_id, scale_workflow_id
     from core.temporal import search_attributes
     from workflows.deploy import QUICK, DeployParams, DeployWorkflow
+    from workflows.scale import ScaleParams, ScaleResult, ScaleWorkflow
 
 
 RELEASED_IDS_KEPT = 200
+
+
+class ScaleRequest(Contract):
+    service_id: str
+    environment_id: str
+    deployment_id: str = Field(description="the ACTIVE deployment")
+    replicas: int
 
 
 class ServiceWorkflowInput(Contract):
@@ -50,9 +62,12 @@ class ServiceWorkflow:
         self._superseding = False  # this entity cancelled its current release for a newer deploy
         # Deployment ids already released, so a replayed request can never move traffic back.
         self._released: deque[str] = deque(maxlen=RELEASED_IDS_KEPT)
+        self._args: ServiceWorkflowInput | None = None
+        self._scaling: ScaleRequest | None = None
 
     @workflow.run
     async def run(self, args: ServiceWorkflowInput) -> None:
+        self._args = args
         self._queue.extend(args.queue)
         self._released.extend(args.released)
         while True:
@@ -64,6 +79,8 @@ class ServiceWorkflow:
                 workflow.continue_as_new(
                     args.model_copy(update={"queue": list(self._queue), "released": list(self._released)})
                 )
+            if self._scaling is not None:
+                await workflow.wait_condition(lambda: self._scaling is None)
             request = self._queue.pop()
             self._current_id = request.deployment_id
             # Older deploys leave the queue only once superseded (the validator still sees them); a
@@ -100,6 +117,51 @@ class ServiceWorkflow:
     @workflow.query
     def current_deployment(self) -> str | None:
         return self._current_id
+
+    @workflow.update
+    async def scale(self, request: ScaleRequest) -> ScaleResult:
+        self._scaling = request
+        try:
+            await workflow.wait_condition(lambda: self._args is not None)
+            assert self._args is not None
+            return await workflow.execute_child_workflow(
+                ScaleWorkflow.run,
+                ScaleParams(
+                    service_id=request.service_id,
+                    environment_id=request.environment_id,
+                    deployment_id=request.deployment_id,
+                    replicas=request.replicas,
+                    overlap_seconds=self._args.drain_seconds,
+                ),
+                id=scale_workflow_id(
+                    request.service_id, request.environment_id, request.deployment_id, request.replicas
+                ),
+                search_attributes=search_attributes(
+                    service_id=request.service_id,
+                    environment_id=request.environment_id,
+                    deployment_id=request.deployment_id,
+                ),
+            )
+        except ChildWorkflowError as exc:
+            # The update fails with the step and the reason; the entity carries on.
+            raise ApplicationError(str(exc.cause or exc), type="ScaleFailed", non_retryable=True) from None
+        finally:
+            self._scaling = None
+
+    @scale.validator
+    def validate_scale(self, request: ScaleRequest) -> None:
+        info = workflow.info()
+        expected = f"service/{request.service_id}/{request.environment_id}"
+        if info.workflow_id != expected:
+            raise ValueError(f"scale for {expected} sent to {info.workflow_id}")
+        if self._scaling is not None:
+            raise ValueError(
+                f"a scale of {self._scaling.deployment_id} to {self._scaling.replicas} replicas is in "
+                "progress; scale again once it is done"
+            )
+        releasing = self._current_id or (self._queue[-1].deployment_id if self._queue else None)
+        if releasing is not None:
+            raise ValueError(f"deployment {releasing} is being released; scale once its release is done")
 
     async def _release(self, args: ServiceWorkflowInput, request: DeployRequest) -> None:
         params = DeployParams(
@@ -153,4 +215,4 @@ class ServiceWorkflow:
         )
 
 
-__all__ = ["ServiceWorkflow", "ServiceWorkflowInput"]
+__all__ = ["ScaleRequest", "ServiceWorkflow", "ServiceWorkflowInput"]

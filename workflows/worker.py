@@ -26,6 +26,7 @@ from activities.pools import PoolActivities
 from activities.proxmox import ProxmoxActivities
 from activities.registry import RegistryActivities
 from activities.routing import RoutingActivities
+from activities.scale import ScaleActivities
 from activities.sources import SourceActivities, host_task_queue
 from core.db import Database
 from core.planner import BaseImages
@@ -34,11 +35,13 @@ from core.temporal import connect
 from workflows.deploy import DeployWorkflow
 from workflows.fleet import FLEET_WATCH_ID, FleetWatchInput, FleetWatchWorkflow
 from workflows.pools import DecommissionNodeWorkflow, NodePoolWorkflow, ProvisionNodeWorkflow
+from workflows.scale import ScaleWorkflow
 from workflows.service import ServiceWorkflow
 from workflows.teardown import TeardownWorkflow
 
 WORKFLOWS = [ServiceWorkflow, DeployWorkflow, TeardownWorkflow, FleetWatchWorkflow]
 WORKFLOWS += [NodePoolWorkflow, ProvisionNodeWorkflow, DecommissionNodeWorkflow]
+WORKFLOWS += [ScaleWorkflow]
 DEBIAN_BASE_REPOSITORY = "dockyard/debian:bookworm"  # pushed by infra/images/build-base-images.sh
 
 
@@ -58,6 +61,7 @@ def activities_for(settings: Settings, db: Database, client: Client) -> list[obj
     fleet = FleetActivities(db, settings)
     proxmox = ProxmoxActivities(settings)
     pools = PoolActivities(db, settings, proxmox)
+    scale = ScaleActivities(db, settings)
     return [
         proxmox.choose_pve_node,
         proxmox.allocate_guest,
@@ -105,6 +109,10 @@ def activities_for(settings: Settings, db: Database, client: Client) -> list[obj
         routing.unpublish_route,
         routing.wait_route_live,
         routing.follow_replicas,
+        scale.load_scale_state,
+        scale.place_added_replicas,
+        scale.set_replica_rows,
+        scale.record_scale,
     ]
 
 

@@ -9,12 +9,14 @@ from api.deploys import new_deployment, release_again, service_variables, submit
 from api.deps import CurrentActor, SessionDep, SettingsDep, TemporalDep
 from api.errors import Conflict
 from api.releases import TemporalConnection
+from api.scaling import NoServiceWorkflow, submit_scale
 from api.schemas import DeploymentCreate, DeploymentRead, RollbackCreate, ScaleCreate
 from api.store import audit, environment_by_name, get_or_404
 from api.uploads import store_upload
 from core.contracts import DeploymentStatus, SourceSpec
 from core.models import Deployment, Environment, Service
 from core.settings import Settings
+from workflows.service import ScaleRequest
 
 router = APIRouter(tags=["deployments"])
 
@@ -148,18 +150,45 @@ async def scale_service(
     temporal: TemporalDep,
     actor: CurrentActor,
 ) -> DeploymentRead:
-    """Run `replicas` replicas of the ACTIVE deployment: it is released again with that count (new
-    replicas start and serve before the old ones drain), and later deploys keep the count."""
+    """Run `replicas` replicas of the ACTIVE deployment, in place: replicas are added beside the running
+    ones (the same image, variables and configuration) or the highest-numbered ones are taken out of
+    the route and drained; the others keep running untouched. Answers the ACTIVE deployment at once
+    (the scale runs on; its replica count changes when it is done), and later deploys keep the count.
+    Refused (409) while a release of the service is in progress. A deployment recorded before scaling
+    in place existed is released again with the new count instead (a new deployment is answered)."""
     service = await get_or_404(session, Service, service_id)
     environment = await environment_by_name(session, service.project_id, body.environment)
     active = await _active(session, service, environment)
     if active is None:
         raise Conflict(f"environment: no ACTIVE deployment in {environment.name} to scale; deploy first")
     service.replicas = body.replicas
+    if active.release_request is not None and await _scaled_in_place(temporal, active, body.replicas):
+        audit(session, actor, "deployment.scale", active.id, service_id=service.id, replicas=body.replicas)
+        await session.commit()
+        await session.refresh(active)
+        return DeploymentRead.model_validate(active)
     deployment = await release_again(
         session, settings, temporal, actor, service, environment, active, replicas=body.replicas
     )
     return DeploymentRead.model_validate(deployment)
+
+
+async def _scaled_in_place(temporal: TemporalConnection, active: Deployment, replicas: int) -> bool:
+    """Hand the scale to the service's entity workflow (nothing to do at the current count); False
+    when that workflow is not running, so nothing can scale the deployment in place."""
+    if active.config.get("replicas") == replicas:
+        return True
+    request = ScaleRequest(
+        service_id=active.service_id,
+        environment_id=active.environment_id,
+        deployment_id=active.id,
+        replicas=replicas,
+    )
+    try:
+        await submit_scale(await temporal.get(), request)
+    except NoServiceWorkflow:
+        return False
+    return True
 
 
 async def _active(session: AsyncSession, service: Service, environment: Environment) -> Deployment | None:

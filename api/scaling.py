@@ -1,0 +1,50 @@
+"""Scaling the ACTIVE deployment in place: the `scale` update of its service's entity workflow
+(workflows/service.py runs it as a ScaleWorkflow)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from starlette.exceptions import HTTPException
+from temporalio.client import (
+    Client,
+    WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
+    WorkflowUpdateStage,
+)
+from temporalio.service import RPCError, RPCStatusCode
+
+from api.errors import Conflict
+from core.naming import service_workflow_id
+from workflows.service import ScaleRequest, ServiceWorkflow
+
+# A worker accepts (or refuses) the update within milliseconds; past this, none is running.
+SCALE_ACCEPT_SECONDS = 5.0
+
+
+class NoServiceWorkflow(Exception):
+    """The service's entity workflow is not running (ended, or terminated): nothing to scale in place."""
+
+
+async def submit_scale(client: Client, request: ScaleRequest) -> None:
+    """Returns once the entity has accepted the scale (it runs on in the background). Raises Conflict
+    with the entity's reason when it refuses (a release or another scale in progress), 503 when no
+    worker answers, NoServiceWorkflow when the entity is not running."""
+    handle = client.get_workflow_handle(service_workflow_id(request.service_id, request.environment_id))
+    try:
+        async with asyncio.timeout(SCALE_ACCEPT_SECONDS):
+            await handle.start_update(
+                ServiceWorkflow.scale, request, wait_for_stage=WorkflowUpdateStage.ACCEPTED
+            )
+    except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError):
+        raise HTTPException(
+            503,
+            f"no worker accepted the scale within {SCALE_ACCEPT_SECONDS:g}s: is `dockyard worker` running?",
+        ) from None
+    except WorkflowUpdateFailedError as exc:
+        cause = exc.cause
+        raise Conflict(f"scale refused: {getattr(cause, 'message', None) or cause or exc}") from None
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            raise NoServiceWorkflow(exc.message) from None
+        raise HTTPException(503, f"Temporal refused the scale: {exc.message}") from None
