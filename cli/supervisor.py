@@ -171,7 +171,11 @@ class Supervisor:
                 # Python's own fds are not inheritable (PEP 446): only the ones placed at 3... pass.
                 close_fds=not fds,
             )
-        (self.run_dir / f"{spec.name}.pid").write_text(str(process.pid))
+        # Replaced in one step: whoever reads it (tests, an operator's kill) never sees it empty.
+        pid_file = self.run_dir / f"{spec.name}.pid"
+        partial = pid_file.with_suffix(".pid.new")
+        partial.write_text(str(process.pid))
+        partial.replace(pid_file)
         return process
 
     def _wait_ready(self, child: _Child) -> None:

@@ -1,0 +1,198 @@
+"""A crash is not an outage: every process `dockyard up` started is SIGKILLed in turn (by the PID its
+supervisor recorded) while a request loop hits an ACTIVE service through Traefik. Each comes back with a
+new PID and answers, `dockyard up` keeps running, and the service never fails a request. Temporal comes
+back on its own state: a deploy in flight when it died finishes ACTIVE, and so does the next one."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import signal
+import socket
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import docker
+import httpx
+import pytest
+
+from core.settings import load_settings
+from core.temporal import connect
+from tests.support.components import wait_until
+from tests.support.platform import AppImages, Platform, platform_with
+from tests.support.traffic import STALL_SECONDS, RequestLoop, hostname
+
+pytestmark = pytest.mark.timeout(600)
+
+SUPERVISED = ("temporal", "registry", "redis", "api", "traefik", "agent", "worker")
+
+
+@pytest.fixture(scope="module")
+def supervised(docker_client: docker.DockerClient, workdir: Path) -> Iterator[Platform]:
+    """A platform of its own: killing its processes must not disturb the session's."""
+    with platform_with(docker_client, workdir / "supervision", {}) as platform:
+        yield platform
+
+
+@pytest.fixture(scope="module")
+def service(supervised: Platform, docker_client: docker.DockerClient) -> dict:
+    image = AppImages(docker_client, supervised).push("e2e/steady", "v1", "steady v1")
+    service = supervised.create_service("e2e-supervision", "steady", image, replicas=2)
+    deployment = supervised.wait_final(supervised.deploy(service["id"])["id"])
+    assert deployment["status"] == "ACTIVE", f"{deployment['failed_step']}: {deployment['message']}"
+    return service
+
+
+def pid_of(platform: Platform, name: str) -> int:
+    return int((platform.state_dir / "run" / f"{name}.pid").read_text())
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def tcp_answers(address: str) -> bool:
+    host, port = address.rsplit(":", 1)
+    try:
+        with socket.create_connection((host.split("//")[-1], int(port)), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def http_answers(url: str, *, ok: tuple[int, ...] = (200,)) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code in ok
+    except httpx.HTTPError:
+        return False
+
+
+def answers(platform: Platform) -> dict[str, Callable[[], bool]]:
+    """How to tell, from outside, that each process serves again (the worker has no port: the deploys
+    below show it works)."""
+    env = platform.env
+    api = f"http://127.0.0.1:{env['DOCKYARD_API_PORT']}"
+    return {
+        "temporal": lambda: (
+            tcp_answers(env["DOCKYARD_TEMPORAL_ADDRESS"]) and http_answers(env["DOCKYARD_TEMPORAL_UI_URL"])
+        ),
+        "registry": lambda: http_answers(f"http://{env['DOCKYARD_REGISTRY_HOST']}/v2/", ok=(401,)),
+        "redis": lambda: tcp_answers(env["DOCKYARD_REDIS_URL"].removesuffix("/0")),
+        "api": lambda: http_answers(f"{api}/healthz"),
+        "traefik": lambda: http_answers(f"{env['DOCKYARD_TRAEFIK_API_URL']}/ping"),
+        "agent": lambda: http_answers(f"{env['DOCKYARD_AGENT_URL']}/healthz"),
+        "worker": lambda: True,
+    }
+
+
+def up_log(platform: Platform) -> str:
+    return (platform.state_dir / "logs" / "up.log").read_text(errors="replace")
+
+
+def kill_and_wait_back(platform: Platform, name: str, answer: Callable[[], bool]) -> tuple[int, int, float]:
+    """SIGKILL the process `name`; return its old PID, its new one, and the seconds until it answered."""
+    old = pid_of(platform, name)
+    os.kill(old, signal.SIGKILL)
+    killed_at = time.monotonic()
+    wait_until(lambda: not alive(old) or pid_of(platform, name) != old, 10, f"{name} to die")
+    wait_until(lambda: pid_of(platform, name) != old, 30, f"{name} to be started again")
+    new = pid_of(platform, name)
+    wait_until(lambda: f"{name} (pid {new}) is ready again" in up_log(platform), 60, f"{name} ready again")
+    wait_until(answer, 30, f"{name} answering")
+    return old, new, time.monotonic() - killed_at
+
+
+def test_each_process_killed_in_turn_comes_back_and_the_service_never_fails_a_request(
+    supervised: Platform, service: dict
+) -> None:
+    up_pid = int((supervised.state_dir / "dockyard.pid").read_text())
+    run_dir = supervised.state_dir / "run"
+    if (run_dir / "dockerd.pid").exists():
+        names: tuple[str, ...] = ("dockerd", *SUPERVISED)
+    else:
+        names = SUPERVISED
+        print("\ndockerd: skipped: the platform uses this machine's Docker Engine, which it did not start")
+    probes = answers(supervised) | {"dockerd": lambda: Path("/var/run/docker.sock").exists()}
+    for name in names:
+        with RequestLoop(supervised.edge_url, hostname(service)) as during:
+            time.sleep(1)
+            old, new, back_after = kill_and_wait_back(supervised, name, probes[name])
+        with RequestLoop(supervised.edge_url, hostname(service)) as after:
+            time.sleep(2)
+        print(f"{name:9} pid {old} → {new}, answering again after {back_after:.1f}s; {during.summary()}")
+        assert alive(up_pid), f"dockyard up stopped after {name} was killed:\n{up_log(supervised)[-3000:]}"
+        assert new != old and alive(new)
+        assert f"{name} (pid {old}) died: signal 9 (SIGKILL)" in up_log(supervised)
+        assert after.failures == [], f"requests failed after {name} came back: {after.failures[:5]}"
+        if name == "traefik":
+            # Traefik is the data path itself: a request in flight when it dies is lost, and the new
+            # process accepts the connections that waited (`dockyard up` holds its sockets: none is
+            # refused) some milliseconds before its routes are loaded (404). Nothing else may fail, and
+            # the service answers again within STALL_SECONDS.
+            assert all(_is_proxy_restart(failure) for failure in during.failures), during.failures[:5]
+            print(f"          no answer for {longest_gap(during) * 1000:.0f} ms while Traefik restarted")
+            assert longest_gap(during) < STALL_SECONDS
+        else:
+            # A failure includes an answer slower than STALL_SECONDS.
+            assert during.failures == [], f"requests failed while {name} was down: {during.failures[:5]}"
+        assert during.answers.keys() == after.answers.keys() == {"steady v1"}
+
+
+def longest_gap(loop: RequestLoop) -> float:
+    """The longest time without a good answer (between two answers in a row)."""
+    times = [at for at, _ in loop.timeline]
+    return max((later - earlier for earlier, later in itertools.pairwise(times)), default=0.0)
+
+
+def _is_proxy_restart(failure: str) -> bool:
+    return failure.startswith(("RemoteProtocolError", "ReadError", "HTTP 404"))
+
+
+def test_temporal_killed_mid_deploy_comes_back_on_its_state_and_the_deploy_finishes(
+    supervised: Platform, service: dict, docker_client: docker.DockerClient
+) -> None:
+    images = AppImages(docker_client, supervised)
+    v2 = images.push("e2e/steady", "v2", "steady v2", start_delay=4)
+    before = supervised.api.get(f"/v1/services/{service['id']}/deployments").json()
+    with RequestLoop(supervised.edge_url, hostname(service)) as loop:
+        deployment = supervised.deploy(service["id"], image=v2)
+        wait_until(
+            lambda: docker_client.containers.list(
+                filters={"label": f"dockyard.deployment={deployment['id']}"}
+            ),
+            60,
+            "the new replicas to start",
+        )
+        killed_at = time.monotonic()
+        kill_and_wait_back(supervised, "temporal", answers(supervised)["temporal"])
+        final = supervised.wait_final(deployment["id"], timeout=180)
+        finished_after = time.monotonic() - killed_at
+        loop.first("steady v2")
+    assert final["status"] == "ACTIVE", final
+    assert loop.failures == [], loop.failures[:5]  # a stall over STALL_SECONDS included
+    print(f"\nTemporal killed mid-deploy: ACTIVE {finished_after:.1f}s after the kill; {loop.summary()}")
+
+    # Temporal came back on its own database: the workflows of the earlier deploys are still there.
+    async def described() -> list[str]:
+        settings = load_settings(temporal_address=supervised.env["DOCKYARD_TEMPORAL_ADDRESS"])
+        client = await connect(settings)
+        return [
+            (await client.get_workflow_handle(d["workflow_id"]).describe()).id
+            for d in before
+            if d["workflow_id"]
+        ]
+
+    assert asyncio.run(described()) == [d["workflow_id"] for d in before if d["workflow_id"]] != []
+
+    v3 = images.push("e2e/steady", "v3", "steady v3")
+    started = time.monotonic()
+    after = supervised.wait_final(supervised.deploy(service["id"], image=v3)["id"])
+    assert after["status"] == "ACTIVE", after
+    assert supervised.get(service).text.strip() == "steady v3"
+    print(f"the next deploy after the Temporal kill: ACTIVE in {time.monotonic() - started:.1f}s")
