@@ -42,9 +42,10 @@ from activities.contracts import (
     StabilityWatch,
     StatusUpdate,
 )
+from activities.scale import LiveReplica, ReplicaRows, ScaleState, ScaleTarget
 from activities.sources import DiscardSource, PreparedSource, PrepareSource
 from core.build import BuildRequest, BuiltImage
-from core.contracts import DeploymentStatus, ReplicaState, ReplicaStatus
+from core.contracts import DeploymentStatus, DeployRequest, ReplicaState, ReplicaStatus
 from core.images import parse_image_reference
 
 NODE = "fake-node"
@@ -97,6 +98,9 @@ class FakeActivities:
         self.updates: dict[str, list[StatusUpdate]] = defaultdict(list)  # every update, in order
         self.current: dict[str, DeploymentStatus] = {}  # what the real activities would have stored
         self.live_replicas: dict[str, str] = {}  # replica id -> deployment id
+        self.release_requests: dict[str, DeployRequest] = {}  # what load_scale_state answers
+        self.replica_rows: dict[str, str] = {}  # replica id -> state, as set_replica_rows left it
+        self.scaled: dict[str, int] = {}  # deployment id -> replica count record_scale recorded
         self._rules: list[Rule] = []
 
     # --- what a test tells the fakes ----------------------------------------------------------------
@@ -177,6 +181,10 @@ class FakeActivities:
             self.images_only_in,
             self.delete_image,
             self.delete_environment,
+            self.load_scale_state,
+            self.place_added_replicas,
+            self.set_replica_rows,
+            self.record_scale,
         ]
 
     def build_activities(self) -> list[Callable[..., Any]]:
@@ -340,6 +348,36 @@ class FakeActivities:
     @activity.defn(name="delete_environment")
     async def delete_environment(self, environment_id: str) -> None:
         await self._run("delete_environment", environment_id, environment_id)
+
+    @activity.defn(name="load_scale_state")
+    async def load_scale_state(self, target: ScaleTarget) -> ScaleState:
+        await self._run("load_scale_state", target, target.deployment_id)
+        request = self.release_requests[target.deployment_id]
+        digest = "sha256:" + hashlib.sha256((request.image or "").encode()).hexdigest()
+        running = sorted(r for r, d in self.live_replicas.items() if d == target.deployment_id)
+        return ScaleState(
+            request=request,
+            image=parse_image_reference(request.image or "").pinned(digest),
+            replicas=[
+                LiveReplica(replica_id=r, address=f"{r}.{NODE}:{request.port}", container_id=f"container-{r}")
+                for r in running
+            ],
+        )
+
+    @activity.defn(name="place_added_replicas")
+    async def place_added_replicas(self, request: PlacementRequest) -> Placement:
+        await self._run("place_added_replicas", request, request.deployment_id)
+        return Placement(groups=[NodeReplicas(node=NodeRef(), replica_ids=request.replica_ids)])
+
+    @activity.defn(name="set_replica_rows")
+    async def set_replica_rows(self, rows: ReplicaRows) -> None:
+        await self._run("set_replica_rows", rows, rows.deployment_id)
+        self.replica_rows.update(dict.fromkeys(rows.replica_ids, rows.state))
+
+    @activity.defn(name="record_scale")
+    async def record_scale(self, target: ScaleTarget) -> None:
+        await self._run("record_scale", target, target.deployment_id)
+        self.scaled[target.deployment_id] = target.replicas
 
     @activity.defn(name="wait_route_live")
     async def wait_route_live(self, spec: RouteSpec) -> None:
