@@ -1,5 +1,7 @@
-"""Rollback and scale over the real API, database and Temporal server: both release an earlier
-deployment again (its image by digest and its configuration, no build). No worker runs here: the new
+"""Rollback and scale over the real API, database and Temporal server: a rollback releases an earlier
+deployment again (its image by digest and its configuration, no build); a scale is handed to the service's
+workflow to run in place (tests/e2e/test_scale.py runs it), or, for a deployment recorded before scaling
+in place existed, releases it again with the count. No worker runs here: the new
 deployment stays QUEUED; tests/e2e/test_multinode.py serves what they release."""
 
 from __future__ import annotations
@@ -108,10 +110,15 @@ async def test_a_rollback_names_a_deployment_of_the_service(
     assert response.status_code == 404 and "dep_missing" in response.json()["detail"]
 
 
-async def test_scale_releases_the_active_deployment_with_the_new_count_and_keeps_it(
+async def test_scale_of_a_deployment_without_a_release_request_releases_it_again_with_the_count(
     api: httpx.AsyncClient, database: Database, service: dict[str, Any]
 ) -> None:
+    """Deployments recorded before scaling in place existed keep no release request."""
     active = await released(api, database, service, "ACTIVE")
+    async with database.transaction() as session:
+        await session.execute(
+            update(Deployment).where(Deployment.id == active["id"]).values(release_request=None)
+        )
 
     scaled = ok(await api.post(f"/v1/services/{service['id']}/scale", json={"replicas": 3}), 202)
 
@@ -120,6 +127,35 @@ async def test_scale_releases_the_active_deployment_with_the_new_count_and_keeps
         row = await session.get(Deployment, scaled["id"])
     assert row is not None and row.config["replicas"] == 3
     assert ok(await api.get(f"/v1/services/{service['id']}"))["replicas"] == 3
+
+
+async def test_a_deployment_keeps_its_release_request_after_submission(
+    api: httpx.AsyncClient, database: Database, service: dict[str, Any]
+) -> None:
+    active = await released(api, database, service, "ACTIVE")
+    async with database.session() as session:
+        row = await session.get(Deployment, active["id"])
+    assert row is not None and row.release_request is not None
+    assert row.release_request["deployment_id"] == active["id"] and row.release_request["port"] == 3000
+
+
+async def test_scale_to_the_current_count_answers_the_active_deployment(
+    api: httpx.AsyncClient, database: Database, service: dict[str, Any]
+) -> None:
+    active = await released(api, database, service, "ACTIVE")
+    same = ok(await api.post(f"/v1/services/{service['id']}/scale", json={"replicas": 1}), 202)
+    assert same["id"] == active["id"] and same["status"] == "ACTIVE"
+    assert len(ok(await api.get(f"/v1/services/{service['id']}/deployments"))) == 1
+
+
+async def test_scale_in_place_with_no_worker_says_so(
+    api: httpx.AsyncClient, database: Database, service: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("api.scaling.SCALE_ACCEPT_SECONDS", 0.5)
+    await released(api, database, service, "ACTIVE")
+    response = await api.post(f"/v1/services/{service['id']}/scale", json={"replicas": 3})
+    assert response.status_code == 503 and "is `dockyard worker` running?" in response.json()["detail"]
+    assert len(ok(await api.get(f"/v1/services/{service['id']}/deployments"))) == 1
 
 
 async def test_scale_without_an_active_deployment_says_to_deploy_first(
