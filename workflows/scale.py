@@ -36,11 +36,12 @@ with workflow.unsafe.imports_passed_through():
         ReplicaSet,
         RouteKey,
         RouteSpec,
+        StatusUpdate,
     )
     from activities.deployments import DeploymentActivities
     from activities.routing import RoutingActivities
     from activities.scale import LiveReplica, ReplicaRows, ScaleActivities, ScaleState, ScaleTarget
-    from core.contracts import Contract
+    from core.contracts import Contract, DeploymentStatus
     from core.scaling import ScalePlan, plan_scale
     from workflows.deploy import LONG, QUICK, SLOW
 
@@ -90,12 +91,15 @@ class ScaleWorkflow:
             await self._compensate()
             if is_cancelled_exception(exc) or not isinstance(exc, ActivityError | ApplicationError):
                 raise
-            reason = reason_of(exc)
-            raise ApplicationError(
-                f"scale of {params.deployment_id} to {params.replicas} failed at {self._step}: {reason}",
-                type="ScaleFailed",
-                non_retryable=True,
-            ) from exc
+            message = f"scale to {params.replicas} replicas failed at {self._step}: {reason_of(exc)}"
+            # The deployment stays ACTIVE as it was; its message says why the scale did not happen.
+            failed = StatusUpdate(
+                deployment_id=params.deployment_id, status=DeploymentStatus.ACTIVE, message=message
+            )
+            await to_the_end(
+                workflow.execute_activity_method(DeploymentActivities.set_deployment_status, failed, **QUICK)
+            )
+            raise ApplicationError(message, type="ScaleFailed", non_retryable=True) from exc
         self._step = "done"
         return ScaleResult(
             deployment_id=params.deployment_id,

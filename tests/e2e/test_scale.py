@@ -56,8 +56,10 @@ def wait_scaled(
         if len(replicas) == count and len(servers) == count:
             return replicas
         if time.monotonic() - started > SCALE_WITHIN_SECONDS:
+            message = platform.api.get(f"/v1/deployments/{deployment_id}").json()["message"]
             pytest.fail(
-                f"not at {count} replicas after {SCALE_WITHIN_SECONDS} s: {replicas}, Traefik {servers}"
+                f"not at {count} replicas after {SCALE_WITHIN_SECONDS} s: {replicas}, Traefik {servers}; "
+                f"the deployment says {message!r}"
             )
         time.sleep(0.2)
 

@@ -105,7 +105,12 @@ async def test_a_scale_up_that_fails_its_health_check_removes_what_it_added(dock
     with pytest.raises(WorkflowUpdateFailedError) as refused:
         await scale(dockyard, "dep-a", 3)
 
-    assert "failed at health: dep-a-2 exited with code 1" in str(refused.value.cause)
+    assert "scale to 3 replicas failed at health: dep-a-2 exited with code 1" in str(refused.value.cause)
+    assert (
+        fakes.last_update("dep-a").message
+        == "scale to 3 replicas failed at health: dep-a-2 exited with code 1"
+    )
+    assert fakes.status("dep-a") is DeploymentStatus.ACTIVE
     assert fakes.args("remove_replicas") == [ReplicaIds(replica_ids=["dep-a-2"], grace_seconds=1)]
     assert sorted(fakes.live_replicas) == ["dep-a-0", "dep-a-1"]
     assert route(dockyard) == before and "record_scale" not in fakes.names()
