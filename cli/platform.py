@@ -13,6 +13,7 @@ import bcrypt
 from pydantic import SecretStr
 
 from cli.supervisor import Listen, ProcessSpec
+from core.restarts import RestartPolicy
 from core.secrets import SecretBox
 from core.settings import Settings
 
@@ -165,7 +166,9 @@ def platform_processes(settings: Settings, run_dir: Path, *, start_docker: bool)
             "traefik",
             [_binary("traefik"), f"--configFile={render_traefik_config(settings, run_dir)}"],
             ready_url=f"{settings.traefik_api_url}/ping",
-            # Held by `dockyard up`: while Traefik restarts, requests wait instead of being refused.
+            # Held by `dockyard up`: while Traefik restarts, requests wait instead of being refused; and it
+            # is the data path, so it is started again sooner than the rest.
+            restart_policy=RestartPolicy(initial_delay_seconds=0.1),
             sockets=(
                 Listen("web", *_hostport(settings.edge_http_url)),
                 Listen("websecure", *_hostport(settings.edge_https_url)),

@@ -41,6 +41,7 @@ class ProcessSpec:
     ready_timeout: float = 60.0
     stop_timeout: float = 15.0
     sockets: tuple[Listen, ...] = ()
+    restart_policy: RestartPolicy | None = None  # the supervisor's when None
 
 
 @dataclass(frozen=True)
@@ -218,7 +219,7 @@ class Supervisor:
         self.log(f"{child.spec.name} (pid {process.pid}) is ready again, {down:.1f}s after it died")
 
     def _died(self, child: _Child, process: subprocess.Popen[bytes], now: float) -> None:
-        restart = restart_after(self.policy, child.run, now)
+        restart = restart_after(child.spec.restart_policy or self.policy, child.run, now)
         uptime = now - child.run.started_at
         line = exit_line(child.spec.name, process.pid, process.returncode, uptime, restart)
         self.log(line)
@@ -235,7 +236,8 @@ class Supervisor:
         try:
             child.process = self._spawn(child.spec)
         except OSError as exc:  # e.g. its binary was removed: try again later, as after a crash
-            restart = restart_after(self.policy, Run(now, child.run.crashes_before), now)
+            policy = child.spec.restart_policy or self.policy
+            restart = restart_after(policy, Run(now, child.run.crashes_before), now)
             self.log(f"{child.spec.name} could not start: {exc}; trying again in {restart.delay_seconds:g}s")
             child.run = Run(now, restart.crashes)
             child.restart_at = now + restart.delay_seconds

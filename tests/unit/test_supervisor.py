@@ -228,3 +228,19 @@ def test_without_sockets_the_command_is_left_as_it_is() -> None:
     argv, env = activation_command(activated)
     assert argv[:2] == ["/bin/sh", "-c"] and argv[3:] == ["traefik", "traefik", "--configFile=t.yml"]
     assert env == {"LISTEN_FDS": "1", "LISTEN_FDNAMES": "web"}
+
+
+def test_a_child_may_have_its_own_restart_policy(
+    supervisor: Supervisor, clock: Clock, lines: list[str]
+) -> None:
+    quick = RestartPolicy(initial_delay_seconds=0.1, max_delay_seconds=30)
+    supervisor.start(ProcessSpec("traefik", ["sleep", "60"], restart_policy=quick))
+    supervisor.start(sleeper("api"))
+    kill(supervisor, "traefik")
+    kill(supervisor, "api")
+    supervisor.check()
+    assert "traefik" in lines[0] and "restarting in 0.1s" in lines[0]
+    assert "api" in lines[1] and "restarting in 0.5s" in lines[1]
+    clock.now += 0.1
+    supervisor.check()
+    assert supervisor.pid("traefik") is not None and supervisor.pid("api") is None
