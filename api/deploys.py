@@ -13,7 +13,6 @@ the outbox; the relay in the API process submits it again, keyed by its id, so i
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,9 +20,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.exceptions import HTTPException
 
 from api.crash_points import crash_point
-from api.releases import DeployRefused, DeployUnconfirmed, TemporalConnection, submit_deploy
+from api.releases import DeployRefused, DeployUnconfirmed, TemporalConnection, submit_deploy, within
 from api.store import audit
-from api.submissions import mark_refused, mark_submitted, mark_unconfirmed
+from api.submissions import SUBMIT_TIMEOUT_SECONDS, mark_refused, mark_submitted, mark_unconfirmed
 from api.variables import build_variables, effective_variables
 from core.contracts import BuildOptions, DeploymentStatus, DeployRequest, PlacementSettings, SourceSpec
 from core.models import Deployment, Environment, Service, new_id
@@ -32,8 +31,6 @@ from core.secrets import SecretBox
 from core.settings import Settings
 
 COMMIT_MESSAGE_MAX = 500
-# The longest a route waits on Temporal for one deployment; past it, the relay finds out what happened.
-SUBMIT_TIMEOUT_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -212,14 +209,12 @@ async def submit(
         raise
     crash_point("before-submit")
     try:
-        async with asyncio.timeout(SUBMIT_TIMEOUT_SECONDS):
-            await submit_deploy(client, settings, pending.request)
+        await within(SUBMIT_TIMEOUT_SECONDS, submit_deploy(client, settings, pending.request))
     except DeployRefused as exc:
         await mark_refused(session, deployment_id, exc.reason)
         raise HTTPException(exc.status_code, exc.reason) from None
-    except (DeployUnconfirmed, TimeoutError) as exc:
-        reason = str(exc) or f"no answer within {SUBMIT_TIMEOUT_SECONDS:g}s"
-        await mark_unconfirmed(session, deployment_id, reason)
+    except DeployUnconfirmed as exc:
+        await mark_unconfirmed(session, deployment_id, str(exc))
         return
     crash_point("after-submit")
     await mark_submitted(session, deployment_id)

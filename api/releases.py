@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
+from datetime import timedelta
+from typing import Any, TypeVar
 
 from starlette.exceptions import HTTPException
 from temporalio.client import (
@@ -25,6 +28,9 @@ from workflows.teardown import TeardownRequest, TeardownWorkflow, teardown_workf
 
 # How long a deploy waits for a worker to accept it before it is answered as queued.
 ACCEPT_WAIT_SECONDS = 3.0
+DESCRIBE_TIMEOUT = timedelta(seconds=5)
+
+T = TypeVar("T")
 
 
 class TemporalConnection:
@@ -132,6 +138,24 @@ async def submit_deploy(client: Client, settings: Settings, request: DeployReque
     return accepted
 
 
+async def within(seconds: float, call: Awaitable[T]) -> T:
+    """`call`'s result, or DeployUnconfirmed after `seconds`, at once. The call is cancelled and left
+    to end on its own: the SDK may turn a cancellation into an error it handles (and then go on),
+    so waiting for it to stop could take as long as the call it was meant to bound."""
+    task = asyncio.ensure_future(call)
+    done, _ = await asyncio.wait({task}, timeout=seconds)
+    if not done:
+        task.cancel()
+        task.add_done_callback(_forget)
+        raise DeployUnconfirmed(f"Temporal did not answer within {seconds:g}s")
+    return task.result()
+
+
+def _forget(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled():
+        task.exception()  # retrieved: its outcome is for the relay to find out
+
+
 def already_has(error: WorkflowUpdateFailedError, deployment_id: str) -> bool:
     """Whether the ServiceWorkflow refused the deploy because it already has this deployment (its
     validator's words: `deployment <id> is already queued` / `... was already released`)."""
@@ -146,7 +170,7 @@ async def deploy_workflow_started(client: Client, workflow_id: str) -> bool:
     """Whether a release of the deployment (its DeployWorkflow, `deploy/<service>/<env>/<id>`) ever
     started. Raises DeployUnconfirmed when Temporal does not say."""
     try:
-        await client.get_workflow_handle(workflow_id).describe()
+        await client.get_workflow_handle(workflow_id).describe(rpc_timeout=DESCRIBE_TIMEOUT)
     except RPCError as exc:
         if exc.status == RPCStatusCode.NOT_FOUND:
             return False
@@ -175,7 +199,7 @@ async def start_teardown(temporal: TemporalConnection, settings: Settings, reque
 
 async def _queued_without_worker(client: Client, workflow_id: str, request: DeployRequest) -> DeployAccepted:
     try:
-        description = await client.get_workflow_handle(workflow_id).describe()
+        description = await client.get_workflow_handle(workflow_id).describe(rpc_timeout=DESCRIBE_TIMEOUT)
     except RPCError as exc:
         raise DeployUnconfirmed(f"Temporal did not describe {workflow_id}: {exc.message}") from None
     if description.status != WorkflowExecutionStatus.RUNNING:

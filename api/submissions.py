@@ -33,6 +33,7 @@ from api.releases import (
     TemporalConnection,
     deploy_workflow_started,
     submit_deploy,
+    within,
 )
 from core.contracts import DeploymentStatus, DeployRequest
 from core.db import Database
@@ -43,8 +44,11 @@ from core.submissions import RelayPlan, Unsubmitted, plan_relay
 logger = logging.getLogger("dockyard.submissions")
 
 RELAY_INTERVAL_SECONDS = 5.0
-# Longer than a route may spend submitting (api/deploys.SUBMIT_TIMEOUT_SECONDS): an older unsubmitted
-# deployment is no route's business any more, so superseding it cannot race its own submission.
+# The longest a route (or the relay) waits on Temporal for one deployment; past it, the relay finds
+# out what happened.
+SUBMIT_TIMEOUT_SECONDS = 10.0
+# Longer than a route may spend submitting: an older unsubmitted deployment is no route's business
+# any more, so superseding it cannot race its own submission.
 RELAY_AFTER = timedelta(seconds=15)
 UNCONFIRMED = "not yet confirmed by Temporal"
 QUEUED = DeploymentStatus.QUEUED.value
@@ -98,20 +102,25 @@ async def mark_refused(session: AsyncSession, deployment_id: str, reason: str) -
 async def relay_once(
     db: Database, settings: Settings, temporal: TemporalConnection, now: datetime | None = None
 ) -> dict[str, str]:
-    """One pass over the outbox. Answers what it did, per deployment: `submitted`, `confirmed` (its
-    release had started), `superseded`, `refused`, `unconfirmed` (asked again next pass)."""
+    """One pass over the outbox. Answers what it did, per deployment: `submitted`, `confirmed`
+    (Temporal had it: its release started, or its status moved on), `superseded`, `refused`,
+    `unconfirmed` (asked again next pass)."""
     rows, newest = await _outbox(db)
     plan = plan_relay(
-        [Unsubmitted(r.id, r.service_id, r.environment_id, r.created_at) for r in rows],
+        [Unsubmitted(r.id, r.service_id, r.environment_id, r.created_at, r.status == QUEUED) for r in rows],
         newest,
         now or utcnow(),
         RELAY_AFTER,
     )
+    done: dict[str, str] = {}
+    for deployment_id in plan.confirm:  # its workflows moved it on: Temporal has it
+        async with db.session() as session:
+            await mark_submitted(session, deployment_id)
+        done[deployment_id] = "confirmed"
     if not (plan.submit or plan.supersede):
-        return {}
+        return done
     client = await temporal.get()
     by_id = {row.id: row for row in rows}
-    done: dict[str, str] = {}
     for deployment_id in [*plan.submit, *plan.supersede]:
         row = by_id[deployment_id]
         try:
@@ -141,9 +150,7 @@ async def _outbox(db: Database) -> tuple[list[Deployment], dict[tuple[str, str],
         rows = list(
             await session.scalars(
                 select(Deployment).where(
-                    Deployment.status == QUEUED,
-                    Deployment.submitted_at.is_(None),
-                    Deployment.deploy_request.is_not(None),
+                    Deployment.submitted_at.is_(None), Deployment.deploy_request.is_not(None)
                 )
             )
         )
@@ -170,7 +177,7 @@ async def _relay(db: Database, settings: Settings, client: Client, row: Deployme
             return "superseded"
         request = DeployRequest.model_validate(row.deploy_request)
         try:
-            await submit_deploy(client, settings, request)
+            await within(SUBMIT_TIMEOUT_SECONDS, submit_deploy(client, settings, request))
         except DeployRefused as exc:
             await mark_refused(session, row.id, exc.reason)
             return "refused"

@@ -190,7 +190,7 @@ class Deployment(Base):
     # until Temporal confirms it has it (`submitted_at`). A row with a request and no `submitted_at`
     # is one the API may not have handed over (a crash, an unanswered call): api/submissions.py
     # hands it over again, keyed by the deployment id, so it is released once.
-    deploy_request: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    deploy_request: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True), default=None)
     submitted_at: Mapped[datetime | None] = mapped_column(default=None)
     # What the replicas of this deployment run (the DeployRequest, variables sealed as they were at
     # its creation), kept for good: a scale in place starts more replicas of exactly that.

@@ -2,8 +2,12 @@
 
 A deployment is recorded (QUEUED, with its DeployRequest) before the API submits it; when the API
 crashes in between, or Temporal's answer is lost, it stays unsubmitted. The relay (api/submissions.py)
-decides for each such deployment, once it is older than `after` (the API that recorded it is done
-with it by then, one way or the other):
+decides for each such deployment:
+
+- its status moved on from QUEUED: its workflows moved it, so Temporal has it; confirm it.
+
+and, once it is older than `after` (the API that recorded it is done with it by then, one way or
+the other):
 
 - it is the newest deployment of its service and environment: submit it (keyed by its id, so a
   deployment Temporal already has is not released twice);
@@ -27,10 +31,12 @@ class Unsubmitted:
     service_id: str
     environment_id: str
     created_at: datetime
+    queued: bool = True  # still QUEUED: nothing has shown Temporal has it
 
 
 @dataclass
 class RelayPlan:
+    confirm: list[str] = field(default_factory=list)  # Temporal has them: mark them submitted
     submit: list[str] = field(default_factory=list)  # oldest first
     supersede: dict[str, str] = field(default_factory=dict)  # deployment id → the newer one
     wait: list[str] = field(default_factory=list)  # too recent: the API may be submitting it now
@@ -45,11 +51,12 @@ def plan_relay(
     """`newest` maps (service id, environment id) to its newest deployment, whatever its status."""
     plan = RelayPlan()
     for row in sorted(unsubmitted, key=lambda r: (r.created_at, r.deployment_id)):
-        if now - row.created_at < after:
-            plan.wait.append(row.deployment_id)
-            continue
         latest = newest.get((row.service_id, row.environment_id), row.deployment_id)
-        if latest == row.deployment_id:
+        if not row.queued:
+            plan.confirm.append(row.deployment_id)
+        elif now - row.created_at < after:
+            plan.wait.append(row.deployment_id)
+        elif latest == row.deployment_id:
             plan.submit.append(row.deployment_id)
         else:
             plan.supersede[row.deployment_id] = latest

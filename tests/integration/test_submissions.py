@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -210,6 +210,21 @@ async def test_an_unsubmitted_deployment_a_newer_one_overtook_is_superseded_not_
     )
     assert api.dockyard.fakes.args("ensure_replicas", older) == []
     assert api.dockyard.fakes.status(newer["id"]) is DeploymentStatus.ACTIVE
+
+
+async def test_a_deployment_its_workflows_moved_on_from_queued_is_confirmed_at_once(api: Api) -> None:
+    """Its status changed: only Temporal's workflows change it after QUEUED, so Temporal has it."""
+    service = await api.new_service()
+    deployment_id = await api.record_only(service)
+    async with api.database.transaction() as session:
+        await session.execute(
+            update(Deployment).where(Deployment.id == deployment_id).values(status="BUILDING")
+        )
+
+    relay = TemporalConnection(api.settings.model_copy(update={"temporal_address": "127.0.0.1:9"}))
+    assert await relay_once(api.database, api.settings, relay) == {deployment_id: "confirmed"}
+    row = await api.row(deployment_id)
+    assert (row.submitted_at is not None, row.deploy_request) == (True, None)
 
 
 async def test_a_recent_unsubmitted_deployment_is_left_to_the_api_submitting_it(api: Api) -> None:

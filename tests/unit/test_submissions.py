@@ -12,8 +12,10 @@ NOW = datetime(2026, 12, 7, 8, 0, tzinfo=UTC)
 AFTER = timedelta(seconds=15)
 
 
-def row(deployment_id: str, seconds_ago: float, service: str = "svc-a", env: str = "env-a") -> Unsubmitted:
-    return Unsubmitted(deployment_id, service, env, NOW - timedelta(seconds=seconds_ago))
+def row(
+    deployment_id: str, seconds_ago: float, service: str = "svc-a", env: str = "env-a", queued: bool = True
+) -> Unsubmitted:
+    return Unsubmitted(deployment_id, service, env, NOW - timedelta(seconds=seconds_ago), queued)
 
 
 @pytest.mark.parametrize(
@@ -48,6 +50,12 @@ def row(deployment_id: str, seconds_ago: float, service: str = "svc-a", env: str
             {("svc-a", "env-a"): "dep-a", ("svc-b", "env-a"): "dep-b"},
             RelayPlan(submit=["dep-a", "dep-b"]),
             id="services-apart-oldest-first",
+        ),
+        pytest.param(
+            [row("dep-a", 1, queued=False), row("dep-b", 60, queued=False)],
+            {("svc-a", "env-a"): "dep-c"},
+            RelayPlan(confirm=["dep-b", "dep-a"]),
+            id="moved-on-from-queued-is-confirmed-at-any-age",
         ),
         pytest.param(
             [row("dep-a", 60, env="env-b")],
