@@ -9,6 +9,7 @@ from starlette.exceptions import HTTPException
 from temporalio.client import (
     Client,
     WorkflowUpdateFailedError,
+    WorkflowUpdateHandle,
     WorkflowUpdateRPCTimeoutOrCancelledError,
     WorkflowUpdateStage,
 )
@@ -20,6 +21,9 @@ from workflows.service import ScaleRequest, ServiceWorkflow
 
 # A worker accepts (or refuses) the update within milliseconds; past this, none is running.
 SCALE_ACCEPT_SECONDS = 5.0
+# start_update answers a refusal (the validator's) as an outcome, not an error: its handle already
+# holds it, and result() raises it at once without a call to the server.
+OUTCOME_PEEK_SECONDS = 0.05
 
 
 class NoServiceWorkflow(Exception):
@@ -33,9 +37,10 @@ async def submit_scale(client: Client, request: ScaleRequest) -> None:
     handle = client.get_workflow_handle(service_workflow_id(request.service_id, request.environment_id))
     try:
         async with asyncio.timeout(SCALE_ACCEPT_SECONDS):
-            await handle.start_update(
+            update = await handle.start_update(
                 ServiceWorkflow.scale, request, wait_for_stage=WorkflowUpdateStage.ACCEPTED
             )
+        await _raise_if_refused(update)
     except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError):
         raise HTTPException(
             503,
@@ -48,3 +53,12 @@ async def submit_scale(client: Client, request: ScaleRequest) -> None:
         if exc.status == RPCStatusCode.NOT_FOUND:
             raise NoServiceWorkflow(exc.message) from None
         raise HTTPException(503, f"Temporal refused the scale: {exc.message}") from None
+
+
+async def _raise_if_refused(update: WorkflowUpdateHandle[object]) -> None:
+    """Raises WorkflowUpdateFailedError when the entity refused the scale; returns when it runs."""
+    try:
+        async with asyncio.timeout(OUTCOME_PEEK_SECONDS):
+            await update.result()
+    except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError):
+        return  # accepted: the scale runs on

@@ -4,7 +4,10 @@ the replicas kept are never restarted (same container ids) and no request fails 
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import docker
@@ -46,6 +49,28 @@ def scale(platform: Platform, service: dict[str, Any], replicas: int) -> dict[st
         time.sleep(0.5)
 
 
+def scale_workflow(platform: Platform, deployment: dict[str, Any], count: int) -> str:
+    """What Temporal says of the scale and of the service's workflow, for a failure message."""
+    service_workflow = f"service/{deployment['service_id']}/{deployment['environment_id']}"
+    scale = f"scale/{deployment['service_id']}/{deployment['environment_id']}/{deployment['id']}/{count}"
+    said = []
+    for args in (["describe", "-w", scale], ["show", "-w", service_workflow]):
+        described = subprocess.run(
+            [
+                str(Path(sys.executable).parent / "temporal"),
+                "workflow",
+                *args,
+                "--address",
+                platform.env["DOCKYARD_TEMPORAL_ADDRESS"],
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        said.append(f"{args[-1]}: {described.stdout[-4000:]} {described.stderr[-1000:]}")
+    return "\n".join(said)
+
+
 def wait_scaled(
     platform: Platform, client: docker.DockerClient, service: dict[str, Any], deployment_id: str, count: int
 ) -> dict[str, str]:
@@ -56,10 +81,11 @@ def wait_scaled(
         if len(replicas) == count and len(servers) == count:
             return replicas
         if time.monotonic() - started > SCALE_WITHIN_SECONDS:
-            message = platform.api.get(f"/v1/deployments/{deployment_id}").json()["message"]
+            deployment = platform.api.get(f"/v1/deployments/{deployment_id}").json()
             pytest.fail(
                 f"not at {count} replicas after {SCALE_WITHIN_SECONDS} s: {replicas}, Traefik {servers}; "
-                f"the deployment says {message!r}"
+                f"the deployment says {deployment['message']!r}; "
+                + scale_workflow(platform, deployment, count)
             )
         time.sleep(0.2)
 
