@@ -9,6 +9,8 @@ import pytest
 from temporalio.client import WorkflowUpdateFailedError, WorkflowUpdateStage
 
 from activities.contracts import ReplicaBatch, ReplicaIds, RouteSpec
+from api.errors import Conflict
+from api.scaling import submit_scale
 from core.contracts import DeploymentStatus
 from tests.workflows.fakes import NODE, Gate
 from tests.workflows.harness import Dockyard
@@ -130,6 +132,11 @@ async def test_a_scale_is_refused_while_a_release_is_in_progress(dockyard: Docky
         await scale(dockyard, "dep-a", 3)
 
     assert "deployment dep-b is being released; scale once its release is done" in str(refused.value.cause)
+    with pytest.raises(Conflict) as answered:  # what the scale route answers: 409 with the reason
+        await submit_scale(dockyard.client, scale_request(dockyard, "dep-a", 3))
+    assert answered.value.detail == (
+        "scale refused: deployment dep-b is being released; scale once its release is done"
+    )
     health.release()
     assert (await dockyard.result("dep-b")).status is DeploymentStatus.ACTIVE
 
