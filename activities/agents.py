@@ -26,11 +26,12 @@ from core.settings import Settings
 from core.stability import HealthPolicy, Streak, Verdict, Watch, crash_reason, judge_health, judge_stability
 
 PROBE_INTERVAL_SECONDS = 0.05
-# Through the stability window: a probe every quarter second, and a replica failing this many in a row
-# (about a second and a half, a few probe timeouts) is unstable; one slow answer is not.
+# Through the stability window: a probe every quarter second; a replica whose probes fail for this long,
+# without a healthy answer between, is unstable (a slow answer or two on a busy node is not).
 STABILITY_PROBE_SECONDS = 0.25
+UNHEALTHY_SECONDS = 5.0
+# How long a crashed replica's exit code is waited for (Docker shows it only while the container is down).
 EXIT_CODE_WAIT_SECONDS = 3.0
-UNHEALTHY_PROBES = 6
 # A deployment's own workflow has cleaned up long before this after it ended; what is left is unowned.
 RECONCILE_GRACE = timedelta(seconds=60)
 
@@ -201,7 +202,7 @@ class AgentActivities:
                 for replica_id in sorted(watches):
                     status = await agent.replica(replica_id)
                     watches[replica_id], problem = judge_stability(
-                        watches[replica_id], status, UNHEALTHY_PROBES
+                        watches[replica_id], status, loop.time(), UNHEALTHY_SECONDS
                     )
                     if problem is not None:
                         raise await self._unstable(agent, replica_id, problem, status)

@@ -12,8 +12,9 @@ Health barrier (before the cut-over), per replica:
 A process that accepts a connection and then dies (a gunicorn master binding $PORT while its workers
 fail to boot) passes one TCP probe; it does not stay up, on the same restart count, over a streak.
 
-Stability window (after the cut-over), per replica: any restart, any exit, or `unhealthy_probes`
-unhealthy probes in a row ──▶ UNSTABLE (roll back); otherwise it is stable once the window ends.
+Stability window (after the cut-over), per replica: any restart, any exit, or failing probes for
+`unhealthy_seconds` without a healthy one ──▶ UNSTABLE (roll back); otherwise it is stable once the
+window ends.
 """
 
 from __future__ import annotations
@@ -77,31 +78,32 @@ def crash_reason(status: ReplicaStatus, log_lines: list[str]) -> str:
 
 @dataclass(frozen=True)
 class Watch:
-    """A replica watched through the stability window: its restart count when the window opened and its
-    unhealthy probes in a row."""
+    """A replica watched through the stability window: its restart count when the window opened, and
+    since when its probes have failed without a healthy one between (None: the last probe passed)."""
 
     restart_count: int
-    unhealthy: int = 0
+    unhealthy_since: float | None = None
 
 
 def judge_stability(
-    watch: Watch, status: ReplicaStatus | None, unhealthy_probes: int
+    watch: Watch, status: ReplicaStatus | None, now: float, unhealthy_seconds: float
 ) -> tuple[Watch, str | None]:
-    """The watch after this probe, and why the replica is unstable (None while it is not)."""
+    """The watch after this probe, and why the replica is unstable (None while it is not). A restart or
+    an exit counts at once; failing probes only once they have lasted `unhealthy_seconds` (one slow
+    answer on a busy node is no crash)."""
     if status is None:
         return watch, "its container disappeared"
     if status.restart_count > watch.restart_count:
         code = f" with code {status.exit_code}" if status.exit_code is not None else ""
-        return (
-            watch,
-            f"it exited{code} and was restarted ({status.restart_count - watch.restart_count} restarts)",
-        )
+        restarts = status.restart_count - watch.restart_count
+        return watch, f"it exited{code} and was restarted ({restarts} restarts)"
     if status.state is ReplicaState.EXITED:
         return watch, status.message or "it exited"
     if status.healthy and status.state is ReplicaState.RUNNING:
-        return replace(watch, unhealthy=0), None
-    watch = replace(watch, unhealthy=watch.unhealthy + 1)
-    if watch.unhealthy >= unhealthy_probes:
+        return replace(watch, unhealthy_since=None), None
+    since = watch.unhealthy_since if watch.unhealthy_since is not None else now
+    watch = replace(watch, unhealthy_since=since)
+    if now - since >= unhealthy_seconds:
         seen = f": {status.message}" if status.message else ""
-        return watch, f"it failed {watch.unhealthy} health probes in a row{seen}"
+        return watch, f"its health probes failed for {now - since:.1f}s{seen}"
     return watch, None

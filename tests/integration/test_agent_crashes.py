@@ -49,11 +49,13 @@ ACCEPT_THEN_DIE = [
     "-c",
     "busybox httpd -f -p $PORT -h /www & sleep 1; echo 'worker failed to boot'; exit 4",
 ]
-# Serves for a while, then crashes: passes any health check, fails the stability window.
+# Serves for a while, then crashes, and from then on at every start: passes any health check, fails the
+# stability window.
 SERVE_THEN_CRASH = [
     "sh",
     "-c",
-    "busybox httpd -f -p $PORT -h /www & sleep 4; echo 'segfault in handler'; exit 139",
+    "if [ -f /tmp/crashed ]; then echo 'segfault at start'; exit 139; fi; "
+    "busybox httpd -f -p $PORT -h /www & sleep 4; touch /tmp/crashed; echo 'segfault in handler'; exit 139",
 ]
 
 
@@ -175,7 +177,7 @@ async def test_the_stability_window_catches_a_replica_that_crashes_after_passing
         )
 
     assert unstable.value.type == "ReplicaUnstable" and unstable.value.non_retryable
-    assert "with code 139" in unstable.value.message, unstable.value.message
+    assert "code 139" in unstable.value.message, unstable.value.message
     assert "segfault in handler" in unstable.value.message
 
 

@@ -99,11 +99,12 @@ def test_judge_health(
         (Watch(0), status(restarts=2), "it exited and was restarted (2 restarts)"),
         (Watch(0), status(ReplicaState.EXITED, False, 0, 1, "exited with code 1"), "exited with code 1"),
         (
-            Watch(0, unhealthy=5),
+            Watch(0, unhealthy_since=4.5),
             status(healthy=False, message="GET /healthz answered HTTP 500"),
-            "it failed 6 health probes in a row: GET /healthz answered HTTP 500",
+            "its health probes failed for 5.5s: GET /healthz answered HTTP 500",
         ),
-        (Watch(0, unhealthy=4), status(healthy=False), None),
+        (Watch(0, unhealthy_since=6.0), status(healthy=False), None),
+        (Watch(0), status(healthy=False), None),
         (Watch(0), None, "its container disappeared"),
     ],
     ids=[
@@ -112,18 +113,21 @@ def test_judge_health(
         "restarted",
         "restarted-twice-unseen",
         "exited",
-        "unhealthy-6",
-        "unhealthy-5",
+        "unhealthy-long-enough",
+        "unhealthy-not-long-enough",
+        "first-failed-probe",
         "gone",
     ],
 )
 def test_judge_stability(watch: Watch, seen: ReplicaStatus | None, problem: str | None) -> None:
-    assert judge_stability(watch, seen, unhealthy_probes=6)[1] == problem
+    assert judge_stability(watch, seen, now=10.0, unhealthy_seconds=5.0)[1] == problem
 
 
-def test_one_healthy_probe_resets_the_unhealthy_run() -> None:
-    watch, _ = judge_stability(Watch(0, unhealthy=5), status(), unhealthy_probes=6)
-    assert watch == Watch(0, unhealthy=0)
+def test_a_healthy_probe_ends_the_unhealthy_run_and_a_failed_one_starts_it() -> None:
+    watch, _ = judge_stability(Watch(0, unhealthy_since=3.0), status(), now=10.0, unhealthy_seconds=5.0)
+    assert watch == Watch(0)
+    watch, _ = judge_stability(watch, status(healthy=False), now=11.0, unhealthy_seconds=5.0)
+    assert watch == Watch(0, unhealthy_since=11.0)
 
 
 @pytest.mark.parametrize(
