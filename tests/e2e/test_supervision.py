@@ -10,6 +10,7 @@ import itertools
 import os
 import signal
 import socket
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,14 +19,18 @@ import docker
 import httpx
 import pytest
 
+from cli.platform import render_traefik_config
+from cli.supervisor import Listen, ProcessSpec, Supervisor
 from core.settings import load_settings
 from core.temporal import connect
 from tests.support.components import wait_until
 from tests.support.platform import AppImages, Platform, platform_with
+from tests.support.process import free_port
 from tests.support.traffic import STALL_SECONDS, RequestLoop, hostname
 
 pytestmark = pytest.mark.timeout(600)
 
+TRAEFIK = str(Path(sys.executable).parent / "traefik")
 SUPERVISED = ("temporal", "registry", "redis", "api", "traefik", "agent", "worker")
 
 
@@ -196,3 +201,143 @@ def test_temporal_killed_mid_deploy_comes_back_on_its_state_and_the_deploy_finis
     assert after["status"] == "ACTIVE", after
     assert supervised.get(service).text.strip() == "steady v3"
     print(f"the next deploy after the Temporal kill: ACTIVE in {time.monotonic() - started:.1f}s")
+
+
+def containers_of(client: docker.DockerClient, **labels: str) -> set[str]:
+    filters = [f"dockyard.{key}={value}" for key, value in labels.items()]
+    return {c.name for c in client.containers.list(all=True, filters={"label": filters})}
+
+
+@pytest.mark.parametrize("name", [name for name in SUPERVISED if name != "temporal"])
+def test_a_deploy_under_way_when_a_process_is_killed_ends_with_no_failed_request_and_no_orphan(
+    supervised: Platform, service: dict, docker_client: docker.DockerClient, name: str
+) -> None:
+    serving = supervised.get(service).text.strip()
+    image = AppImages(docker_client, supervised).push("e2e/steady", name, f"steady {name}", start_delay=2)
+    with RequestLoop(supervised.edge_url, hostname(service)) as loop:
+        deployment = supervised.deploy(service["id"], image=image)
+        new_replicas = {"label": f"dockyard.deployment={deployment['id']}"}
+        wait_until(
+            lambda: docker_client.containers.list(filters=new_replicas), 60, "the new replicas to start"
+        )
+        kill_and_wait_back(supervised, name, answers(supervised)[name])
+        final = supervised.wait_final(deployment["id"], timeout=240)
+        time.sleep(1)
+    print(f"\n{name} killed mid-deploy: {final['status']}; {loop.summary()}")
+    assert final["status"] in ("ACTIVE", "FAILED"), final
+    if final["status"] == "FAILED":
+        assert final["failed_step"] and final["message"], final
+    if name == "traefik":
+        assert all(_is_proxy_restart(failure) for failure in loop.failures), loop.failures[:5]
+        assert longest_gap(loop) < STALL_SECONDS
+    else:
+        assert loop.failures == [], loop.failures[:5]  # a stall over STALL_SECONDS included
+    assert set(loop.answers) <= {serving, f"steady {name}"}
+
+    active = [d for d in deployments_of(supervised, service) if d["status"] == "ACTIVE"]
+    assert len(active) == 1
+    wait_until(
+        lambda: (
+            containers_of(docker_client, service=service["id"])
+            == containers_of(docker_client, deployment=active[0]["id"])
+        ),
+        60,
+        "only the ACTIVE deployment's replicas (no orphan)",
+    )
+
+
+def deployments_of(platform: Platform, service: dict) -> list[dict]:
+    return platform.api.get(f"/v1/services/{service['id']}/deployments").json()  # type: ignore[no-any-return]
+
+
+class ConfigServer:
+    """Stands in for the API's /internal/traefik/config: answers `config`, or 500, or is gone."""
+
+    def __init__(self, port: int) -> None:
+        import http.server
+        import json
+        import threading
+
+        self.answer: dict | int = {}
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                if isinstance(server.answer, int):
+                    self.send_error(server.answer)
+                    return
+                body = json.dumps(server.answer).encode()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def route(host: str, backend_port: int) -> dict:
+    return {
+        "http": {
+            "routers": {"app": {"rule": f"Host(`{host}`)", "service": "app", "entryPoints": ["web"]}},
+            "services": {"app": {"loadBalancer": {"servers": [{"url": f"http://127.0.0.1:{backend_port}"}]}}},
+        }
+    }
+
+
+def routed(port: int, host: str) -> bool:
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/", headers={"Host": host}, timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def test_traefik_keeps_its_last_configuration_while_the_api_fails_or_is_gone(tmp_path: Path) -> None:
+    """Traefik alone, started as `dockyard up` starts it, with its HTTP provider polling a stand-in."""
+    config_port, backend_port, web, websecure, api = (free_port() for _ in range(5))
+    backend = ConfigServer(backend_port)  # any 200 answer will do as the app
+    backend.answer = {"app": "up"}
+    config = ConfigServer(config_port)
+    config.answer = route("app.test", backend_port)
+    settings = load_settings(
+        state_dir=tmp_path,
+        api_token="token",
+        public_api_url=f"http://127.0.0.1:{config_port}",
+        edge_http_url=f"http://127.0.0.1:{web}",
+        edge_https_url=f"https://127.0.0.1:{websecure}",
+        traefik_api_url=f"http://127.0.0.1:{api}",
+    )
+    supervisor = Supervisor(tmp_path / "logs", tmp_path)
+    try:
+        supervisor.start(
+            ProcessSpec(
+                "traefik",
+                [TRAEFIK, f"--configFile={render_traefik_config(settings, tmp_path)}"],
+                ready_url=f"http://127.0.0.1:{api}/ping",
+                sockets=(Listen("web", "127.0.0.1", web), Listen("websecure", "127.0.0.1", websecure)),
+            )
+        )
+        wait_until(lambda: routed(web, "app.test"), 10, "the route")
+        for outage in ("500", "503", "gone"):
+            if outage == "gone":
+                config.close()
+            else:
+                config.answer = int(outage)
+            with RequestLoop(f"http://127.0.0.1:{web}", "app.test", max_seconds=5) as loop:
+                time.sleep(3)  # 30 polls at 100 ms
+            assert loop.failures == [] and loop.total > 50, f"{outage}: {loop.summary()}"
+        config = ConfigServer(config_port)  # the API is back, with a route moved elsewhere
+        config.answer = route("moved.test", backend_port)
+        wait_until(lambda: routed(web, "moved.test"), 60, "the new route")
+    finally:
+        supervisor.stop_all()
+        config.close()
+        backend.close()
