@@ -111,7 +111,8 @@ class AgentActivities:
         and why: a crash loop at once, with its exit code and the last lines of its log; otherwise once
         the health timeout has passed, counted from the first attempt (a retry does not restart it)."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._health_time_left()
+        started = _first_attempt_started()
+        deadline = loop.time() + max(0.0, started + self.settings.health_timeout_seconds - time.time())
         policy = self._health_policy(batch)
         pending = {spec.replica_id for spec in batch.specs}
         streaks = dict.fromkeys(pending, Streak())
@@ -119,7 +120,7 @@ class AgentActivities:
         seen: dict[str, str] = {}  # the last thing each probe saw
         async with self._agent(batch.node) as agent:
             while pending:
-                activity.heartbeat(self._health_started())
+                activity.heartbeat(started)
                 for replica_id in sorted(pending):
                     status = await self._status(agent, replica_id)
                     streaks[replica_id], verdict = judge_health(
@@ -158,16 +159,6 @@ class AgentActivities:
             stable_probes=3 if stable else 1,
         )
 
-    def _health_started(self) -> float:
-        """When the first attempt of this step started probing (wall clock), carried in the heartbeat."""
-        details = activity.info().heartbeat_details
-        if details and isinstance(details[0], int | float):
-            return float(details[0])
-        return time.time()
-
-    def _health_time_left(self) -> float:
-        return max(0.0, self._health_started() + self.settings.health_timeout_seconds - time.time())
-
     async def _status(self, agent: AgentClient, replica_id: str) -> ReplicaStatus:
         status = await agent.replica(replica_id)
         if status is None:
@@ -192,13 +183,12 @@ class AgentActivities:
         first one that restarts, exits or keeps failing its probe, and why; answer once the window has
         passed (counted from the first attempt: a retry does not restart it)."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + max(
-            0.0, self._health_started() + self.settings.stability_window_seconds - time.time()
-        )
+        started = _first_attempt_started()
+        deadline = loop.time() + max(0.0, started + self.settings.stability_window_seconds - time.time())
         watches = {r.replica_id: Watch(restart_count=r.restart_count) for r in watch.replicas}
         async with self._agent(watch.node) as agent:
             while True:
-                activity.heartbeat(self._health_started())
+                activity.heartbeat(started)
                 for replica_id in sorted(watches):
                     status = await agent.replica(replica_id)
                     watches[replica_id], problem = judge_stability(
@@ -309,6 +299,15 @@ class AgentActivities:
                 id_: DeploymentFacts(DeploymentStatus(status), finished_at or updated_at, workflow_id)
                 for id_, status, finished_at, updated_at, workflow_id in rows
             }
+
+
+def _first_attempt_started() -> float:
+    """When the first attempt of this step started (wall clock): carried in the heartbeat details, so a
+    retried attempt keeps the deadline of the first instead of starting a new one."""
+    details = activity.info().heartbeat_details
+    if details and isinstance(details[0], int | float):
+        return float(details[0])
+    return time.time()
 
 
 async def _with_exit_code(agent: AgentClient, status: ReplicaStatus) -> ReplicaStatus:

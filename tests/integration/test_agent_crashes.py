@@ -7,6 +7,7 @@ caught by the stability window."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from collections.abc import AsyncIterator, Callable
@@ -210,3 +211,20 @@ async def test_the_logs_route_answers_the_last_lines(
     assert response.json() == {"replica_id": spec.replica_id, "lines": ["line 4", "line 5"]}
     assert (await agent.get("/v1/replicas/nope-0/logs")).status_code == 404
     assert (await agent.get(f"/v1/replicas/{spec.replica_id}/logs", params={"tail": 201})).status_code == 422
+
+
+async def test_a_retried_health_step_keeps_the_deadline_of_its_first_attempt(
+    activities: InProcessAgents, agent: httpx.AsyncClient, make_spec: Callable[..., ReplicaSpec]
+) -> None:
+    spec = make_spec(command=["sh", "-c", "echo never listening; sleep 60"])
+    await ensured(agent, spec)
+    environment = ActivityEnvironment()
+    # A retry: the first attempt, 29 s ago, heartbeated when it started (the health timeout is 30 s).
+    environment.info = dataclasses.replace(environment.info, attempt=2, heartbeat_details=[time.time() - 29])
+    started = time.monotonic()
+
+    with pytest.raises(ApplicationError) as timed_out:
+        await environment.run(activities.wait_replicas_healthy, ReplicaBatch(specs=[spec]))
+
+    assert timed_out.value.type == "HealthCheckTimeout"
+    assert time.monotonic() - started < 5
