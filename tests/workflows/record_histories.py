@@ -3,6 +3,7 @@
     .venv/bin/python -m tests.workflows.record_histories            # every scenario
     .venv/bin/python -m tests.workflows.record_histories nodes      # only the multi-node ones
     .venv/bin/python -m tests.workflows.record_histories pools      # only the node-pool ones
+    .venv/bin/python -m tests.workflows.record_histories stability  # only the stability-window ones
 
 Re-record only for an intended, versioned change of the workflows' commands (a new step, a new
 order): histories of deploys already running in production keep the old shape, so such a change
@@ -48,7 +49,7 @@ from workflows.worker import WORKFLOWS
 HISTORIES = Path(__file__).parent / "histories"
 SERVICE_ID = "svc-replay"
 POOL_ID = "pool_replay"
-GROUPS = ("deploys", "nodes", "pools")
+GROUPS = ("deploys", "nodes", "pools", "stability")
 
 
 async def record(dockyard: Dockyard) -> dict[str, str]:
@@ -82,6 +83,27 @@ async def record(dockyard: Dockyard) -> dict[str, str]:
     ]:
         histories[name] = await dockyard.child(deployment_id).fetch_history()
     return {name: history.to_json() for name, history in histories.items()}
+
+
+async def record_stability(client: Client) -> dict[str, str]:
+    """Releases through the stability window: one that stays stable (its predecessor's replicas removed
+    after the window), and one rolled back after it turned unstable in the window."""
+    async with harness(client, service_id=f"{SERVICE_ID}-stability") as dockyard:
+        await dockyard.deploy("dep-s")
+        await dockyard.result("dep-s")
+        await dockyard.deploy("dep-t")
+        await dockyard.result("dep-t")
+        dockyard.fakes.fail(
+            "watch_replicas_stable",
+            "node fake-node: replica dep-u-0 was not stable for 10s after the cut-over: it exited",
+            type="ReplicaUnstable",
+            deployment="dep-u",
+        )
+        await dockyard.deploy("dep-u")
+        await _failed(dockyard, "dep-u")
+        stable = await dockyard.child("dep-t").fetch_history()
+        rolled_back = await dockyard.child("dep-u").fetch_history()
+    return {"deploy-stable.json": stable.to_json(), "deploy-rolled-back.json": rolled_back.to_json()}
 
 
 async def record_nodes(client: Client) -> dict[str, str]:
@@ -206,6 +228,8 @@ async def main(groups: set[str]) -> None:
                 histories |= await record_nodes(client)
             if "pools" in groups:
                 histories |= await record_pools(client)
+            if "stability" in groups:
+                histories |= await record_stability(client)
         finally:
             server.stop()
     HISTORIES.mkdir(exist_ok=True)
