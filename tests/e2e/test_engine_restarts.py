@@ -5,7 +5,6 @@ replicas serve meanwhile."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import Any
 
@@ -13,7 +12,6 @@ import docker
 import docker.errors
 import httpx
 import pytest
-from temporalio.client import Client
 
 from tests.e2e.test_multinode_faults import deployed_on_three_nodes, deployments
 from tests.support.fleet import EnrolledFleet, FleetNode
@@ -32,16 +30,6 @@ def traefik_servers(platform: Platform, service: dict[str, Any]) -> list[str]:
         if item["name"].startswith(prefix) and item["name"].endswith("@http"):
             return sorted(server["url"] for server in item["loadBalancer"]["servers"])
     return []
-
-
-def wait_released(platform: Platform, deployment: dict[str, Any]) -> None:
-    """Until the release's workflow is over (its stability window passed, the old replicas gone)."""
-
-    async def result() -> None:
-        client = await Client.connect(platform.env["DOCKYARD_TEMPORAL_ADDRESS"])
-        await client.get_workflow_handle(deployment["workflow_id"]).result()
-
-    asyncio.run(result())
 
 
 def replica_started_at(node: FleetNode) -> str | None:
@@ -68,7 +56,7 @@ def test_a_node_engine_restart_moves_the_route_to_the_replicas_new_port(
 ) -> None:
     fleet = enrolled_fleet
     service, first = deployed_on_three_nodes(platform, app_images, fleet, "enginerestart")
-    wait_released(platform, first)
+    platform.wait_released(first)  # its stability window over: the engine restart comes after
     before = traefik_servers(platform, service)
     restarted = fleet.nodes[0]
     assert len(before) == 3, before

@@ -130,19 +130,22 @@ def test_services_answer_again_after_down_up_and_after_a_reboot(
     platform = own_platform
     images = AppImages(docker_client, platform)
     services: dict[str, dict[str, Any]] = {}
+    versions: dict[str, tuple[str, str]] = {}
     for index in range(SERVICES):
         name = f"back{index}"
         v1 = images.push(f"e2e/{name}", "v1", f"{name} v1")
         v2 = images.push(f"e2e/{name}", "v2", f"{name} v2")
-        service = platform.create_service(
+        services[f"{name} v2"] = platform.create_service(
             f"e2e-{name}", name, v1, replicas=REPLICAS, health_check_path="/healthz"
         )
-        for image in (v1, v2):  # released more than once: the route holds the second release's ports
-            final = platform.wait_final(
-                platform.deploy(service["id"], image=image)["id"], DEPLOY_TIMEOUT_SECONDS
-            )
+        versions[f"{name} v2"] = (v1, v2)
+    for release in (0, 1):  # released more than once: the route holds the second release's ports
+        started = [platform.deploy(services[body]["id"], image=versions[body][release]) for body in services]
+        for deployment in started:
+            final = platform.wait_final(deployment["id"], DEPLOY_TIMEOUT_SECONDS)
             assert final["status"] == "ACTIVE", final
-        services[f"{name} v2"] = service
+        for deployment in started:
+            platform.wait_released(deployment)
     wait_all_serving(platform, services)
     released = deployment_ids(platform, services)
     routed_before = {body: traefik_servers(platform, service) for body, service in services.items()}

@@ -5,6 +5,7 @@ once per run, on first use (end-to-end tests and benchmarks)."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import subprocess
@@ -18,6 +19,7 @@ from typing import Any
 import docker
 import httpx
 import pytest
+from temporalio.client import Client, WorkflowFailureError
 
 from api.crash_points import CRASH_FILE_VARIABLE
 from tests.support.components import REPO_ROOT
@@ -65,6 +67,17 @@ class Platform:
             if deployment["status"] in FINAL or time.monotonic() > deadline:
                 return deployment  # type: ignore[no-any-return]
             time.sleep(0.1)
+
+    def wait_released(self, deployment: dict[str, Any]) -> None:
+        """Until the deployment's release workflow is over: ACTIVE comes at the cut-over, and the release
+        then watches the new replicas through the stability window and removes the old ones."""
+
+        async def result() -> None:
+            client = await Client.connect(self.env["DOCKYARD_TEMPORAL_ADDRESS"])
+            with contextlib.suppress(WorkflowFailureError):  # a failed release is over too
+                await client.get_workflow_handle(deployment["workflow_id"]).result()
+
+        asyncio.run(result())
 
     def get(self, service: dict[str, Any], path: str = "/") -> httpx.Response:
         """A request through Traefik, with the service's hostname."""
