@@ -139,13 +139,13 @@ async def submit_deploy(client: Client, settings: Settings, request: DeployReque
 
 
 async def within(seconds: float, call: Awaitable[T]) -> T:
-    """`call`'s result, or DeployUnconfirmed after `seconds`, at once. The call is cancelled and left
-    to end on its own: the SDK may turn a cancellation into an error it handles (and then go on),
-    so waiting for it to stop could take as long as the call it was meant to bound."""
+    """`call`'s result, or DeployUnconfirmed after `seconds`, at once. The call is left to end on its
+    own (its RPCs have their own deadlines): the SDK turns a cancellation into an error it handles
+    and goes on, so cancelling it would not stop it sooner, and waiting for it would take as long as
+    the call this is meant to bound."""
     task = asyncio.ensure_future(call)
     done, _ = await asyncio.wait({task}, timeout=seconds)
     if not done:
-        task.cancel()
         task.add_done_callback(_forget)
         raise DeployUnconfirmed(f"Temporal did not answer within {seconds:g}s")
     return task.result()

@@ -8,6 +8,7 @@ never comes back is made with a proxy that holds Temporal's answers (tests/suppo
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -181,11 +182,14 @@ async def test_a_submission_whose_answer_is_lost_stays_queued_and_the_relay_conf
     await api.dockyard.fakes.wait_final(baseline["id"])
 
     api.proxy.hold()  # Temporal gets the call; its answer never comes back
+    asked = time.monotonic()
     unanswered = await api.deploy(service)
+    answered_after = time.monotonic() - asked
     await api.dockyard.fakes.wait_final(unanswered["id"])  # Temporal did take it: it runs
     api.proxy.release()
 
     assert unanswered["status"] == "QUEUED"  # never FAILED while Temporal may run it
+    assert answered_after < 5, f"the route waited {answered_after:.1f}s past its 1 s bound"
     assert unanswered["message"].startswith(UNCONFIRMED)
     assert (await api.row(unanswered["id"])).submitted_at is None
     assert await api.relay() == {unanswered["id"]: "confirmed"}
