@@ -4,6 +4,7 @@ the replicas kept are never restarted (same container ids) and no request fails 
 
 from __future__ import annotations
 
+import itertools
 import subprocess
 import sys
 import time
@@ -24,8 +25,9 @@ SCALE_WITHIN_SECONDS = 60
 
 def running_replicas(client: docker.DockerClient, deployment_id: str) -> dict[str, str]:
     """replica id -> container id of the deployment's running containers, as the agent runs them."""
-    containers = client.containers.list(filters={"label": f"dockyard.deployment={deployment_id}"})
-    return {c.labels["dockyard.replica"]: c.id for c in containers}
+    # The low-level list: one call, no inspect of a container a scale down may remove meanwhile.
+    containers = client.api.containers(filters={"label": f"dockyard.deployment={deployment_id}"})
+    return {c["Labels"]["dockyard.replica"]: c["Id"] for c in containers}
 
 
 def traefik_servers(platform: Platform, service: dict[str, Any]) -> list[str]:
@@ -99,17 +101,30 @@ def test_scale_up_and_down_in_place_under_traffic(
     assert deployment["status"] == "ACTIVE", deployment
     before = wait_scaled(platform, docker_client, service, deployment["id"], 2)
 
+    marks: list[tuple[float, str]] = []
     with RequestLoop(platform.edge_url, hostname(service)) as loop:
         loop.first("scale v1")
+        marks.append((time.perf_counter(), "scale up asked"))
         up = scale(platform, service, 4)
         assert up["id"] == deployment["id"] and up["status"] == "ACTIVE"
+        marks.append((time.perf_counter(), "scale up accepted"))
         four = wait_scaled(platform, docker_client, service, deployment["id"], 4)
+        marks.append((time.perf_counter(), "at 4"))
         time.sleep(1)  # traffic over the four
+        marks.append((time.perf_counter(), "scale down asked"))
         down = scale(platform, service, 1)
         assert down["id"] == deployment["id"]
+        marks.append((time.perf_counter(), "scale down accepted"))
         one = wait_scaled(platform, docker_client, service, deployment["id"], 1)
+        marks.append((time.perf_counter(), "at 1"))
         time.sleep(1)
     print(loop.summary())
+    answered = [at for at, _ in loop.timeline]
+    if len(answered) > 1:
+        gap, after = max((b - a, a) for a, b in itertools.pairwise(answered))
+        print(
+            f"longest gap between answers {gap:.2f} s, from", [(round(after - at, 2), m) for at, m in marks]
+        )
 
     assert loop.failures == []
     assert loop.answers.keys() == {"scale v1"} and loop.total > 100
