@@ -15,6 +15,7 @@ is served again: both are measured and printed."""
 from __future__ import annotations
 
 import io
+import os
 import tarfile
 import threading
 import time
@@ -274,3 +275,29 @@ def test_every_new_replica_crash_looping_is_rolled_back_too(
     assert loop.slowest < 2.0
     assert containers_of(client, service["id"]) == kept
     assert platform.get(service).text.strip() == "allcrash v1"
+
+
+def test_a_limit_docker_refuses_ends_the_deploy_failed_with_dockers_words(
+    own_platform: Platform, docker_client: docker.DockerClient
+) -> None:
+    """cpu_millis beyond the host's CPUs: Docker answers 400; the deploy ends FAILED at `start` with
+    Docker's own message, at once, instead of retrying forever."""
+    platform, client = own_platform, docker_client
+    image = AppImages(client, platform).push("e2e/toobig", "v1", "toobig v1")
+    cpus = os.cpu_count() or 1
+    service = platform.create_service(
+        "e2e-toobig", "toobig", image, replicas=1, health_check_path="/healthz", cpu_millis=(cpus + 6) * 1000
+    )
+    started = time.monotonic()
+
+    failed = platform.wait_final(platform.deploy(service["id"])["id"], timeout=DEPLOY_TIMEOUT_SECONDS)
+
+    took = time.monotonic() - started
+    print(
+        f"\n[crash loops] cpu_millis beyond the host: {failed['status']} after {took:.1f} s: "
+        f"{failed['message']!r}"
+    )
+    assert (failed["status"], failed["failed_step"]) == ("FAILED", "start"), failed
+    assert "Range of CPUs is from 0.01 to" in (failed["message"] or ""), failed["message"]
+    assert took < 30
+    assert containers_of(client, service["id"]) == {}
