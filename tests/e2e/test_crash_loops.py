@@ -301,3 +301,62 @@ def test_a_limit_docker_refuses_ends_the_deploy_failed_with_dockers_words(
     assert "Range of CPUs is from 0.01 to" in (failed["message"] or ""), failed["message"]
     assert took < 30
     assert containers_of(client, service["id"]) == {}
+
+
+@pytest.mark.parametrize(
+    ("slug", "start_command", "health_check_path", "exit_code", "said"),
+    [
+        (
+            "exitnow",
+            "echo 'Traceback (most recent call last):'; echo \"KeyError: 'DATABASE_URL'\" >&2; exit 1",
+            "/healthz",
+            1,
+            "KeyError: 'DATABASE_URL'",
+        ),
+        (
+            "acceptdie",
+            "busybox httpd -f -p $PORT -h /www & sleep 1; echo '[ERROR] Worker failed to boot.'; exit 3",
+            None,
+            3,
+            "Worker failed to boot.",
+        ),
+    ],
+    ids=["exits-at-once", "accepts-then-dies-tcp-check"],
+)
+def test_a_new_version_that_keeps_exiting_fails_health_after_a_few_restarts(
+    own_platform: Platform,
+    docker_client: docker.DockerClient,
+    slug: str,
+    start_command: str,
+    health_check_path: str | None,
+    exit_code: int,
+    said: str,
+) -> None:
+    """Not the whole health timeout (30 s here): FAILED at `health` once Docker has restarted it 3 times,
+    with its exit code and the last lines of its log. A TCP-only check does not pass a process that
+    accepts connections and then dies (a gunicorn master whose workers fail to boot)."""
+    platform, client = own_platform, docker_client
+    image = AppImages(client, platform).push(f"e2e/{slug}", "v1", f"{slug} v1")
+    service = platform.create_service(
+        f"e2e-{slug}",
+        slug,
+        image,
+        replicas=1,
+        health_check_path=health_check_path,
+        start_command=start_command,
+    )
+    started = time.monotonic()
+
+    failed = platform.wait_final(platform.deploy(service["id"])["id"], timeout=DEPLOY_TIMEOUT_SECONDS)
+
+    took = time.monotonic() - started
+    message = failed["message"] or ""
+    print(
+        f"\n[crash loops] {slug}: {failed['status']} at {failed['failed_step']} after {took:.1f} s: "
+        f"{message!r}"
+    )
+    assert (failed["status"], failed["failed_step"]) == ("FAILED", "health"), failed
+    assert f"exit code {exit_code}" in message and "restarted" in message, message
+    assert said in message, message
+    assert took < 20, f"{took:.1f} s: the crash loop was not seen before the health timeout"
+    assert containers_of(client, service["id"]) == {}
