@@ -181,6 +181,7 @@ BASE: dict[str, Any] = {
     "environment_id": "prod",
     "deployment_id": "dep-1",
     "image": IMAGE,
+    "restart_count": 2,
 }
 
 
@@ -214,27 +215,37 @@ BASE: dict[str, Any] = {
         pytest.param(
             inspected("exited", RUNNING_PORTS, ExitCode=137),
             "127.0.0.1",
-            ReplicaStatus(state=ReplicaState.EXITED, message="exited with code 137", **BASE),
+            ReplicaStatus(state=ReplicaState.EXITED, message="exited with code 137", exit_code=137, **BASE),
             id="exited-has-no-address",
         ),
         pytest.param(
             inspected("exited", ExitCode=137, OOMKilled=True),
             "127.0.0.1",
-            ReplicaStatus(state=ReplicaState.EXITED, message="killed: out of memory (exit code 137)", **BASE),
+            ReplicaStatus(
+                state=ReplicaState.EXITED,
+                message="killed: out of memory (exit code 137)",
+                exit_code=137,
+                **BASE,
+            ),
             id="oom",
         ),
         pytest.param(
             inspected("restarting", ExitCode=1),
             "127.0.0.1",
             ReplicaStatus(
-                state=ReplicaState.RESTARTING, message="restarting after exit code 1 (2 restarts)", **BASE
+                state=ReplicaState.RESTARTING,
+                message="restarting after exit code 1 (2 restarts)",
+                exit_code=1,
+                **BASE,
             ),
             id="restarting",
         ),
         pytest.param(
             inspected("dead", ExitCode=128, Error="driver failed"),
             "127.0.0.1",
-            ReplicaStatus(state=ReplicaState.EXITED, message="dead with code 128: driver failed", **BASE),
+            ReplicaStatus(
+                state=ReplicaState.EXITED, message="dead with code 128: driver failed", exit_code=128, **BASE
+            ),
             id="dead",
         ),
     ],
