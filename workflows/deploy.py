@@ -408,19 +408,21 @@ class DeployWorkflow:
     async def _roll_back(self, key: RouteKey, previous: RouteSpec | None, failed: RouteSpec) -> None:
         """Serve the previous deployment again, then record it: the failed release FAILED at this step,
         the previous one ACTIVE again."""
-        await self._restore_route(key, previous)
-        if previous is not None:
-            await workflow.execute_activity_method(RoutingActivities.wait_route_live, previous, **SLOW)
-        await workflow.execute_activity_method(
-            DeploymentActivities.roll_back_deployment,
-            Rollback(
-                failed_deployment_id=failed.deployment_id,
-                failed_step=self._step,
-                reason=self._reason or "rolled back",
-                previous_deployment_id=previous.deployment_id if previous else None,
-            ),
-            **QUICK,
+        rollback = Rollback(
+            failed_deployment_id=failed.deployment_id,
+            failed_step=self._step,
+            reason=self._reason or "rolled back",
+            previous_deployment_id=previous.deployment_id if previous else None,
         )
+        try:
+            await self._restore_route(key, previous)
+            if previous is not None:
+                await workflow.execute_activity_method(RoutingActivities.wait_route_live, previous, **SLOW)
+        finally:
+            # Recorded whatever Traefik did: the release is being removed, it must not stay ACTIVE.
+            await workflow.execute_activity_method(
+                DeploymentActivities.roll_back_deployment, rollback, **QUICK
+            )
 
     async def _restore_route(self, key: RouteKey, previous: RouteSpec | None) -> None:
         if previous is None:

@@ -124,3 +124,24 @@ async def test_a_newer_deploy_in_the_window_takes_over_without_moving_traffic_ba
     assert fakes.status("dep-b") is DeploymentStatus.ACTIVE  # as it was: ACTIVE is final, not SUPERSEDED
     assert fakes.status("dep-c") is DeploymentStatus.ACTIVE
     assert sorted(fakes.live_replicas) == ["dep-c-0", "dep-c-1"]
+
+
+async def test_a_rollback_whose_route_never_goes_live_still_fails_the_release(dockyard: Dockyard) -> None:
+    fakes = dockyard.fakes
+    await dockyard.deploy("dep-a")
+    await dockyard.result("dep-a")
+    fakes.fail("watch_replicas_stable", UNSTABLE, type="ReplicaUnstable", deployment="dep-b")
+    fakes.fail("wait_route_live", "traefik did not serve it", type="RoutingTimeout", deployment="dep-a")
+
+    await dockyard.deploy("dep-b")
+    with pytest.raises(WorkflowFailureError):
+        await dockyard.result("dep-b")
+
+    assert fakes.names()[-4:] == [
+        "wait_route_live",
+        "roll_back_deployment",
+        "remove_replicas",
+        "set_deployment_status",
+    ]
+    assert fakes.status("dep-b") is DeploymentStatus.FAILED
+    assert fakes.status("dep-a") is DeploymentStatus.ACTIVE
