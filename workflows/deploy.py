@@ -81,6 +81,17 @@ SLOW: workflow.ActivityConfig = {
     "heartbeat_timeout": timedelta(seconds=10),
     "retry_policy": RETRY,
 }
+# How a deploy's end is recorded: longer than any other step, so that a database that is away for a few
+# minutes still gets the FAILED (or SUPERSEDED) status once it is back, instead of a row left DEPLOYING.
+FINAL_STATUS: workflow.ActivityConfig = {
+    "start_to_close_timeout": timedelta(seconds=30),
+    "schedule_to_close_timeout": timedelta(minutes=15),
+    "retry_policy": RetryPolicy(
+        initial_interval=timedelta(milliseconds=200),
+        maximum_interval=timedelta(seconds=10),
+        maximum_attempts=100,
+    ),
+}
 # Stopping old replicas waits for their draining seconds (up to an hour); the stability window is at
 # most an hour too.
 LONG: workflow.ActivityConfig = {
@@ -140,7 +151,9 @@ class DeployWorkflow:
             if is_cancelled_exception(exc):
                 await self._compensate()
                 await to_the_end(
-                    self._set_status(params, DeploymentStatus.SUPERSEDED, "superseded by a newer deployment")
+                    self._set_status(
+                        params, DeploymentStatus.SUPERSEDED, "superseded by a newer deployment", final=True
+                    )
                 )
                 raise
             if not isinstance(exc, ActivityError | ApplicationError):
@@ -148,7 +161,7 @@ class DeployWorkflow:
             reason = self._reason = reason_of(exc)
             await self._compensate()
             await to_the_end(
-                self._set_status(params, DeploymentStatus.FAILED, reason, failed_step=self._step)
+                self._set_status(params, DeploymentStatus.FAILED, reason, failed_step=self._step, final=True)
             )
             raise ApplicationError(
                 f"{self._step} failed: {reason}", type="DeployFailed", non_retryable=True
@@ -431,12 +444,19 @@ class DeployWorkflow:
             await workflow.execute_activity_method(RoutingActivities.publish_route, previous, **QUICK)
 
     async def _set_status(
-        self, params: DeployParams, status: DeploymentStatus, message: str, **fields: str | None
+        self,
+        params: DeployParams,
+        status: DeploymentStatus,
+        message: str,
+        *,
+        final: bool = False,
+        **fields: str | None,
     ) -> None:
         update = StatusUpdate(deployment_id=params.deployment_id, status=status, message=message, **fields)
+        config = FINAL_STATUS if final else QUICK
         await asyncio.shield(
             asyncio.ensure_future(
-                workflow.execute_activity_method(DeploymentActivities.set_deployment_status, update, **QUICK)
+                workflow.execute_activity_method(DeploymentActivities.set_deployment_status, update, **config)
             )
         )
 
