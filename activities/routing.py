@@ -23,6 +23,7 @@ from core.routing import ObservedReplica, RouteRepair, repair_route, served_serv
 from core.scheduler import NodeState
 from core.settings import Settings
 
+STARTS_AT_ONCE = 8  # stopped replicas started in parallel by one round
 LOCAL_NODE = "local"  # Replica.node of the replicas of the local `dockyard up` agent
 
 POLL_INTERVAL_SECONDS = 0.05
@@ -33,6 +34,7 @@ class RoutingActivities:
         self.db = db
         self.settings = settings
         self._agents = AgentActivities(settings, db)
+        self._starting = asyncio.Semaphore(STARTS_AT_ONCE)
 
     @activity.defn
     async def get_route(self, key: RouteKey) -> RouteSpec | None:
@@ -100,12 +102,24 @@ class RoutingActivities:
         routes, observed, nodes = await self._routes_and_replicas()
         if any(replica.node == LOCAL_NODE for replicas in observed.values() for replica in replicas):
             observed = await self._with_local_reports(observed)
+        stopped = [
+            replica
+            for route, _ in routes
+            for replica in repair_route(route.servers, observed.get(route.deployment_id, [])).start
+        ]
         done: list[str] = []
+        if stopped:
+            # All at once (a platform that comes back has them all stopped), and what they run at now is
+            # routed in this same round.
+            started = await asyncio.gather(*(self._start(replica, nodes) for replica in stopped))
+            now = {replica.replica_id: replica for replica in started if replica is not None}
+            observed = {
+                deployment_id: [now.get(replica.replica_id, replica) for replica in replicas]
+                for deployment_id, replicas in observed.items()
+            }
+            done += [f"started {replica.replica_id} on {replica.node}" for replica in now.values()]
         for route, updated_at in routes:
             repair = repair_route(route.servers, observed.get(route.deployment_id, []))
-            if not repair.needed:
-                continue
-            done += await self._start_stopped(repair, nodes)
             if repair.servers is not None and await self._republish(route, updated_at, repair):
                 done.append(f"{route.hostname}: servers {sorted(route.servers)} -> {list(repair.servers)}")
         for line in done:
@@ -173,20 +187,20 @@ class RoutingActivities:
                     )
         return followed
 
-    async def _start_stopped(self, repair: RouteRepair, nodes: dict[str, NodeRef]) -> list[str]:
-        started = []
-        for replica in repair.start:
-            node = nodes.get(replica.node)
-            if node is None:
-                continue
+    async def _start(self, replica: ObservedReplica, nodes: dict[str, NodeRef]) -> ObservedReplica | None:
+        """Start a stopped replica; answer it as it runs now, or None when it could not be started (the
+        next round tries again)."""
+        node = nodes.get(replica.node)
+        if node is None:
+            return None
+        async with self._starting:
             try:
                 async with self._agents._agent(node) as agent:
-                    await agent.start_replica(replica.replica_id)
+                    status = await agent.start_replica(replica.replica_id)
             except AgentCallError as exc:
                 activity.logger.warning("follow replicas: %s not started: %s", replica.replica_id, exc)
-                continue
-            started.append(f"started {replica.replica_id} on {replica.node}")
-        return started
+                return None
+        return ObservedReplica(replica.replica_id, replica.node, status.state.value, status.address)
 
     async def _republish(self, route: Route, read_at: datetime, repair: RouteRepair) -> bool:
         """Conditional on the route being as it was read: a release that moved it meanwhile wins."""

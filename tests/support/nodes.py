@@ -165,28 +165,6 @@ class NodeEngine:
             raise
         return self
 
-    def restart_dockerd(self) -> None:
-        """Restart the engine as a package upgrade or a crash-and-restart does: dockerd stops (its containers
-        with it, not by an explicit stop) and starts again on the same data; containers come back by their
-        restart policy, published on new ports."""
-        if self._process is None or self._process.poll() is not None:
-            raise NodeEngineError(f"{self.name}: dockerd is not running")
-        self._process.terminate()
-        try:
-            self._process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            raise NodeEngineError(f"{self.name}: dockerd did not stop within 60 s:\n{self._log()}") from None
-        command = dockerd_command(self.root, self.bridge, self.address_pool, self.cgroup_parent)
-        with (self.root / "dockerd.log").open("ab") as log:
-            self._process = subprocess.Popen(
-                command,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        self._wait_until_ready()
-
     def kill(self) -> None:
         """Lose the node: SIGKILL dockerd, its containerd, docker-proxies, shims and every container process,
         and drop the containers' network namespaces, so their addresses stop answering. The data root and the

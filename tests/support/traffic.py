@@ -32,6 +32,7 @@ class RequestLoop:
     timeline: list[tuple[float, str]] = field(default_factory=list)  # (perf_counter, body) of each answer
     first_seen: dict[str, float] = field(default_factory=dict)  # body → perf_counter of its first answer
     failures: list[str] = field(default_factory=list)
+    failed_at: list[float] = field(default_factory=list)  # perf_counter of each failure's answer
     slowest: float = 0.0  # seconds, of any request, failed or not
     bounded_out: bool = False
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -60,18 +61,22 @@ class RequestLoop:
                     response = client.get("/")
                 except httpx.HTTPError as exc:
                     self._took(sent_at)
-                    self.failures.append(f"{type(exc).__name__}: {exc}")
+                    self._failed(f"{type(exc).__name__}: {exc}")
                     continue
                 if (took := self._took(sent_at)) > STALL_SECONDS:
-                    self.failures.append(f"stalled {took:.2f} s (HTTP {response.status_code})")
+                    self._failed(f"stalled {took:.2f} s (HTTP {response.status_code})")
                 elif response.status_code != 200:
-                    self.failures.append(f"HTTP {response.status_code}: {response.text[:100]}")
+                    self._failed(f"HTTP {response.status_code}: {response.text[:100]}")
                 else:
                     now, body = time.perf_counter(), response.text.strip()
                     self.answers[body] += 1
                     self.timeline.append((now, body))
                     self.first_seen.setdefault(body, now)
                 time.sleep(self.pause_seconds)
+
+    def _failed(self, why: str) -> None:
+        self.failures.append(why)
+        self.failed_at.append(time.perf_counter())
 
     def _took(self, sent_at: float) -> float:
         took = time.perf_counter() - sent_at
