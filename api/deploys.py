@@ -120,8 +120,7 @@ def new_deployment(
         overlap_seconds=config.get("overlap_seconds"),
         draining_seconds=config.get("draining_seconds"),
     )
-    deployment.deploy_request = request.model_dump(mode="json")
-    deployment.release_request = deployment.deploy_request  # kept after submission: scale in place
+    deployment.release_request = request.model_dump(mode="json")
     return PendingDeployment(deployment, request)
 
 

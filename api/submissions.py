@@ -1,10 +1,10 @@
 """The outbox of deployments for Temporal, and the relay that empties it after a crash.
 
-A deployment is recorded QUEUED with its DeployRequest (`deploy_request`) in the transaction that
+A deployment is recorded QUEUED with its DeployRequest (`release_request`) in the transaction that
 creates it (with the webhook delivery that caused it, if any); the route then submits it and marks
 it submitted. What a crash or a lost answer leaves in between, the relay finishes:
 
-    route:  commit(QUEUED + deploy_request) ──▶ submit ──▶ mark_submitted
+    route:  commit(QUEUED + release_request) ──▶ submit ──▶ mark_submitted
                                    │ crash, or no answer (mark_unconfirmed)
                                    ▼
     relay:  every RELAY_INTERVAL_SECONDS in the API process (the first at start):
@@ -55,11 +55,11 @@ QUEUED = DeploymentStatus.QUEUED.value
 
 
 async def mark_submitted(session: AsyncSession, deployment_id: str) -> None:
-    """Temporal has the deployment: it leaves the outbox (its request is not kept twice)."""
+    """Temporal has the deployment: it leaves the outbox (its request stays: what its replicas run)."""
     await session.execute(
         update(Deployment)
         .where(Deployment.id == deployment_id, Deployment.submitted_at.is_(None))
-        .values(submitted_at=utcnow(), deploy_request=None)
+        .values(submitted_at=utcnow())
     )
     await session.execute(
         update(Deployment)
@@ -93,7 +93,7 @@ async def mark_refused(session: AsyncSession, deployment_id: str, reason: str) -
             failed_step="submit",
             message=reason,
             finished_at=utcnow(),
-            deploy_request=None,
+            submitted_at=utcnow(),  # out of the outbox
         )
     )
     await session.commit()
@@ -150,7 +150,7 @@ async def _outbox(db: Database) -> tuple[list[Deployment], dict[tuple[str, str],
         rows = list(
             await session.scalars(
                 select(Deployment).where(
-                    Deployment.submitted_at.is_(None), Deployment.deploy_request.is_not(None)
+                    Deployment.submitted_at.is_(None), Deployment.release_request.is_not(None)
                 )
             )
         )
@@ -175,7 +175,7 @@ async def _relay(db: Database, settings: Settings, client: Client, row: Deployme
         if row.id in plan.supersede:
             await _supersede(session, row.id, plan.supersede[row.id])
             return "superseded"
-        request = DeployRequest.model_validate(row.deploy_request)
+        request = DeployRequest.model_validate(row.release_request)
         try:
             await within(SUBMIT_TIMEOUT_SECONDS, submit_deploy(client, settings, request))
         except DeployRefused as exc:
@@ -193,7 +193,7 @@ async def _supersede(session: AsyncSession, deployment_id: str, newer: str) -> N
             status=DeploymentStatus.SUPERSEDED.value,
             message=f"superseded by {newer}, a newer deployment, before it reached Temporal",
             finished_at=utcnow(),
-            deploy_request=None,
+            submitted_at=utcnow(),  # out of the outbox
         )
     )
     await session.commit()

@@ -134,7 +134,7 @@ async def test_a_deployment_recorded_but_never_submitted_is_released_once_by_the
     assert api.dockyard.fakes.status(deployment_id) is DeploymentStatus.ACTIVE
     assert len(api.dockyard.fakes.args("ensure_replicas", deployment_id)) == 1
     row = await api.row(deployment_id)
-    assert row.submitted_at is not None and row.deploy_request is None
+    assert row.submitted_at is not None and row.release_request is not None  # kept: what it runs
     assert await api.relay() == {}  # nothing left to hand over
 
 
@@ -144,7 +144,7 @@ async def test_a_deployment_temporal_has_but_the_api_never_heard_of_is_confirmed
     """The API died after Temporal took the deployment, before it recorded that."""
     service = await api.new_service()
     deployment_id = await api.record_only(service)
-    request = DeployRequest.model_validate((await api.row(deployment_id)).deploy_request)
+    request = DeployRequest.model_validate((await api.row(deployment_id)).release_request)
     await submit_deploy(api.dockyard.client, api.settings, request)
     await api.dockyard.fakes.wait_final(deployment_id)
 
@@ -161,7 +161,7 @@ async def test_a_deployment_still_queued_in_its_service_workflow_is_not_queued_t
     first = await api.deploy(service)
     gate = fakes.block("wait_replicas_healthy", deployment=first["id"])
     second = await api.record_only(service)
-    request = DeployRequest.model_validate((await api.row(second)).deploy_request)
+    request = DeployRequest.model_validate((await api.row(second)).release_request)
     await submit_deploy(api.dockyard.client, api.settings, request)
 
     assert await api.relay() == {second: "submitted"}  # answered "already queued": nothing new
@@ -228,7 +228,7 @@ async def test_a_deployment_its_workflows_moved_on_from_queued_is_confirmed_at_o
     relay = TemporalConnection(api.settings.model_copy(update={"temporal_address": "127.0.0.1:9"}))
     assert await relay_once(api.database, api.settings, relay) == {deployment_id: "confirmed"}
     row = await api.row(deployment_id)
-    assert (row.submitted_at is not None, row.deploy_request) == (True, None)
+    assert row.submitted_at is not None and row.release_request is not None
 
 
 async def test_a_recent_unsubmitted_deployment_is_left_to_the_api_submitting_it(api: Api) -> None:

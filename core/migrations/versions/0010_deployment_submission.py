@@ -1,12 +1,15 @@
-"""deployment submission outbox: the request kept until Temporal confirms it
+"""deployment release request and submission: the outbox of deploys to Temporal
 
 Revision ID: 0010
 Revises: 0009
 Create Date: 2026-12-07 08:10:00
 
-`deployments.deploy_request` (JSON, nullable) holds the DeployRequest until Temporal confirms it has
-the deployment; `deployments.submitted_at` (nullable) is when it did. Deployments recorded before
-this revision were handed over by the API that recorded them: they count as submitted.
+`deployments.release_request` (JSON, nullable) keeps the DeployRequest a deployment is released with
+(its variables sealed as they were then): the outbox hands it to Temporal again after a crash, and a
+scale in place starts more replicas of exactly it. `deployments.submitted_at` (nullable) is when the
+deployment left the outbox: Temporal confirmed it has it, refused it, or a newer deployment overtook
+it first. Deployments recorded before this revision were handed over by the API that recorded them:
+they count as submitted, and have no request (scaling them releases them again).
 """
 
 import sqlalchemy as sa
@@ -20,7 +23,7 @@ depends_on = None
 
 def upgrade() -> None:
     with op.batch_alter_table("deployments", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("deploy_request", sa.JSON(), nullable=True))
+        batch_op.add_column(sa.Column("release_request", sa.JSON(), nullable=True))
         batch_op.add_column(sa.Column("submitted_at", sa.DateTime(timezone=True), nullable=True))
     op.execute("UPDATE deployments SET submitted_at = created_at")
 
@@ -28,4 +31,4 @@ def upgrade() -> None:
 def downgrade() -> None:
     with op.batch_alter_table("deployments", schema=None) as batch_op:
         batch_op.drop_column("submitted_at")
-        batch_op.drop_column("deploy_request")
+        batch_op.drop_column("release_request")
