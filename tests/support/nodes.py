@@ -147,7 +147,11 @@ class NodeEngine:
             self._clear_leftovers()
             self._make_network()
             self.root.mkdir(parents=True)
-            (self.root / "daemon.json").write_text("{}\n")
+            # Live restore, as production nodes should run: containers outlive a dockerd that dies or
+            # restarts. Here it also keeps the host's docker0: a node engine that starts again on its
+            # own data with a stopped container deletes its stale default network, and, sharing the
+            # host's network namespace, the host's docker0 with it.
+            (self.root / "daemon.json").write_text('{"live-restore": true}\n')
             command = dockerd_command(self.root, self.bridge, self.address_pool, self.cgroup_parent)
             with (self.root / "dockerd.log").open("ab") as log:
                 self._process = subprocess.Popen(
