@@ -230,7 +230,6 @@ def test_a_release_crash_looping_in_its_window_is_rolled_back_with_no_failure_bu
     # request once connected. Nothing fails after that instant: not while v2 crash-loops beside a live
     # replica, not through the rollback, not after it.
     assert all(at - triggered < CRASH_INSTANT_SECONDS for at in clock.times), clock.since(triggered)
-    assert len(loop.failures) <= 3, loop.failures
     assert loop.slowest < 2.0
     statuses = {
         d["id"]: d["status"] for d in platform.api.get(f"/v1/services/{service['id']}/deployments").json()
