@@ -184,7 +184,13 @@ class AgentActivities:
         passed (counted from the first attempt: a retry does not restart it)."""
         loop = asyncio.get_running_loop()
         started = _first_attempt_started()
-        deadline = loop.time() + max(0.0, started + self.settings.stability_window_seconds - time.time())
+        left = started + self.settings.stability_window_seconds - time.time()
+        if left <= 0:
+            # A retry after the window (the worker, its agent or the platform was down meanwhile): what
+            # the replicas do now is no longer the release's window, and a replica stopped with the
+            # platform is started again by the fleet watch.
+            return
+        deadline = loop.time() + left
         watches = {r.replica_id: Watch(restart_count=r.restart_count) for r in watch.replicas}
         async with self._agent(watch.node) as agent:
             while True:

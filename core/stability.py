@@ -88,9 +88,9 @@ class Watch:
 def judge_stability(
     watch: Watch, status: ReplicaStatus | None, now: float, unhealthy_seconds: float
 ) -> tuple[Watch, str | None]:
-    """The watch after this probe, and why the replica is unstable (None while it is not). A restart or
-    an exit counts at once; failing probes only once they have lasted `unhealthy_seconds` (one slow
-    answer on a busy node is no crash)."""
+    """The watch after this probe, and why the replica is unstable (None while it is not). A restart
+    counts at once; failing probes only once they have lasted `unhealthy_seconds` (one slow answer on a
+    busy node is no crash); a replica stopped by someone not at all."""
     if status is None:
         return watch, "its container disappeared"
     if status.restart_count > watch.restart_count:
@@ -98,7 +98,10 @@ def judge_stability(
         restarts = status.restart_count - watch.restart_count
         return watch, f"it exited{code} and was restarted ({restarts} restarts)"
     if status.state is ReplicaState.EXITED:
-        return watch, status.message or "it exited"
+        # Docker restarts a replica that crashes (its policy: unless-stopped), which shows as a restart
+        # above. One that stays exited was stopped: `dockyard down`, `docker stop`, its engine shutting
+        # down. That says nothing of the release; the fleet watch starts it again.
+        return replace(watch, unhealthy_since=None), None
     if status.healthy and status.state is ReplicaState.RUNNING:
         return replace(watch, unhealthy_since=None), None
     since = watch.unhealthy_since if watch.unhealthy_since is not None else now

@@ -20,7 +20,7 @@ from collections import deque
 
 from pydantic import Field
 from temporalio import workflow
-from temporalio.exceptions import ApplicationError, ChildWorkflowError, is_cancelled_exception
+from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
     from activities.contracts import StatusUpdate
@@ -28,7 +28,7 @@ with workflow.unsafe.imports_passed_through():
     from core.contracts import Contract, DeployAccepted, DeploymentStatus, DeployRequest
     from core.naming import deploy_workflow_id, scale_workflow_id
     from core.temporal import search_attributes
-    from workflows.deploy import QUICK, DeployParams, DeployWorkflow
+    from workflows.deploy import FINAL_STATUS, DeployParams, DeployWorkflow
     from workflows.scale import ScaleParams, ScaleResult, ScaleWorkflow
 
 
@@ -204,15 +204,21 @@ class ServiceWorkflow:
             self._superseding = False
 
     async def _supersede(self, deployment_id: str) -> None:
-        await workflow.execute_activity_method(
-            DeploymentActivities.set_deployment_status,
-            StatusUpdate(
-                deployment_id=deployment_id,
-                status=DeploymentStatus.SUPERSEDED,
-                message="superseded by a newer deployment before it started",
-            ),
-            **QUICK,
-        )
+        """Record a queued deploy superseded. With the budget of a final status; should even that run
+        out (the database away for long), the entity logs it and carries on: its own failure would
+        stop every later deploy of the service."""
+        try:
+            await workflow.execute_activity_method(
+                DeploymentActivities.set_deployment_status,
+                StatusUpdate(
+                    deployment_id=deployment_id,
+                    status=DeploymentStatus.SUPERSEDED,
+                    message="superseded by a newer deployment before it started",
+                ),
+                **FINAL_STATUS,
+            )
+        except ActivityError as exc:
+            workflow.logger.error("deployment %s not recorded superseded: %s", deployment_id, exc)
 
 
 __all__ = ["ScaleRequest", "ServiceWorkflow", "ServiceWorkflowInput"]

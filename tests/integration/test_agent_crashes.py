@@ -7,6 +7,7 @@ caught by the stability window."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import os
 import time
@@ -195,6 +196,40 @@ async def test_a_stable_replica_passes_the_window(
     )
 
     assert 7.5 <= time.monotonic() - started < 12
+
+
+async def test_a_replica_stopped_in_the_window_is_no_instability(
+    activities: InProcessAgents,
+    agent: httpx.AsyncClient,
+    make_spec: Callable[..., ReplicaSpec],
+    docker_client: Any,
+) -> None:
+    """`dockyard down` (or `docker stop`) in the window stops the replica: that is no crash of the release,
+    which must not be rolled back for it (a first release would lose its route)."""
+    spec = make_spec()
+    await ensured(agent, spec)
+    healthy = await ActivityEnvironment().run(activities.wait_replicas_healthy, ReplicaBatch(specs=[spec]))
+    watched = asyncio.ensure_future(
+        ActivityEnvironment().run(activities.watch_replicas_stable, StabilityWatch(replicas=healthy.replicas))
+    )
+    await asyncio.sleep(1)
+    await asyncio.to_thread(docker_client.containers.get(f"dockyard-{spec.replica_id}").stop, timeout=1)
+
+    await watched  # the window passes: no ReplicaUnstable
+
+
+async def test_a_retry_after_the_window_passes_at_once(
+    activities: InProcessAgents, agent: httpx.AsyncClient, make_spec: Callable[..., ReplicaSpec]
+) -> None:
+    """The platform was down past the window (its first attempt 60 s ago): nothing is watched any more."""
+    spec = make_spec()
+    await ensured(agent, spec)
+    healthy = await ActivityEnvironment().run(activities.wait_replicas_healthy, ReplicaBatch(specs=[spec]))
+    environment = ActivityEnvironment()
+    environment.info = dataclasses.replace(environment.info, attempt=2, heartbeat_details=[time.time() - 60])
+    crashed = healthy.replicas[0].model_copy(update={"restart_count": -1})  # any probe now would fail it
+
+    await environment.run(activities.watch_replicas_stable, StabilityWatch(replicas=[crashed]))
 
 
 async def test_the_logs_route_answers_the_last_lines(

@@ -97,7 +97,7 @@ def test_judge_health(
             "it exited with code 137 and was restarted (1 restarts)",
         ),
         (Watch(0), status(restarts=2), "it exited and was restarted (2 restarts)"),
-        (Watch(0), status(ReplicaState.EXITED, False, 0, 1, "exited with code 1"), "exited with code 1"),
+        (Watch(0), status(ReplicaState.EXITED, False, 0, 0, "exited with code 0"), None),
         (
             Watch(0, unhealthy_since=4.5),
             status(healthy=False, message="GET /healthz answered HTTP 500"),
@@ -112,7 +112,7 @@ def test_judge_health(
         "restarted-before-the-window",
         "restarted",
         "restarted-twice-unseen",
-        "exited",
+        "stopped-by-someone",
         "unhealthy-long-enough",
         "unhealthy-not-long-enough",
         "first-failed-probe",
