@@ -33,6 +33,8 @@ UNHEALTHY_SECONDS = 5.0
 # How long a crashed replica's exit code is waited for (Docker shows it only while the container is down).
 EXIT_CODE_WAIT_SECONDS = 3.0
 # A deployment's own workflow has cleaned up long before this after it ended; what is left is unowned.
+# A deployment replaced at a cut-over keeps its replicas through the new one's stability window (to roll
+# back to): the grace counts from the end of that window.
 RECONCILE_GRACE = timedelta(seconds=60)
 
 
@@ -275,9 +277,10 @@ class AgentActivities:
                 owned = await agent.replicas()
                 deployments = await self._deployment_facts({r.deployment_id or "" for r in owned})
                 now = datetime.now(UTC)
-                releases = releases_to_check(owned, deployments, now, RECONCILE_GRACE)
+                grace = RECONCILE_GRACE + timedelta(seconds=self.settings.stability_window_seconds)
+                releases = releases_to_check(owned, deployments, now, grace)
                 closed = await closed_releases(activity.client(), releases) if releases else set()
-                unowned = unowned_replicas(owned, deployments, now, RECONCILE_GRACE, closed)
+                unowned = unowned_replicas(owned, deployments, now, grace, closed)
                 for replica in unowned:
                     activity.logger.info(
                         "node %s: removing %s (%s)", agent.node, replica.replica_id, replica.reason
