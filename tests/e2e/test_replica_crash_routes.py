@@ -30,15 +30,6 @@ BACK_WITHIN_SECONDS = 30
 CRASH_INSTANT_SECONDS = 1.0
 
 
-def traefik_servers(platform: Platform, service: dict[str, Any]) -> list[str]:
-    url = f"{platform.env['DOCKYARD_TRAEFIK_API_URL']}/api/http/services"
-    prefix = service["id"].replace("_", "-") + "-"
-    for item in httpx.get(url, timeout=5).json():
-        if item["name"].startswith(prefix) and item["name"].endswith("@http"):
-            return sorted(server["url"] for server in item["loadBalancer"]["servers"])
-    return []
-
-
 def replica_on(node: FleetNode, service_id: str) -> dict[str, Any]:
     client = node.engine.client(timeout=10)
     try:
@@ -73,7 +64,7 @@ def test_a_crashed_replica_restarted_on_a_new_port_gets_the_route_back(
     node = fleet.nodes[0]
     before = replica_on(node, service["id"])
     old_url = published_url(before)
-    assert old_url in traefik_servers(platform, service)
+    assert old_url in platform.traefik_servers(service)
 
     with RequestLoop(platform.edge_url, hostname(service)) as loop:
         time.sleep(0.5)
@@ -84,7 +75,7 @@ def test_a_crashed_replica_restarted_on_a_new_port_gets_the_route_back(
                 now = replica_on(node, service["id"])
             except (AssertionError, docker.errors.DockerException):
                 now = before
-            servers = traefik_servers(platform, service)
+            servers = platform.traefik_servers(service)
             restarted = now["RestartCount"] > before["RestartCount"] and now["State"]["Running"]
             routed = restarted and published_url(now) in servers and len(servers) == 3
             if routed and every_server_answers(servers, "crashport v1"):

@@ -36,16 +36,6 @@ def own_platform(docker_client: docker.DockerClient, workdir: Path) -> Iterator[
         yield platform
 
 
-def traefik_servers(platform: Platform, service: dict[str, Any]) -> list[str]:
-    """The servers Traefik routes the service to now (its own API), UP or not."""
-    url = f"{platform.env['DOCKYARD_TRAEFIK_API_URL']}/api/http/services"
-    prefix = service["id"].replace("_", "-") + "-"
-    for item in httpx.get(url, timeout=5).json():
-        if item["name"].startswith(prefix) and item["name"].endswith("@http"):
-            return sorted(s["url"] for s in item["loadBalancer"]["servers"])
-    return []
-
-
 def serving(platform: Platform, service: dict[str, Any], body: str) -> str | None:
     """None when the service answers `body` through Traefik and each of its REPLICAS servers answers it
     directly; else what is wrong."""
@@ -53,7 +43,7 @@ def serving(platform: Platform, service: dict[str, Any], body: str) -> str | Non
         through = platform.get(service)
         if through.status_code != 200 or through.text.strip() != body:
             return f"through Traefik: HTTP {through.status_code} {through.text.strip()[:60]!r}"
-        servers = traefik_servers(platform, service)
+        servers = platform.traefik_servers(service)
         if len(servers) != REPLICAS:
             return f"Traefik routes to {servers}"
         for server in servers:
@@ -148,13 +138,13 @@ def test_services_answer_again_after_down_up_and_after_a_reboot(
             platform.wait_released(deployment)
     wait_all_serving(platform, services)
     released = deployment_ids(platform, services)
-    routed_before = {body: traefik_servers(platform, service) for body, service in services.items()}
+    routed_before = {body: platform.traefik_servers(service) for body, service in services.items()}
 
     stopped = run_dockyard(platform.env, "down")
     assert stopped.returncode == 0, stopped.stderr
     ready = up_again(platform)
     after_down_up = wait_all_serving(platform, services)
-    routed_after = {body: traefik_servers(platform, service) for body, service in services.items()}
+    routed_after = {body: platform.traefik_servers(service) for body, service in services.items()}
 
     kill_everything(platform, docker_client, platform.service_ids)
     rebooted_ready = up_again(platform)

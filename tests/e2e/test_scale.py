@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import docker
-import httpx
 import pytest
 
 from tests.support.platform import AppImages, Platform
@@ -28,15 +27,6 @@ def running_replicas(client: docker.DockerClient, deployment_id: str) -> dict[st
     # The low-level list: one call, no inspect of a container a scale down may remove meanwhile.
     containers = client.api.containers(filters={"label": f"dockyard.deployment={deployment_id}"})
     return {c["Labels"]["dockyard.replica"]: c["Id"] for c in containers}
-
-
-def traefik_servers(platform: Platform, service: dict[str, Any]) -> list[str]:
-    url = f"{platform.env['DOCKYARD_TRAEFIK_API_URL']}/api/http/services"
-    prefix = service["id"].replace("_", "-") + "-"
-    for item in httpx.get(url, timeout=5).json():
-        if item["name"].startswith(prefix) and item["name"].endswith("@http"):
-            return sorted(s["url"] for s in item["loadBalancer"]["servers"])
-    return []
 
 
 def scale(platform: Platform, service: dict[str, Any], replicas: int) -> dict[str, Any]:
@@ -79,7 +69,7 @@ def wait_scaled(
     started = time.monotonic()
     while True:
         replicas = running_replicas(client, deployment_id)
-        servers = traefik_servers(platform, service)
+        servers = platform.traefik_servers(service)
         if len(replicas) == count and len(servers) == count:
             return replicas
         if time.monotonic() - started > SCALE_WITHIN_SECONDS:

@@ -79,6 +79,15 @@ class Platform:
 
         asyncio.run(result())
 
+    def traefik_servers(self, service: dict[str, Any]) -> list[str]:
+        """The servers Traefik routes the service to now (its own API, UP or not), sorted."""
+        url = f"{self.env['DOCKYARD_TRAEFIK_API_URL']}/api/http/services"
+        prefix = service["id"].replace("_", "-") + "-"
+        for item in httpx.get(url, timeout=5).json():
+            if item["name"].startswith(prefix) and item["name"].endswith("@http"):
+                return sorted(server["url"] for server in item["loadBalancer"]["servers"])
+        return []
+
     def get(self, service: dict[str, Any], path: str = "/") -> httpx.Response:
         """A request through Traefik, with the service's hostname."""
         host = service["urls"]["production"].split("://", 1)[1].split(":")[0]
