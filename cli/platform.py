@@ -13,6 +13,7 @@ import bcrypt
 from pydantic import SecretStr
 
 from cli.supervisor import Listen, ProcessSpec
+from core.programs import how_to_install
 from core.restarts import RestartPolicy
 from core.secrets import SecretBox
 from core.settings import Settings
@@ -103,7 +104,7 @@ def render_traefik_config(settings: Settings, run_dir: Path) -> Path:
 def _binary(name: str) -> str:
     found = shutil.which(name) or shutil.which(name, path=str(Path(sys.executable).parent))
     if found is None:
-        raise FileNotFoundError(f"{name} is not installed (run scripts/install.sh)")
+        raise FileNotFoundError(f"{name} is not installed ({how_to_install(name)})")
     return found
 
 

