@@ -161,9 +161,15 @@ def _deploy_key(value: SecretStr | None) -> SecretStr | None:
 
 
 def _token(value: SecretStr | None) -> SecretStr | None:
-    # The kind of a stored credential is told by its shape, so a key never passes as a token.
-    if value is not None and is_private_key(value.get_secret_value().strip()):
+    # The kind of a stored credential is told by its shape, so a key never passes as a token. A pasted
+    # key spans lines: this says what it is before the control-character rule would (the field is
+    # `multiline` for PrintableText, so this checks the rest of that rule itself).
+    if value is None:
+        return value
+    if is_private_key(value.get_secret_value().strip()):
         raise ValueError("this is a private key: give it as repo_deploy_key")
+    if problem := limits.control_character(value.get_secret_value()):
+        raise ValueError(problem)
     return value
 
 
@@ -249,7 +255,8 @@ class ServiceCreate(BuildFields, PlacementFields):
     """A service runs `image`, or code from `repo_url` (at `repo_branch`), or code uploaded with
     each deploy (`dockyard deploy PATH`) when neither is given."""
 
-    multiline = frozenset({"repo_deploy_key"})  # a PEM or OpenSSH block
+    # A PEM or OpenSSH block; a token's own validator explains a key pasted there.
+    multiline = frozenset({"repo_deploy_key", "repo_token"})
 
     name: ServiceName
     image: str | None = Field(default=None, max_length=512, description="image, e.g. registry:5000/app:1.2")
@@ -301,7 +308,8 @@ class ServiceCreate(BuildFields, PlacementFields):
 
 
 class ServiceUpdate(BuildFields, PlacementFields):
-    multiline = frozenset({"repo_deploy_key"})  # a PEM or OpenSSH block
+    # A PEM or OpenSSH block; a token's own validator explains a key pasted there.
+    multiline = frozenset({"repo_deploy_key", "repo_token"})
     image: str | None = Field(
         default=None, max_length=512, description="run this image (drops the repository)"
     )
