@@ -124,6 +124,9 @@ def platform_env(state_dir: Path) -> dict[str, str]:
         "DOCKYARD_TRAEFIK_API_URL": f"http://127.0.0.1:{ports['traefik']}",
         "DOCKYARD_AGENT_URL": f"http://127.0.0.1:{ports['agent']}",
         "DOCKYARD_HEALTH_TIMEOUT_SECONDS": "30",
+        # Shorter than the default 10 s: every release keeps its previous replicas through the window,
+        # and many tests wait for them to go. Tests of the window itself set their own.
+        "DOCKYARD_STABILITY_WINDOW_SECONDS": "3",
         # The API dies at the submission point this file names, once (api/crash_points.py); absent: never.
         CRASH_FILE_VARIABLE: str(state_dir / CRASH_FILE_NAME),
     }
