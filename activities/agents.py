@@ -47,7 +47,7 @@ class AgentActivities:
         self.db = db
 
     @asynccontextmanager
-    async def _agent(self, node: NodeRef) -> AsyncIterator[AgentClient]:
+    async def agent_for(self, node: NodeRef) -> AsyncIterator[AgentClient]:
         if node.node_id is None:
             token = self.settings.agent_token.get_secret_value() if self.settings.agent_token else None
             async with AgentClient(self.settings.agent_url, token) as agent:
@@ -81,7 +81,7 @@ class AgentActivities:
     async def ensure_replicas(self, batch: ReplicaBatch) -> ReplicaSet:
         """Pull, create and start every replica (idempotent: the agent ensures by replica id)."""
         specs = [self._opened(spec) for spec in batch.specs]
-        async with self._agent(batch.node) as agent, heartbeating():
+        async with self.agent_for(batch.node) as agent, heartbeating():
             try:
                 statuses = await asyncio.gather(*(agent.ensure_replica(spec) for spec in specs))
             except AgentCallError as exc:
@@ -120,7 +120,7 @@ class AgentActivities:
         streaks = dict.fromkeys(pending, Streak())
         healthy: dict[str, ReplicaStatus] = {}
         seen: dict[str, str] = {}  # the last thing each probe saw
-        async with self._agent(batch.node) as agent:
+        async with self.agent_for(batch.node) as agent:
             while pending:
                 activity.heartbeat(started)
                 for replica_id in sorted(pending):
@@ -194,7 +194,7 @@ class AgentActivities:
             return
         deadline = loop.time() + left
         watches = {r.replica_id: Watch(restart_count=r.restart_count) for r in watch.replicas}
-        async with self._agent(watch.node) as agent:
+        async with self.agent_for(watch.node) as agent:
             while True:
                 activity.heartbeat(started)
                 for replica_id in sorted(watches):
@@ -228,7 +228,7 @@ class AgentActivities:
 
     @activity.defn
     async def remove_replicas(self, ids: ReplicaIds) -> None:
-        async with self._agent(ids.node) as agent:
+        async with self.agent_for(ids.node) as agent:
             try:
                 await asyncio.gather(
                     *(agent.remove_replica(rid, ids.grace_seconds) for rid in ids.replica_ids)
@@ -255,7 +255,7 @@ class AgentActivities:
             return []
 
     async def _remove_orphans_on(self, node: NodeRef, query: OrphanQuery) -> list[str]:
-        async with self._agent(node) as agent:
+        async with self.agent_for(node) as agent:
             owned = await agent.replicas(service_id=query.service_id, environment_id=query.environment_id)
             orphans = [r.replica_id for r in owned if r.deployment_id not in query.keep_deployment_ids]
             await asyncio.gather(*(agent.remove_replica(rid) for rid in orphans))
@@ -273,7 +273,7 @@ class AgentActivities:
 
     async def _reconcile(self, node: NodeRef) -> list[str]:
         try:
-            async with self._agent(node) as agent:
+            async with self.agent_for(node) as agent:
                 owned = await agent.replicas()
                 deployments = await self._deployment_facts({r.deployment_id or "" for r in owned})
                 now = datetime.now(UTC)

@@ -170,7 +170,7 @@ class RoutingActivities:
         """The local agent sends no heartbeats: its replicas as it reports them now. One it does not
         report is left out; an agent that does not answer changes nothing."""
         try:
-            async with self._agents._agent(NodeRef()) as agent:
+            async with self._agents.agent_for(NodeRef()) as agent:
                 reported = {status.replica_id: status for status in await agent.replicas()}
         except AgentCallError as exc:
             activity.logger.warning("follow replicas: local agent skipped: %s", exc)
@@ -195,7 +195,7 @@ class RoutingActivities:
             return None
         async with self._starting:
             try:
-                async with self._agents._agent(node) as agent:
+                async with self._agents.agent_for(node) as agent:
                     status = await agent.start_replica(replica.replica_id)
             except AgentCallError as exc:
                 activity.logger.warning("follow replicas: %s not started: %s", replica.replica_id, exc)

@@ -94,7 +94,7 @@ class ScaleActivities:
         """The replica as its agent reports it now (its address may have changed since it was
         recorded); None when the agent no longer has it."""
         try:
-            async with self._agents._agent(node) as agent:
+            async with self._agents.agent_for(node) as agent:
                 status = await agent.replica(row.id)
         except AgentCallError as exc:
             raise ApplicationError(

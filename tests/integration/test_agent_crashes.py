@@ -69,7 +69,7 @@ class InProcessAgents(AgentActivities):
         self.transport = transport
 
     @asynccontextmanager
-    async def _agent(self, node: NodeRef) -> AsyncIterator[AgentClient]:
+    async def agent_for(self, node: NodeRef) -> AsyncIterator[AgentClient]:
         async with AgentClient("http://agent", "agent-test-token") as client:
             await client._http.aclose()
             client._http = httpx.AsyncClient(
