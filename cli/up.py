@@ -86,7 +86,11 @@ def ensure_build_base_image(settings: Settings) -> None:
         input=password + "\n",
         capture_output=True,
         text=True,
-        env={**os.environ, "DOCKYARD_STATE_DIR": str(settings.state_dir)},
+        env={
+            **os.environ,
+            "DOCKYARD_STATE_DIR": str(settings.state_dir),
+            "DOCKYARD_CACHE_DIR": str(settings.cache_dir),
+        },
     )
     if result.returncode != 0:
         tail = "\n".join(result.stderr.strip().splitlines()[-10:])

@@ -35,6 +35,8 @@ class Settings(BaseSettings):
 
     # Where `dockyard up` keeps its databases, logs, generated configs and secrets.
     state_dir: Path = Field(default_factory=_default_state_dir)
+    # Downloads worth keeping between runs and state dirs (the Debian rootfs of the build base image).
+    cache_dir: Path | None = None
 
     # Control-plane state. SQLite is the embedded default; PostgreSQL (postgresql+asyncpg://) in production.
     database_url: str = ""
@@ -211,6 +213,8 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _derive_defaults(self) -> Settings:
+        if self.cache_dir is None:
+            self.cache_dir = self.state_dir / "cache"
         if not self.database_url:
             self.database_url = f"sqlite+aiosqlite:///{self.state_dir / 'dockyard.db'}"
         if not self.public_api_url:

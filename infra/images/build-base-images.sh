@@ -4,9 +4,10 @@
 #
 #   build-base-images.sh [--force] REGISTRY_HOST [USERNAME PASSWORD]     (PASSWORD "-" reads it from stdin)
 #
-# Idempotent: the debootstrap rootfs is cached as a tarball under $DOCKYARD_STATE_DIR/cache and the imported
-# image is kept locally as dockyard/debian:bookworm; both are reused until --force. The last line printed on
-# stdout is the pushed image pinned by digest; progress goes to stderr.
+# Idempotent: the debootstrap rootfs is cached as a tarball under $DOCKYARD_CACHE_DIR (default
+# $DOCKYARD_STATE_DIR/cache) and the imported image is kept locally as dockyard/debian:bookworm; both are
+# reused until --force. The last line printed on stdout is the pushed image pinned by digest; progress
+# goes to stderr.
 #
 #   DEBIAN_MIRROR            default http://deb.debian.org/debian
 #   DEBIAN_SECURITY_MIRROR   default http://deb.debian.org/debian-security ("" leaves security updates out)
@@ -44,7 +45,7 @@ mirror="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 security_mirror="${DEBIAN_SECURITY_MIRROR-http://deb.debian.org/debian-security}"
 suite=bookworm
 arch="$(dpkg --print-architecture)"
-cache_dir="${DOCKYARD_STATE_DIR:-$HOME/.local/state/dockyard}/cache"
+cache_dir="${DOCKYARD_CACHE_DIR:-${DOCKYARD_STATE_DIR:-$HOME/.local/state/dockyard}/cache}"
 extra_ca_dir="${EXTRA_CA_DIR-/usr/local/share/ca-certificates}"
 extra_cas=()
 if [[ -n "$extra_ca_dir" && -d "$extra_ca_dir" ]]; then

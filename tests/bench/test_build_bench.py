@@ -17,7 +17,8 @@ What is compared, on the same engine, with BuildKit's whole build cache (cache m
 
 Sides alternate which goes first from round to round. Prints figures; asserts nothing about time, only that
 every deploy went ACTIVE serving the changed file and that both sides built the same Dockerfile steps.
-Run: scripts/bench.sh (or pytest tests/bench -m bench -s). DOCKYARD_BENCH_BUILD_ROUNDS sets the rounds.
+Run: scripts/bench.sh (or pytest tests/bench -m bench -s). DOCKYARD_BENCH_BUILD_ROUNDS sets the rounds,
+DOCKYARD_BENCH_BUILD_SAMPLES the samples (comma-separated names, default all: node,python).
 """
 
 from __future__ import annotations
@@ -81,10 +82,14 @@ class Sample:
         (app / self.source_file).write_text(self.source(greeting))
 
 
-SAMPLES = [
+ALL_SAMPLES = [
     Sample("node", "node-npm", "greeting.js", lambda word: f'module.exports = {{ greeting: "{word}" }};\n'),
     Sample("python", "python-pip", "greeting.py", lambda word: f'GREETING = "{word}"\n'),
 ]
+_CHOSEN = [name for name in os.environ.get("DOCKYARD_BENCH_BUILD_SAMPLES", "").split(",") if name]
+SAMPLES = [sample for sample in ALL_SAMPLES if not _CHOSEN or sample.name in _CHOSEN]
+_UNKNOWN = set(_CHOSEN) - {sample.name for sample in ALL_SAMPLES}
+assert not _UNKNOWN, f"DOCKYARD_BENCH_BUILD_SAMPLES names no sample: {sorted(_UNKNOWN)}"
 
 
 @dataclass

@@ -196,7 +196,9 @@ def platform_with(
     """`dockyard up --detach` with `extra_env` added to its settings (the session's `platform` has none;
     a test module may start its own, e.g. with a Proxmox cluster to provision from); stopped at the
     end, nothing left running."""
-    env = platform_env(state_dir) | extra_env
+    # The platforms of one test run share the Debian rootfs their build base image is made from (one
+    # debootstrap per run, not one per platform); the quickstart test keeps a newcomer's own.
+    env = platform_env(state_dir) | {"DOCKYARD_CACHE_DIR": str(state_dir.parent / "cache")} | extra_env
     started = run_dockyard(env, "up", "--detach")
     if started.returncode != 0:
         log = (state_dir / "logs" / "up.log").read_text(errors="replace")
