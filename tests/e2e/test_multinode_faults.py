@@ -1,5 +1,6 @@
 """Faults on three nodes, end to end: the worker killed in the middle of a rolling update, a new version
-that never passes its health check, and a node agent that restarts under running replicas. Each runs on
+that never passes its health check, and a node agent or a node's Docker Engine that restarts under
+running replicas. Each runs on
 a service with three replicas, one per node, under a bounded request loop through Traefik that must see
 no failed request."""
 
@@ -11,6 +12,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.e2e.test_multinode import replicas_per_node
@@ -228,3 +230,33 @@ def test_a_restarted_agent_re_adopts_its_replicas_without_restarting_them(
     assert not old_ids & {container_id for _, _, container_id, _, _ in after}
     assert update.failures == []
     assert update.answers["readopt v2"] > 0
+
+
+def test_a_node_s_docker_engine_restarting_under_its_replicas_fails_no_request(
+    platform: Platform, app_images: AppImages, enrolled_fleet: EnrolledFleet
+) -> None:
+    """`systemctl restart docker` on a node: live restore keeps its replicas running through it (the node
+    engines run with it, as production nodes should), the agent's calls meet a restarting engine and
+    try again, and the service keeps answering, on every replica."""
+    fleet = enrolled_fleet
+    service, first = deployed_on_three_nodes(platform, app_images, fleet, "engine")
+    restarted = fleet.nodes[2]
+    before = containers_on_nodes(fleet, service["id"])
+
+    with RequestLoop(platform.edge_url, hostname(service)) as loop:
+        time.sleep(0.5)
+        stopped = time.monotonic()
+        restarted.engine.restart_dockerd()
+        away = time.monotonic() - stopped
+        time.sleep(3)  # past one round of the fleet watch (every 2 s)
+    print(f"\n[faults] engine of {restarted.name} restarted in {away:.1f} s; {loop.summary()}")
+
+    assert containers_on_nodes(fleet, service["id"]) == before  # same ids, same start times
+    assert loop.failures == []  # a stall over 2 s included
+    assert dict(loop.answers) == {"engine v1": loop.total}
+    servers = platform.traefik_servers(service)
+    assert len(servers) == 3, servers
+    for server in servers:  # every replica answers where Traefik sends it
+        assert httpx.get(server, timeout=5).text.strip() == "engine v1", server
+    assert deployments(platform, service["id"]) == {first["id"]: "ACTIVE"}  # nothing released again
+    assert fleet.listed()[restarted.name]["state"] == "READY"

@@ -169,6 +169,23 @@ class NodeEngine:
             raise
         return self
 
+    def restart_dockerd(self) -> None:
+        """Restart the engine as `systemctl restart docker` does: SIGTERM dockerd (live restore keeps
+        the containers running), then start it again on the same data and wait until it answers."""
+        assert self._process is not None, f"{self.name}: not started"
+        self._process.terminate()
+        self._process.wait(timeout=30)
+        command = dockerd_command(self.root, self.bridge, self.address_pool, self.cgroup_parent)
+        with (self.root / "dockerd.log").open("ab") as log:
+            self._process = subprocess.Popen(
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self._wait_until_ready()
+
     def kill(self) -> None:
         """Lose the node: SIGKILL dockerd, its containerd, docker-proxies, shims and every container process,
         and drop the containers' network namespaces, so their addresses stop answering. The data root and the
