@@ -1,8 +1,7 @@
 """Faults on three nodes, end to end: the worker killed in the middle of a rolling update, a new version
 that never passes its health check, and a node agent or a node's Docker Engine that restarts under
-running replicas. Each runs on
-a service with three replicas, one per node, under a bounded request loop through Traefik that must see
-no failed request."""
+running replicas. Each runs on a service with three replicas, one per node, under a bounded request loop
+through Traefik that must see no failed request."""
 
 from __future__ import annotations
 
