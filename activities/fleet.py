@@ -13,8 +13,12 @@ import httpx
 from sqlalchemy import or_, select, update
 from temporalio import activity
 
+from activities.agent_client import AgentCallError
+from activities.agents import AgentActivities
+from activities.contracts import NodeRef
+from activities.routing import LOCAL_NODE
 from core.db import Database
-from core.fleet import active_deployments_on
+from core.fleet import active_deployments_on, mark_missing, missing_replicas_of_active_deployments
 from core.models import LIVE_REPLICA_STATES, Node, Replica
 from core.scheduler import NodeState
 from core.settings import Settings
@@ -24,6 +28,7 @@ class FleetActivities:
     def __init__(self, db: Database, settings: Settings) -> None:
         self.db = db
         self.settings = settings
+        self._agents = AgentActivities(settings, db)
 
     # The name FleetWatchWorkflow histories call it by (it once probed the agents itself).
     @activity.defn(name="probe_nodes")
@@ -71,18 +76,7 @@ class FleetActivities:
                 (service_id, environment_id)
                 for _, service_id, environment_id in await session.execute(active_deployments_on(node_id))
             ]
-        started = []
-        async with httpx.AsyncClient(
-            base_url=self.settings.public_api_url, headers=self._auth(), timeout=30
-        ) as api:
-            for service_id, environment_id in affected:
-                response = await api.post(
-                    f"/internal/services/{service_id}/heal", params={"environment_id": environment_id}
-                )
-                if response.status_code == 409:  # nothing ACTIVE any more: a newer deploy took over
-                    continue
-                response.raise_for_status()
-                started.append(str(response.json()["id"]))
+        started = await self._release_again(affected)
         # Last: a retry after a partial run finds the same replicas and releases again (harmless:
         # the newer release supersedes the older one).
         async with self.db.transaction() as session:
@@ -91,6 +85,61 @@ class FleetActivities:
                 .where(Replica.node == node_id, Replica.state.in_(LIVE_REPLICA_STATES))
                 .values(state="lost")
             )
+        return started
+
+    @activity.defn
+    async def replace_missing_replicas(self) -> list[str]:
+        """Release again every ACTIVE deployment one of whose replicas its node no longer has (its
+        container removed behind Dockyard's back), as for a DOWN node: a full set of replicas replaces
+        it, with no failed request. Enrolled nodes' heartbeats mark such replicas missing
+        (api/gateway.py); the local agent, which sends none, is asked here. The missing replicas are
+        marked lost. Answers the new deployments' ids."""
+        await self._mark_local_missing()
+        async with self.db.session() as session:
+            missing = list(await session.execute(missing_replicas_of_active_deployments()))
+        if not missing:
+            return []
+        for replica_id, service_id, _ in missing:
+            activity.logger.warning(
+                "replica %s of service %s is missing: replacing it", replica_id, service_id
+            )
+        started = await self._release_again(sorted({(service, env) for _, service, env in missing}))
+        async with self.db.transaction() as session:  # last, as in heal_node
+            await session.execute(
+                update(Replica)
+                .where(
+                    Replica.id.in_([replica_id for replica_id, _, _ in missing]), Replica.state == "missing"
+                )
+                .values(state="lost")
+            )
+        return started
+
+    async def _mark_local_missing(self) -> None:
+        """The local agent's report stands for a heartbeat; an agent that does not answer changes nothing."""
+        now = datetime.now(UTC)
+        try:
+            async with self._agents.agent_for(NodeRef()) as agent:
+                reported = [status.replica_id for status in await agent.replicas()]
+        except AgentCallError as exc:
+            activity.logger.warning("missing replicas: local agent skipped: %s", exc)
+            return
+        async with self.db.transaction() as session:
+            await session.execute(mark_missing(LOCAL_NODE, reported, now))
+
+    async def _release_again(self, services: list[tuple[str, str]]) -> list[str]:
+        """Release the ACTIVE deployment of each (service, environment) again; the new ids."""
+        started = []
+        async with httpx.AsyncClient(
+            base_url=self.settings.public_api_url, headers=self._auth(), timeout=30
+        ) as api:
+            for service_id, environment_id in services:
+                response = await api.post(
+                    f"/internal/services/{service_id}/heal", params={"environment_id": environment_id}
+                )
+                if response.status_code == 409:  # nothing ACTIVE any more: a newer deploy took over
+                    continue
+                response.raise_for_status()
+                started.append(str(response.json()["id"]))
         return started
 
     def _auth(self) -> dict[str, str]:

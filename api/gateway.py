@@ -28,6 +28,7 @@ from api.store import audit
 from core import mtls, pki
 from core.contracts import Heartbeat
 from core.db import Database
+from core.fleet import mark_missing
 from core.models import Node, Replica, RevokedCertificate
 from core.scheduler import NodeState
 from core.settings import Settings
@@ -189,4 +190,7 @@ async def record_heartbeat(session: AsyncSession, node: Node, heartbeat: Heartbe
             )
             .values(state=replica.state.value, address=replica.address)
         )
+    # The heartbeat lists every replica the node has: one it lacks was removed behind Dockyard's back,
+    # and the fleet watch replaces it (activities/fleet.py).
+    await session.execute(mark_missing(node.id, [r.replica_id for r in heartbeat.replicas], now))
     return state

@@ -3,6 +3,7 @@
     every few seconds: mark DOWN the nodes without heartbeats → for each, release again what it ran
                        → routes follow the replicas of ACTIVE deployments (start the stopped ones,
                          publish the addresses they run at now)
+                       → release again the ACTIVE deployments a replica of which went missing
     every RECONCILE_EVERY rounds: remove, on every node, the replicas no deployment owns any more
 
 It continues as new every few hundred rounds (its history stays small) and, being a workflow, resumes
@@ -32,6 +33,7 @@ ROUNDS_PER_RUN = 300
 RECONCILE_EVERY = 15  # rounds: every 30 s with the default 2 s interval
 RECONCILE_UNOWNED = "reconcile-unowned-replicas"  # workflow.patched: runs begun before it never did
 FOLLOW_REPLICAS = "follow-replicas"  # workflow.patched: likewise
+REPLACE_MISSING = "replace-missing-replicas"  # workflow.patched: likewise
 
 
 class FleetWatchInput(Contract):
@@ -47,7 +49,7 @@ class FleetWatchWorkflow:
 
     @workflow.query
     def healed(self) -> list[str]:
-        """The deployments this run started to replace replicas of DOWN nodes."""
+        """The deployments this run started to replace replicas of DOWN nodes, or missing ones."""
         return list(self._healed)
 
     @workflow.query
@@ -72,6 +74,8 @@ class FleetWatchWorkflow:
                 )
             if workflow.patched(FOLLOW_REPLICAS):
                 await self._follow_replicas()
+            if workflow.patched(REPLACE_MISSING):
+                await self._replace_missing()
             if round_ % RECONCILE_EVERY == RECONCILE_EVERY - 1 and workflow.patched(RECONCILE_UNOWNED):
                 self._removed += await workflow.execute_activity_method(
                     AgentActivities.remove_unowned_replicas, **SLOW
@@ -92,3 +96,14 @@ class FleetWatchWorkflow:
             workflow.logger.warning("routes not followed this round: %s", reason_of(exc))
             return
         self._followed = (self._followed + followed)[-100:]
+
+    async def _replace_missing(self) -> None:
+        """Skipped for this round when it cannot run, as following routes is."""
+        try:
+            self._healed += await workflow.execute_activity_method(
+                FleetActivities.replace_missing_replicas,
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=RetryPolicy(maximum_attempts=2),
+            )
+        except ActivityError as exc:
+            workflow.logger.warning("missing replicas not replaced this round: %s", reason_of(exc))

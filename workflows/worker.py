@@ -86,6 +86,7 @@ def activities_for(settings: Settings, db: Database, client: Client) -> list[obj
         pools.locate_guest,
         fleet.mark_silent_nodes,
         fleet.heal_node,
+        fleet.replace_missing_replicas,
         deployments.set_deployment_status,
         deployments.record_replicas,
         deployments.activate_deployment,

@@ -259,3 +259,50 @@ def test_a_node_s_docker_engine_restarting_under_its_replicas_fails_no_request(
         assert httpx.get(server, timeout=5).text.strip() == "engine v1", server
     assert deployments(platform, service["id"]) == {first["id"]: "ACTIVE"}  # nothing released again
     assert fleet.listed()[restarted.name]["state"] == "READY"
+
+
+def test_a_replica_removed_behind_dockyard_s_back_is_replaced_with_no_failed_request(
+    platform: Platform, app_images: AppImages, enrolled_fleet: EnrolledFleet
+) -> None:
+    """`docker rm -f` of a replica on its node: the node's heartbeats no longer list it, so it is
+    marked missing and the fleet watch releases the deployment again (as for a lost node); Traefik's
+    retry sends the requests meant for it to the others meanwhile."""
+    fleet = enrolled_fleet
+    service, first = deployed_on_three_nodes(platform, app_images, fleet, "missing")
+    platform.wait_released(first)  # inside its stability window the release would be rolled back
+    victim = fleet.nodes[0]
+
+    with RequestLoop(platform.edge_url, hostname(service)) as loop:
+        time.sleep(0.5)
+        client = victim.engine.client(timeout=30)
+        try:
+            (container,) = client.containers.list(filters={"label": f"dockyard.service={service['id']}"})
+            removed_at = time.perf_counter()
+            container.remove(force=True)
+        finally:
+            client.close()
+        healed = eventually(
+            lambda: any(
+                status == "ACTIVE" and deployment_id != first["id"]
+                for deployment_id, status in deployments(platform, service["id"]).items()
+            ),
+            timeout=90,
+        )
+        statuses = deployments(platform, service["id"])
+        replacement = next((d for d, status in statuses.items() if status == "ACTIVE"), "")
+        replaced = eventually(
+            lambda: running_one_per_node(fleet, containers_on_nodes(fleet, service["id"]), replacement)
+        )
+        time.sleep(1)
+    after = (loop.timeline[-1][0] if loop.timeline else removed_at) - removed_at
+    print(f"\n[faults] replica removed on {victim.name}: replaced, {after:.1f} s; {loop.summary()}")
+
+    assert healed, f"no new ACTIVE deployment replaced the missing replica: {statuses}"
+    assert statuses[first["id"]] != "ACTIVE", statuses
+    assert replaced, containers_on_nodes(fleet, service["id"])
+    # Only a request in flight inside the removed replica may fail (nothing retries one that reached
+    # its server); a stall over 2 s counts as a failure.
+    assert all(at - removed_at < 1.0 for at in loop.failed_at), (loop.failures, loop.failed_at, removed_at)
+    assert set(loop.answers) == {"missing v1"}
+    for server in platform.traefik_servers(service):
+        assert httpx.get(server, timeout=5).text.strip() == "missing v1", server

@@ -14,6 +14,7 @@ import pytest
 from core.settings import load_settings
 from core.temporal import connect
 from tests.support.platform import AppImages, Platform
+from tests.support.traffic import RequestLoop, hostname
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -172,3 +173,38 @@ def test_every_deploy_is_a_workflow_searchable_by_service_and_deployment(
         return []
 
     assert asyncio.run(find()) == [deployment["workflow_id"]]
+
+
+def test_a_replica_removed_behind_dockyard_s_back_on_the_local_node_is_replaced(
+    platform: Platform, app_images: AppImages, docker_client: docker.DockerClient
+) -> None:
+    """`docker rm -f` of a replica `dockyard up`'s own agent runs: the agent no longer reports it, the
+    fleet watch marks it missing and releases the deployment again; the other replica serves meanwhile."""
+    image = app_images.push("e2e/gone", "v1", "gone v1")
+    service = platform.create_service("e2e-gone", "gone", image, replicas=2, health_check_path="/healthz")
+    first = platform.wait_final(platform.deploy(service["id"])["id"])
+    assert first["status"] == "ACTIVE", first
+    platform.wait_released(first)  # inside its stability window the release would be rolled back
+
+    with RequestLoop(platform.edge_url, hostname(service)) as loop:
+        time.sleep(0.5)
+        victim = docker_client.containers.list(filters={"label": f"dockyard.deployment={first['id']}"})[0]
+        removed_at = time.perf_counter()
+        victim.remove(force=True)
+        replaced = eventually(
+            lambda: any(
+                d["status"] == "ACTIVE" and d["id"] != first["id"]
+                for d in deployments(platform, service["id"])
+            ),
+            timeout=90,
+        )
+        active = next(d for d in deployments(platform, service["id"]) if d["status"] == "ACTIVE")
+        assert eventually(lambda: len(containers_of(docker_client, deployment=active["id"])) == 2)
+        time.sleep(1)
+    print(f"\nlocal replica removed: replaced by {active['id']}; {loop.summary()}")
+
+    assert replaced, deployments(platform, service["id"])
+    # Only a request in flight inside the removed replica may fail; a stall over 2 s counts as one.
+    assert all(at - removed_at < 1.0 for at in loop.failed_at), (loop.failures, loop.failed_at)
+    assert set(loop.answers) == {"gone v1"}
+    assert platform.get(service).text.strip() == "gone v1"

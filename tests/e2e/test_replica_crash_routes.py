@@ -4,8 +4,8 @@ again with no deploy. Only the requests the crash itself catches fail (in flight
 accepted by its published port before Docker tears that down); afterwards a request to the dead port
 cannot connect, and Traefik's retry sends it to another replica.
 
-An engine restart changes ports the same way. It is not exercised here: the simulated nodes share the
-host's network namespace, and a node engine that restarts on its own data deletes the host's docker0."""
+An engine restart without live restore changes ports the same way; node engines run with live restore
+(as production nodes should: their replicas keep running through it, test_multinode_faults.py)."""
 
 from __future__ import annotations
 

@@ -1,20 +1,23 @@
 """Silent nodes over the real database: a node without heartbeats goes DOWN once silent for longer than
-the limit (not before), and comes back in the state it had when it reports again."""
+the limit (not before), and comes back in the state it had when it reports again. A replica a node's
+heartbeat no longer lists is marked missing, unless it was recorded too recently to be in it."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 from temporalio.testing import ActivityEnvironment
 
 from activities.fleet import FleetActivities
 from api.gateway import record_heartbeat
-from core.contracts import Heartbeat
+from core.contracts import DeploymentStatus, Heartbeat, ReplicaStatus
 from core.db import Database
-from core.models import Node
+from core.fleet import MISSING_AFTER_SECONDS, missing_replicas_of_active_deployments
+from core.models import Node, Replica
 from core.settings import load_settings
+from tests.integration.test_database import add_deployment, seed
 from tests.integration.test_placement import add_node
 
 
@@ -66,3 +69,53 @@ HEARTBEAT = Heartbeat.model_validate(
         "replicas": [],
     }
 )
+
+
+async def test_a_replica_the_heartbeat_no_longer_lists_is_missing_once_recorded_long_enough(
+    database: Database,
+) -> None:
+    node_id = await add_node(database, "lister")
+    ids = await seed(database, "lister")
+    deployment = await add_deployment(database, ids, DeploymentStatus.ACTIVE)
+    now = datetime.now(UTC)
+    old = now - timedelta(seconds=MISSING_AFTER_SECONDS + 5)
+    rows = {
+        "kept": ("running", old),  # listed
+        "gone": ("running", old),  # not listed: missing
+        "gone-exited": ("exited", old),  # not listed either: missing too
+        "just-recorded": ("created", now),  # too recent for the heartbeat to know it
+        "removed": ("removed", old),  # retired by the control plane: stays so
+    }
+    async with database.transaction() as session:
+        for name, (state, updated_at) in rows.items():
+            session.add(
+                Replica(
+                    id=f"{deployment}-{name}",
+                    deployment_id=deployment,
+                    node=node_id,
+                    state=state,
+                    updated_at=updated_at,
+                )
+            )
+    listed = HEARTBEAT.model_copy(
+        update={"replicas": [ReplicaStatus(replica_id=f"{deployment}-kept", state="running")]}
+    )
+    async with database.transaction() as session:
+        node = await session.get(Node, node_id)
+        assert node is not None
+        await record_heartbeat(session, node, listed, now)
+
+    async with database.session() as session:
+        states = {
+            replica.id.removeprefix(f"{deployment}-"): replica.state
+            for replica in await session.scalars(select(Replica).where(Replica.deployment_id == deployment))
+        }
+        missing = [row[0] for row in await session.execute(missing_replicas_of_active_deployments())]
+    assert states == {
+        "kept": "running",
+        "gone": "missing",
+        "gone-exited": "missing",
+        "just-recorded": "created",
+        "removed": "removed",
+    }
+    assert sorted(missing) == [f"{deployment}-gone", f"{deployment}-gone-exited"]

@@ -1,7 +1,8 @@
 """FleetWatchWorkflow on a real Temporal server with fake activities: every round looks for silent nodes;
-each node reported newly DOWN is healed once; every round routes follow the replicas (a round whose
-follow fails is skipped, the watch carries on); every RECONCILE_EVERY rounds the unowned replicas are
-removed; the watch continues as new with its settings."""
+each node reported newly DOWN is healed once; every round routes follow the replicas and missing
+replicas are replaced (a round whose follow or replacement fails is skipped, the watch carries on);
+every RECONCILE_EVERY rounds the unowned replicas are removed; the watch continues as new with its
+settings."""
 
 from __future__ import annotations
 
@@ -47,8 +48,20 @@ class FakeFleet:
             raise RuntimeError("database away")
         return [f"round {self.rounds}: republished"] if self.rounds in (1, 5) else []
 
+    @activity.defn(name="replace_missing_replicas")
+    async def replace_missing_replicas(self) -> list[str]:
+        if self.rounds == 4:
+            raise RuntimeError("the API is away")
+        return ["dep-missing"] if self.rounds in (3, 6) else []
+
     def activities(self) -> list[Callable[..., Any]]:
-        return [self.probe_nodes, self.heal_node, self.remove_unowned_replicas, self.follow_replicas]
+        return [
+            self.probe_nodes,
+            self.heal_node,
+            self.remove_unowned_replicas,
+            self.follow_replicas,
+            self.replace_missing_replicas,
+        ]
 
     @activity.defn(name="heal_node")
     async def heal_node(self, node_id: str) -> list[str]:
@@ -76,8 +89,10 @@ async def test_each_node_that_goes_down_is_healed_once(temporal_client: Client) 
             assert fleet.healed == ["node_b", "node_a", "node_c"]
             assert await handle.query(FleetWatchWorkflow.healed) == [
                 "dep-heal-node_b",
+                "dep-missing",
                 "dep-heal-node_a",
                 "dep-heal-node_c",
+                "dep-missing",
             ]
             assert await handle.query(FleetWatchWorkflow.followed) == [
                 "round 1: republished",
