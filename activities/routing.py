@@ -15,7 +15,7 @@ from temporalio.exceptions import ApplicationError
 from activities.agent_client import AgentCallError
 from activities.agents import AgentActivities
 from activities.contracts import NodeRef, RouteKey, RouteSpec
-from core.contracts import DeploymentStatus
+from core.contracts import Contract, DeploymentStatus
 from core.db import Database
 from core.models import Deployment, Node, Replica, Route
 from core.naming import route_name
@@ -27,6 +27,22 @@ STARTS_AT_ONCE = 8  # stopped replicas started in parallel by one round
 LOCAL_NODE = "local"  # Replica.node of the replicas of the local `dockyard up` agent
 
 POLL_INTERVAL_SECONDS = 0.05
+
+
+class RouteOwner(Contract):
+    """The route of a service in an environment, as long as it points at this deployment."""
+
+    service_id: str
+    environment_id: str
+    deployment_id: str
+
+
+class RouteFallback(Contract):
+    """The servers a deployment's route falls back on during its release's stability window: the
+    previous deployment's replicas."""
+
+    owner: RouteOwner
+    servers: list[str]
 
 
 class RoutingActivities:
@@ -51,9 +67,34 @@ class RoutingActivities:
             if route is None:
                 route = Route(service_id=spec.service_id, environment_id=spec.environment_id)
                 session.add(route)
+            elif route.deployment_id != spec.deployment_id:
+                route.fallback_servers = []  # another deployment's window (or a rollback from it) ends
             route.hostname = spec.hostname
             route.deployment_id = spec.deployment_id
             route.servers = sorted(spec.servers)
+
+    @activity.defn
+    async def publish_route_fallback(self, fallback: RouteFallback) -> None:
+        """Let the route of this deployment fall back on these servers (idempotent). A route that has
+        moved on to another deployment meanwhile is left as it is."""
+        await self._set_fallback(fallback.owner, sorted(fallback.servers))
+
+    @activity.defn
+    async def clear_route_fallback(self, owner: RouteOwner) -> None:
+        """The route of this deployment serves from its own servers alone again (idempotent)."""
+        await self._set_fallback(owner, [])
+
+    async def _set_fallback(self, owner: RouteOwner, servers: list[str]) -> None:
+        async with self.db.transaction() as session:
+            await session.execute(
+                update(Route)
+                .where(
+                    Route.service_id == owner.service_id,
+                    Route.environment_id == owner.environment_id,
+                    Route.deployment_id == owner.deployment_id,
+                )
+                .values(fallback_servers=servers)
+            )
 
     @activity.defn
     async def unpublish_route(self, key: RouteKey) -> None:

@@ -227,7 +227,8 @@ class Replica(Base):
 
 
 class Route(Base):
-    """What Traefik serves for one service in one environment: a hostname and its servers."""
+    """What Traefik serves for one service in one environment: a hostname and its servers (and, while a
+    release is in its stability window, the servers to fall back on)."""
 
     __tablename__ = "routes"
 
@@ -238,6 +239,9 @@ class Route(Base):
     hostname: Mapped[str] = mapped_column(String(255), unique=True)
     deployment_id: Mapped[str] = mapped_column(String(32))
     servers: Mapped[list[str]] = mapped_column(default=list)
+    # The previous deployment's servers, answering while none of `servers` can, during the stability
+    # window of `deployment_id`'s release (empty otherwise).
+    fallback_servers: Mapped[list[str]] = mapped_column(default=list)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 

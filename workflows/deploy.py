@@ -7,8 +7,10 @@ Each step registers its compensation before it runs. On failure the compensation
 and the deployment ends FAILED with the step and the reason; on cancellation (a newer deploy
 supersedes this one) they run too and it ends SUPERSEDED. Until the route switches, the previous
 deployment keeps serving. After it switches, the new replicas are watched through the stability
-window while the previous deployment's replicas keep running: a release that crash-loops then is rolled
-back (the previous route and deployment restored, the new replicas removed; FAILED at `stability`).
+window while the previous deployment's replicas keep running, and the route falls back on these whenever
+none of the new ones can answer: a release that crash-loops then is rolled back (the previous route and
+deployment restored, the new replicas removed; FAILED at `stability`) failing only the requests in flight
+inside a replica as it died.
 Once the window has passed there is nothing left to undo.
 
 No step waits forever: every activity has a deadline (schedule-to-close) and a bounded number of
@@ -48,7 +50,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.deployments import DeploymentActivities
     from activities.nodes import NodeActivities
     from activities.registry import RegistryActivities
-    from activities.routing import RoutingActivities
+    from activities.routing import RouteFallback, RouteOwner, RoutingActivities
     from activities.sources import DiscardSource, PreparedSource, PrepareSource, SourceActivities
     from core.build import BuildRequest, BuiltImage
     from core.contracts import DeploymentStatus, DeployRequest, DeployResult, ReplicaSpec
@@ -60,6 +62,10 @@ PLACE_ON_NODES = "place-replicas-on-nodes"
 
 # Releases begun after this change watch the new replicas after the cut-over and roll back (see _settle).
 STABILITY_WINDOW = "stability-window"
+
+# Releases begun after this change route onto the previous deployment's replicas whenever none of the new
+# ones can answer, until the stability window has passed (see _publish_fallback).
+ROUTE_FALLBACK = "route-fallback-in-window"
 
 # Bounded: an error no activity classified (a bug, a value the database refuses) fails the step after
 # about 30 s of attempts instead of retrying forever. Retryable errors are transient by nature (an agent
@@ -137,6 +143,7 @@ class DeployWorkflow:
         self._compensations: list[tuple[str, Callable[[], Awaitable[Any]]]] = []
         self._background: list[asyncio.Future[None]] = []
         self._reason = ""  # why the release failed, for a rollback
+        self._fallback: RouteOwner | None = None  # the route falls back on the previous replicas
 
     @workflow.query
     def step(self) -> str:
@@ -218,6 +225,7 @@ class DeployWorkflow:
         except asyncio.CancelledError:
             await cutover
             self._compensations.clear()  # traffic is on this release: the newer deploy takes over from it
+            await to_the_end(self._clear_fallback())
             raise
 
         overlap = params.overlap_seconds if params.overlap_seconds is not None else params.drain_seconds
@@ -226,6 +234,7 @@ class DeployWorkflow:
             await self._settle(batches, healthy)
             overlap = max(0.0, overlap - (workflow.now() - cut_over).total_seconds())
         self._step = "cleanup"
+        await self._clear_fallback()
         # The old replicas keep serving their in-flight requests (the service's overlap seconds).
         await workflow.sleep(timedelta(seconds=overlap))
         await workflow.execute_activity_method(
@@ -264,6 +273,8 @@ class DeployWorkflow:
         except BaseException as exc:
             if is_cancelled_exception(exc):
                 self._compensations.clear()
+                # Nobody watches this release any more: its route stops leaning on the previous one.
+                await to_the_end(self._clear_fallback())
             raise
         self._compensations.clear()  # stable: nothing to undo from here on
 
@@ -385,6 +396,7 @@ class DeployWorkflow:
         )
         self._on_failure("restore previous route", lambda: self._restore_route(key, previous))
         await workflow.execute_activity_method(RoutingActivities.publish_route, route, **QUICK)
+        await self._publish_fallback(route, previous)
         await workflow.execute_activity_method(RoutingActivities.wait_route_live, route, **SLOW)
 
         self._step = "activate"
@@ -406,6 +418,35 @@ class DeployWorkflow:
         self._on_failure(
             "roll back to the previous deployment", lambda: self._roll_back(key, previous, route)
         )
+
+    async def _publish_fallback(self, route: RouteSpec, previous: RouteSpec | None) -> None:
+        """Until the window has passed, the previous deployment's replicas (still running) answer whenever
+        none of the new ones can: while a release whose every replica crash-loops is rolled back, only
+        the requests in flight inside a replica as it died fail. Published right after the route: the
+        new replicas have just passed their health check. A rollback's publish of the previous route
+        (or any other deployment's) drops it."""
+        if previous is None or previous.deployment_id == route.deployment_id or not previous.servers:
+            return
+        if not workflow.patched(ROUTE_FALLBACK):
+            return
+        self._fallback = RouteOwner(
+            service_id=route.service_id,
+            environment_id=route.environment_id,
+            deployment_id=route.deployment_id,
+        )
+        await workflow.execute_activity_method(
+            RoutingActivities.publish_route_fallback,
+            RouteFallback(owner=self._fallback, servers=previous.servers),
+            **QUICK,
+        )
+
+    async def _clear_fallback(self) -> None:
+        """The window is over: the route serves from this release's replicas alone (the previous ones
+        are drained next)."""
+        if self._fallback is None:
+            return
+        owner, self._fallback = self._fallback, None
+        await workflow.execute_activity_method(RoutingActivities.clear_route_fallback, owner, **QUICK)
 
     def _on_failure(self, name: str, compensation: Callable[[], Awaitable[Any]]) -> None:
         self._compensations.append((name, compensation))

@@ -108,6 +108,8 @@ def activities_for(settings: Settings, db: Database, client: Client) -> list[obj
         routing.get_route,
         routing.publish_route,
         routing.unpublish_route,
+        routing.publish_route_fallback,
+        routing.clear_route_fallback,
         routing.wait_route_live,
         routing.follow_replicas,
         scale.load_scale_state,

@@ -20,7 +20,10 @@ async def traefik_config(session: SessionDep, _: CurrentActor) -> dict[str, Any]
     routes = await session.scalars(select(Route))
     return render_traefik_config(
         RouteView(
-            name=route_name(r.service_id, r.environment_id), hostname=r.hostname, servers=tuple(r.servers)
+            name=route_name(r.service_id, r.environment_id),
+            hostname=r.hostname,
+            servers=tuple(r.servers),
+            fallback=tuple(r.fallback_servers),
         )
         for r in routes
     )

@@ -7,10 +7,10 @@ v2 crash-loops on demand: a request to one replica's `/cgi-bin/crash` (sent by t
 replica's published port, on loopback) marks the container's own filesystem and kills it; from then on
 the container exits at every start, as an app with corrupt local state does.
 
-The request loop runs throughout. With one v2 replica crash-looping, only the requests in flight on it
-at the instant it dies fail (Traefik's retry middleware resends a request only when it could not
-connect); with every v2 replica crash-looping, requests fail from the crash until the previous route
-is served again: both are measured and printed."""
+The request loop runs throughout. Whether one v2 replica crash-loops or every one, only the requests in
+flight on a replica at the instant it dies fail (Traefik's retry middleware resends a request only when
+it could not connect): through the stability window the route falls back on v1's replicas as soon as no
+v2 replica can answer, until the rollback serves v1 alone. Both are measured and printed."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ import tarfile
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -243,10 +244,10 @@ def test_a_release_crash_looping_in_its_window_is_rolled_back_with_no_failure_bu
 def test_every_new_replica_crash_looping_is_rolled_back_too(
     own_platform: Platform, docker_client: docker.DockerClient
 ) -> None:
-    """With every v2 replica dead at once Traefik has no live server until the route is restored: the
-    requests in between fail. Measured and reported; the rollback itself is asserted."""
+    """With every v2 replica dead at once, v1's replicas (kept through the window) answer from the crash
+    on: the route falls back on them while the rollback restores v1's route alone."""
     platform, client = own_platform, docker_client
-    service, _, v2, kept = released(platform, client, "allcrash")
+    service, first, v2, kept = released(platform, client, "allcrash")
 
     with RequestLoop(platform.edge_url, hostname(service)) as loop, FailureClock(loop) as clock:
         time.sleep(0.5)
@@ -256,22 +257,41 @@ def test_every_new_replica_crash_looping_is_rolled_back_too(
             == "ACTIVE"
         )
         loop.first("allcrash v2")
+        time.sleep(0.5)  # v2 alone answers meanwhile
+        addresses = published(client, second["id"])
         triggered = time.perf_counter()
-        for address in published(client, second["id"]):
-            crash(address)
+        with ThreadPoolExecutor(len(addresses)) as crashing:  # every v2 replica at once
+            list(crashing.map(crash, addresses))
+        crashed = time.perf_counter()  # every v2 replica has died
         failed = wait_status(platform, second["id"], "FAILED", timeout=DEPLOY_TIMEOUT_SECONDS)
+        failed_after = time.perf_counter() - triggered
         time.sleep(2)
+    cut_over = loop.first("allcrash v2")
 
     back = restored_at(loop, "allcrash v1", triggered)
     print(
-        f"\n[crash loops] every v2 replica crash-looping: v1 serving again "
-        f"{(back - triggered) if back else float('nan'):.2f} s after the crash; {loop.summary()}; "
-        f"failures at {clock.since(triggered)}"
+        f"\n[crash loops] every v2 replica crash-looping ({WINDOW_SECONDS} s window): v1 answering "
+        f"{(back - triggered) if back else float('nan'):.2f} s after the crash (its requests returned "
+        f"after {crashed - triggered:.2f} s), FAILED (rolled back) {failed_after:.1f} s after it; "
+        f"{loop.summary()}; failures at {clock.since(triggered)}: {loop.failures}"
     )
     assert (failed["status"], failed["failed_step"]) == ("FAILED", "stability"), failed
-    assert back is not None
-    assert all(at < back + 0.1 for at in clock.times)  # none once v1 is back
+    message = failed["message"] or ""
+    assert "was not stable" in message and CRASH_LOG in message, message
+    # Only requests in flight inside a v2 replica at the instant it died fail; v2 answers every request
+    # from the cut-over to the crash, v1 every one after it: nothing in between, none after.
+    dead = crashed + CRASH_INSTANT_SECONDS
+    assert all(triggered <= at < dead for at in clock.times), clock.since(triggered)
+    before = {body for at, body in loop.timeline if cut_over <= at < triggered}
+    after = {body for at, body in loop.timeline if at >= dead}
+    assert before == {"allcrash v2"}, before
+    assert after == {"allcrash v1"}, after
+    assert back is not None and back < dead, clock.since(triggered)
     assert loop.slowest < 2.0
+    statuses = {
+        d["id"]: d["status"] for d in platform.api.get(f"/v1/services/{service['id']}/deployments").json()
+    }
+    assert statuses == {first["id"]: "ACTIVE", second["id"]: "FAILED"}
     assert containers_of(client, service["id"]) == kept
     assert platform.get(service).text.strip() == "allcrash v1"
 

@@ -107,6 +107,70 @@ def test_render(routes: list[RouteView], expected: dict[str, Any]) -> None:
     assert render_traefik_config(routes) == expected
 
 
+RELEASING = RouteView(
+    name="svc-d-env-p",
+    hostname="shop-production.apps.test",
+    servers=("127.0.0.1:32102", "127.0.0.1:32101"),
+    fallback=("127.0.0.1:32002", "127.0.0.1:32001"),
+)
+
+
+def test_render_a_route_in_its_stability_window_fails_over_to_the_previous_servers() -> None:
+    assert render_traefik_config([RELEASING]) == {
+        "http": {
+            "routers": {
+                "svc-d-env-p": {
+                    "rule": "Host(`shop-production.apps.test`)",
+                    "service": "failover-svc-d-env-p",
+                    "entryPoints": ["web"],
+                    "middlewares": ["retry-svc-d-env-p"],
+                },
+                "svc-d-env-p-tls": {
+                    "rule": "Host(`shop-production.apps.test`)",
+                    "service": "failover-svc-d-env-p",
+                    "entryPoints": ["websecure"],
+                    "middlewares": ["retry-svc-d-env-p"],
+                    "tls": {},
+                },
+            },
+            "services": {
+                "svc-d-env-p": {
+                    "loadBalancer": {
+                        "servers": [{"url": "http://127.0.0.1:32101"}, {"url": "http://127.0.0.1:32102"}],
+                        "passHostHeader": True,
+                        "healthCheck": {"path": "/", "interval": "24h"},
+                        "passiveHealthCheck": {"maxFailedAttempts": 1, "failureWindow": "2s"},
+                    }
+                },
+                "fallback-svc-d-env-p": {
+                    "loadBalancer": {
+                        "servers": [{"url": "http://127.0.0.1:32001"}, {"url": "http://127.0.0.1:32002"}],
+                        "passHostHeader": True,
+                    }
+                },
+                "failover-svc-d-env-p": {
+                    "failover": {"service": "svc-d-env-p", "fallback": "fallback-svc-d-env-p"}
+                },
+            },
+            "middlewares": MIDDLEWARES
+            | {"retry-svc-d-env-p": {"retry": {"attempts": 4, "initialInterval": "50ms"}}},
+        }
+    }
+
+
+def test_render_a_window_leaves_the_other_routes_as_they_are() -> None:
+    config = render_traefik_config([WEB, RELEASING])["http"]
+    alone = render_traefik_config([WEB])["http"]
+    assert {name: config["routers"][name] for name in alone["routers"]} == alone["routers"]
+    assert config["services"]["svc-a-env-p"] == alone["services"]["svc-a-env-p"]
+    assert config["middlewares"]["dockyard-retry"] == MIDDLEWARES["dockyard-retry"]
+
+
+def test_render_a_window_with_no_new_server_left_serves_nothing() -> None:
+    """A route is served from its own servers; the fallback only backs them up."""
+    assert render_traefik_config([RouteView("svc-d-env-p", "shop.apps.test", (), ("127.0.0.1:32001",))]) == {}
+
+
 def test_render_orders_routers_services_and_servers() -> None:
     config = render_traefik_config([API, WEB])
     assert list(config["http"]["routers"]) == [
@@ -134,6 +198,30 @@ _route = st.builds(
     servers=st.lists(_address, max_size=4, unique=True).map(tuple),
 )
 _routes = st.lists(_route, max_size=6, unique_by=lambda r: r.name)
+_releasing = st.builds(
+    RouteView,
+    name=st.from_regex(r"\Asvc-[a-f0-9]{4}-env-[a-f0-9]{4}\Z"),
+    hostname=st.from_regex(r"\A[a-z]{1,10}-production\.apps\.test\Z"),
+    servers=st.lists(_address, min_size=1, max_size=6, unique=True).map(tuple),
+    fallback=st.lists(_address, min_size=1, max_size=4, unique=True).map(tuple),
+)
+
+
+@given(_releasing)
+def test_a_window_keeps_the_new_servers_where_traefik_reports_them_and_retries_past_all_of_them(
+    route: RouteView,
+) -> None:
+    """wait_route_live and the tests read the route's servers from Traefik's service of the route's own
+    name; a request that finds every new server dead reaches the fallback within its attempts."""
+    http = render_traefik_config([route])["http"]
+    servers = http["services"][route.name]["loadBalancer"]["servers"]
+    assert [s["url"] for s in servers] == [f"http://{a}" for a in sorted(route.servers)]
+    failover = http["services"][http["routers"][route.name]["service"]]["failover"]
+    assert failover["service"] == route.name
+    fallback = http["services"][failover["fallback"]]["loadBalancer"]["servers"]
+    assert [s["url"] for s in fallback] == [f"http://{a}" for a in sorted(route.fallback)]
+    [retry] = http["routers"][route.name]["middlewares"]
+    assert http["middlewares"][retry]["retry"]["attempts"] > len(route.servers) + 1
 
 
 @given(_routes, st.randoms())

@@ -42,6 +42,7 @@ from activities.contracts import (
     StabilityWatch,
     StatusUpdate,
 )
+from activities.routing import RouteFallback, RouteOwner
 from activities.scale import LiveReplica, ReplicaRows, ScaleState, ScaleTarget
 from activities.sources import DiscardSource, PreparedSource, PrepareSource
 from core.build import BuildRequest, BuiltImage
@@ -95,6 +96,7 @@ class FakeActivities:
     def __init__(self) -> None:
         self.calls: list[Call] = []
         self.routes: dict[tuple[str, str], RouteSpec] = {}
+        self.fallbacks: dict[tuple[str, str], list[str]] = {}  # a route's fallback servers, if any
         self.updates: dict[str, list[StatusUpdate]] = defaultdict(list)  # every update, in order
         self.current: dict[str, DeploymentStatus] = {}  # what the real activities would have stored
         self.live_replicas: dict[str, str] = {}  # replica id -> deployment id
@@ -174,6 +176,8 @@ class FakeActivities:
             self.get_route,
             self.publish_route,
             self.unpublish_route,
+            self.publish_route_fallback,
+            self.clear_route_fallback,
             self.wait_route_live,
             self.save_build_log,
             self.place_replicas,
@@ -309,12 +313,31 @@ class FakeActivities:
     @activity.defn(name="publish_route")
     async def publish_route(self, spec: RouteSpec) -> None:
         await self._run("publish_route", spec, spec.deployment_id)
-        self.routes[(spec.service_id, spec.environment_id)] = spec
+        key = (spec.service_id, spec.environment_id)
+        if key in self.routes and self.routes[key].deployment_id != spec.deployment_id:
+            self.fallbacks.pop(key, None)
+        self.routes[key] = spec
 
     @activity.defn(name="unpublish_route")
     async def unpublish_route(self, key: RouteKey) -> None:
         await self._run("unpublish_route", key, None)
         self.routes.pop((key.service_id, key.environment_id), None)
+        self.fallbacks.pop((key.service_id, key.environment_id), None)
+
+    @activity.defn(name="publish_route_fallback")
+    async def publish_route_fallback(self, fallback: RouteFallback) -> None:
+        owner = fallback.owner
+        await self._run("publish_route_fallback", fallback, owner.deployment_id)
+        key = (owner.service_id, owner.environment_id)
+        if key in self.routes and self.routes[key].deployment_id == owner.deployment_id:
+            self.fallbacks[key] = sorted(fallback.servers)
+
+    @activity.defn(name="clear_route_fallback")
+    async def clear_route_fallback(self, owner: RouteOwner) -> None:
+        await self._run("clear_route_fallback", owner, owner.deployment_id)
+        key = (owner.service_id, owner.environment_id)
+        if key in self.routes and self.routes[key].deployment_id == owner.deployment_id:
+            self.fallbacks.pop(key, None)
 
     @activity.defn(name="place_replicas")
     async def place_replicas(self, request: PlacementRequest) -> Placement:

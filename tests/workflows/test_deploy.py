@@ -87,8 +87,24 @@ async def test_a_second_deploy_replaces_the_first_and_removes_its_replicas(docky
     await dockyard.result("dep-b")
 
     fakes = dockyard.fakes
-    assert fakes.names("dep-b") == [n for n in HAPPY_PATH if n not in {"get_route", "mark_replicas_removed"}]
+    assert fakes.names("dep-b") == [
+        "set_deployment_status",
+        "resolve_image",
+        "set_deployment_status",
+        "place_replicas",
+        "ensure_replicas",
+        "record_replicas",
+        "wait_replicas_healthy",
+        "publish_route",
+        "publish_route_fallback",  # onto dep-a's replicas, through the stability window
+        "wait_route_live",
+        "activate_deployment",
+        "watch_replicas_stable",
+        "clear_route_fallback",  # the window has passed: dep-a's replicas are drained next
+        "remove_orphan_replicas",
+    ]
     assert fakes.routes[(dockyard.service_id, dockyard.environment_id)].deployment_id == "dep-b"
+    assert fakes.fallbacks == {}
     assert sorted(fakes.live_replicas) == ["dep-b-0", "dep-b-1"]
 
 

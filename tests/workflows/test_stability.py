@@ -24,6 +24,7 @@ async def test_the_previous_replicas_are_kept_until_the_window_has_passed(dockya
     fakes = dockyard.fakes
     await dockyard.deploy("dep-a")
     await dockyard.result("dep-a")
+    previous = fakes.routes[(dockyard.service_id, dockyard.environment_id)]
     window = fakes.block("watch_replicas_stable", deployment="dep-b")
 
     await dockyard.deploy("dep-b")
@@ -31,15 +32,18 @@ async def test_the_previous_replicas_are_kept_until_the_window_has_passed(dockya
 
     key = (dockyard.service_id, dockyard.environment_id)
     assert fakes.routes[key].deployment_id == "dep-b"
+    assert fakes.fallbacks[key] == sorted(previous.servers)  # dep-a answers if no dep-b replica can
     assert fakes.status("dep-b") is DeploymentStatus.ACTIVE
     assert sorted(fakes.live_replicas) == ["dep-a-0", "dep-a-1", "dep-b-0", "dep-b-1"]
     assert await dockyard.service.query("current_deployment") == "dep-b"
     window.release()
     await dockyard.result("dep-b")
     assert sorted(fakes.live_replicas) == ["dep-b-0", "dep-b-1"]
-    assert fakes.names("dep-b")[-3:] == [
+    assert fakes.fallbacks == {}
+    assert fakes.names("dep-b")[-4:] == [
         "activate_deployment",
         "watch_replicas_stable",
+        "clear_route_fallback",  # before dep-a's replicas are drained and removed
         "remove_orphan_replicas",
     ]
 
@@ -65,6 +69,7 @@ async def test_an_unstable_release_is_rolled_back_to_the_previous_deployment(doc
         "set_deployment_status",
     ]
     assert fakes.routes[key] == previous
+    assert key not in fakes.fallbacks  # the previous route alone, as before the release
     assert fakes.args("wait_route_live")[-1] == previous
     assert fakes.args("roll_back_deployment") == [
         Rollback(
@@ -120,6 +125,11 @@ async def test_a_newer_deploy_in_the_window_takes_over_without_moving_traffic_ba
 
     published = [spec.deployment_id for spec in fakes.args("publish_route")]
     assert published == ["dep-a", "dep-b", "dep-c"]
+    # dep-b's fallback onto dep-a ends with its watch; dep-c's own fell back on dep-b until its window passed
+    assert [owner.deployment_id for owner in fakes.args("clear_route_fallback")] == ["dep-b", "dep-c"]
+    [fallback_c] = fakes.args("publish_route_fallback", "dep-c")
+    assert fallback_c.servers == fakes.args("publish_route", "dep-b")[0].servers
+    assert fakes.fallbacks == {}
     assert "roll_back_deployment" not in fakes.names()
     assert fakes.status("dep-b") is DeploymentStatus.ACTIVE  # as it was: ACTIVE is final, not SUPERSEDED
     assert fakes.status("dep-c") is DeploymentStatus.ACTIVE
