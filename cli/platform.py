@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import secrets
 import shutil
 import sys
+import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from string import Template
 from urllib.parse import urlsplit
@@ -12,7 +15,7 @@ from urllib.parse import urlsplit
 import bcrypt
 from pydantic import SecretStr
 
-from cli.supervisor import Listen, ProcessSpec
+from cli.supervisor import Listen, ProcessSpec, Standby
 from core.programs import how_to_install
 from core.restarts import RestartPolicy
 from core.secrets import SecretBox
@@ -98,7 +101,48 @@ def render_traefik_config(settings: Settings, run_dir: Path) -> Path:
         traefik_api_address=f"{api_host}:{api_port}",
         control_plane_url=settings.public_api_url,
         api_token=token,
+        instance_routes=str(INFRA / "traefik" / "instance.yml"),
     )
+
+
+def traefik_serves_the_routes(settings: Settings) -> Callable[[int], bool]:
+    """Whether the Traefik whose "instance" entrypoint is on this port may take traffic: it has loaded
+    every router the API publishes (/internal/traefik/config), or, while the API is away, every router
+    the active Traefik serves. With neither to compare with, its API answering is all there is to ask."""
+    token = settings.api_token.get_secret_value() if settings.api_token else ""
+    published = urllib.request.Request(
+        f"{settings.public_api_url}/internal/traefik/config", headers={"Authorization": f"Bearer {token}"}
+    )
+
+    def ready(port: int) -> bool:
+        served = _traefik_routers(f"http://127.0.0.1:{port}")
+        if served is None:
+            return False
+        wanted = _json(published)
+        expected = (
+            set(wanted.get("http", {}).get("routers", {}))
+            if isinstance(wanted, dict)
+            else _traefik_routers(settings.traefik_api_url)
+        )
+        return expected is None or expected <= served
+
+    return ready
+
+
+def _traefik_routers(api_url: str) -> set[str] | None:
+    """The routers a Traefik loaded from the HTTP provider (rawdata: all of them, not a page)."""
+    rawdata = _json(urllib.request.Request(f"{api_url}/api/rawdata"))
+    if not isinstance(rawdata, dict):
+        return None
+    return {name.removesuffix("@http") for name in rawdata.get("routers") or {} if name.endswith("@http")}
+
+
+def _json(request: urllib.request.Request) -> object:
+    try:
+        with urllib.request.urlopen(request, timeout=1) as response:
+            return json.load(response)
+    except (OSError, ValueError):
+        return None
 
 
 def _binary(name: str) -> str:
@@ -122,9 +166,10 @@ def platform_processes(settings: Settings, run_dir: Path, *, start_docker: bool)
     dockyard = [sys.executable, "-m", "cli"]
     processes: list[ProcessSpec] = []
     if start_docker:
-        processes.append(
-            ProcessSpec("dockerd", [_binary("dockerd")], ready_path=DOCKER_SOCKET, ready_timeout=60)
-        )
+        # Live restore: a dockerd that crashes and is started again keeps the replicas running instead
+        # of stopping and restarting them all.
+        dockerd = [_binary("dockerd"), "--live-restore"]
+        processes.append(ProcessSpec("dockerd", dockerd, ready_path=DOCKER_SOCKET, ready_timeout=60))
     processes += [
         ProcessSpec(
             "temporal",
@@ -166,13 +211,15 @@ def platform_processes(settings: Settings, run_dir: Path, *, start_docker: bool)
         ProcessSpec(
             "traefik",
             [_binary("traefik"), f"--configFile={render_traefik_config(settings, run_dir)}"],
-            ready_url=f"{settings.traefik_api_url}/ping",
-            # Held by `dockyard up`: while Traefik restarts, requests wait instead of being refused; and it
-            # is the data path, so it is started again sooner than the rest.
+            # The data path: two instances, new connections steered to the active one; when it dies the
+            # standby, whose routes are loaded, takes them at once (cli/supervisor.py). The one that died
+            # is started again sooner than the rest, as the new standby.
+            standby=Standby("instance", traefik_serves_the_routes(settings)),
             restart_policy=RestartPolicy(initial_delay_seconds=0.1),
             sockets=(
                 Listen("web", *_hostport(settings.edge_http_url)),
                 Listen("websecure", *_hostport(settings.edge_https_url)),
+                Listen("traefik", *_hostport(settings.traefik_api_url)),
             ),
         ),
         ProcessSpec(

@@ -4,7 +4,14 @@ Children die with the supervisor (PR_SET_PDEATHSIG), so nothing is left.
 
 A child may listen on sockets the supervisor holds (systemd's socket activation: LISTEN_FDS, LISTEN_PID,
 LISTEN_FDNAMES, the sockets from fd 3): while it restarts, connections wait in the socket's backlog instead
-of being refused. Traefik's entrypoints are passed this way."""
+of being refused. Traefik's entrypoints are passed this way.
+
+A child may run as an active + hot-standby pair (ProcessSpec.standby): two instances, each with its own copy
+of the sockets (SO_REUSEPORT on the same addresses). A classic BPF program attached to each address's
+reuseport group sends every new connection to the active instance's socket; when the active dies, the
+supervisor steers to the standby once it serves (core/steering.py decides), closes its copies of the dead
+instance's sockets and starts it again as the new standby. With net.ipv4.tcp_migrate_req=1 the connections
+that reached the dead instance's socket in between move to the standby's when it closes."""
 
 from __future__ import annotations
 
@@ -13,17 +20,19 @@ import fcntl
 import os
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 from core.restarts import RestartPolicy, Run, exit_line, restart_after
+from core.steering import closed, listened, steer
 
 _PR_SET_PDEATHSIG = 1
 
@@ -42,6 +51,17 @@ class ProcessSpec:
     stop_timeout: float = 15.0
     sockets: tuple[Listen, ...] = ()
     restart_policy: RestartPolicy | None = None  # the supervisor's when None
+    standby: Standby | None = None  # run as an active + hot-standby pair
+
+
+@dataclass(frozen=True)
+class Standby:
+    """Each instance of a pair also gets a loopback socket of its own on a free port, under `private`
+    (e.g. its API); it takes new connections only once `ready(private_port)` is true (e.g. it serves the
+    routes the active serves). ready_url and ready_tcp are not asked: they reach the active one only."""
+
+    private: str
+    ready: Callable[[int], bool]
 
 
 @dataclass(frozen=True)
@@ -62,9 +82,19 @@ class _Child:
     spec: ProcessSpec
     process: subprocess.Popen[bytes] | None
     run: Run
+    sockets: list[socket.socket] = field(default_factory=list)  # spec.sockets, in order
+    pair: _Pair | None = None
     ready: bool = False
     restart_at: float | None = None  # set while it waits out its backoff
     down_since: float | None = None  # when it last died, until it is ready again
+
+
+@dataclass
+class _Pair:
+    spec: ProcessSpec
+    instances: list[_Child] = field(default_factory=list)
+    target: _Child | None = None  # the instance new connections go to
+    order: tuple[str, ...] = ()  # instance names in their sockets' reuseport groups, by index
 
 
 _FIRST_LISTEN_FD = 3  # SD_LISTEN_FDS_START
@@ -102,9 +132,11 @@ def _move_to_listen_fds(fds: list[int]) -> Callable[[], None]:
     return prepare_child
 
 
-def _listen(listen: Listen) -> socket.socket:
+def _listen(listen: Listen, *, reuseport: bool = False) -> socket.socket:
     sock = socket.socket(socket.AF_INET6 if ":" in listen.host else socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuseport:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
         sock.bind((listen.host, listen.port))
     except OSError as exc:
@@ -112,6 +144,36 @@ def _listen(listen: Listen) -> socket.socket:
         raise ProcessFailed(f"cannot listen on {listen.host}:{listen.port} ({listen.name}): {exc}") from None
     sock.listen(1024)
     return sock
+
+
+_SO_ATTACH_REUSEPORT_CBPF = 51  # asm-generic/socket.h; not in Python's socket module
+_BPF_RET_K = 0x06  # BPF_RET | BPF_K: "return this constant"
+
+
+def steer_group(sock: socket.socket, index: int) -> None:
+    """Attach to `sock`'s reuseport group a classic BPF program that picks the socket at `index` for every
+    new connection. An index past the group's end falls back to the kernel's hash (any socket)."""
+    instruction = struct.pack("HBBI", _BPF_RET_K, 0, 0, index)  # struct sock_filter
+    code = ctypes.create_string_buffer(instruction, len(instruction))
+    program = struct.pack("HP", 1, ctypes.addressof(code))  # struct sock_fprog; the kernel copies it
+    sock.setsockopt(socket.SOL_SOCKET, _SO_ATTACH_REUSEPORT_CBPF, program)
+
+
+_MIGRATE_REQ = Path("/proc/sys/net/ipv4/tcp_migrate_req")
+
+
+def _allow_migration(log: Callable[[str], None]) -> None:
+    """Connections the kernel queued on a listening socket are moved to another socket of its reuseport
+    group when it closes, instead of reset. Without it (not root, or an older kernel), the connections
+    that reach an active instance between its death and the supervisor's next check are reset."""
+    try:
+        if _MIGRATE_REQ.read_text().strip() != "1":
+            _MIGRATE_REQ.write_text("1\n")
+    except OSError as exc:
+        log(
+            f"cannot set net.ipv4.tcp_migrate_req=1 ({exc}): a connection that reaches an active instance "
+            "as it dies is reset instead of moved to the standby"
+        )
 
 
 def _stderr(line: str) -> None:
@@ -137,30 +199,47 @@ class Supervisor:
         self.clock = clock
         self.log = log
         self.children: list[_Child] = []
+        self.pairs: list[_Pair] = []
         self.restarts: dict[str, int] = {}
-        self.sockets: dict[str, list[socket.socket]] = {}  # per child, held for the supervisor's life
 
     def start(self, spec: ProcessSpec) -> None:
-        """Start a child and wait until it is ready; a child that exits while starting the first time is a
-        configuration problem, not a crash: raises ProcessFailed with its last log lines."""
-        self.sockets[spec.name] = [_listen(listen) for listen in spec.sockets]
-        child = _Child(spec, self._spawn(spec), Run(self.clock()))
-        self.children.append(child)
-        self._wait_ready(child)
+        """Start a child (both instances of a pair, one after the other) and wait until it is ready; a
+        child that exits while starting the first time is a configuration problem, not a crash: raises
+        ProcessFailed with its last log lines."""
+        if spec.standby is None:
+            self._launch(_Child(spec, None, Run(self.clock()), [_listen(listen) for listen in spec.sockets]))
+            return
+        _allow_migration(self.log)
+        pair = _Pair(spec)
+        self.pairs.append(pair)
+        for instance in ("a", "b"):
+            private = Listen(spec.standby.private, "127.0.0.1", 0)
+            instance_spec = replace(spec, name=f"{spec.name}.{instance}", sockets=(*spec.sockets, private))
+            child = _Child(instance_spec, None, Run(self.clock()), pair=pair)
+            pair.instances.append(child)
+            self._open_sockets(child)
+            self._launch(child)
 
     def pid(self, name: str) -> int | None:
-        for child in self.children:
-            if child.spec.name == name and child.process is not None:
-                return child.process.pid
-        return None
+        """The PID of the child `name`; of a pair's active instance."""
+        for pair in self.pairs:
+            if pair.spec.name == name:
+                return _pid(pair.target)
+        return next((_pid(child) for child in self.children if child.spec.name == name), None)
+
+    def _launch(self, child: _Child) -> None:
+        child.process = self._spawn(child)
+        self.children.append(child)
+        self._wait_ready(child)
 
     def _log_path(self, spec: ProcessSpec) -> Path:
         return self.log_dir / f"{spec.name}.log"
 
-    def _spawn(self, spec: ProcessSpec) -> subprocess.Popen[bytes]:
+    def _spawn(self, child: _Child) -> subprocess.Popen[bytes]:
+        spec = child.spec
         self.log_dir.mkdir(parents=True, exist_ok=True)
         argv, env = activation_command(spec)
-        fds = [sock.fileno() for sock in self.sockets.get(spec.name, [])]
+        fds = [sock.fileno() for sock in child.sockets]
         with self._log_path(spec).open("ab") as log:
             process = subprocess.Popen(
                 argv,
@@ -172,12 +251,15 @@ class Supervisor:
                 # Python's own fds are not inheritable (PEP 446): only the ones placed at 3... pass.
                 close_fds=not fds,
             )
-        # Replaced in one step: whoever reads it (tests, an operator's kill) never sees it empty.
-        pid_file = self.run_dir / f"{spec.name}.pid"
-        partial = pid_file.with_suffix(".pid.new")
-        partial.write_text(str(process.pid))
-        partial.replace(pid_file)
+        self._write_pid(spec.name, process.pid)
         return process
+
+    def _write_pid(self, name: str, pid: int) -> None:
+        # Replaced in one step: whoever reads it (tests, an operator's kill) never sees it empty.
+        pid_file = self.run_dir / f"{name}.pid"
+        partial = pid_file.with_suffix(".pid.new")
+        partial.write_text(str(pid))
+        partial.replace(pid_file)
 
     def _wait_ready(self, child: _Child) -> None:
         spec, process = child.spec, child.process
@@ -190,8 +272,10 @@ class Supervisor:
                     f"{spec.name} exited with code {process.returncode} while starting; "
                     f"last lines of {self._log_path(spec)}:\n" + "\n".join(tail)
                 )
-            if _is_ready(spec):
+            if self._is_ready(child):
                 child.ready = True
+                if child.pair is not None:
+                    self._steer(child.pair)
                 return
             self.check(skip=child)  # the children started before keep being supervised meanwhile
             time.sleep(0.1)
@@ -199,24 +283,33 @@ class Supervisor:
         raise ProcessFailed(f"{spec.name} not ready within {spec.ready_timeout:g}s; see {log_path}")
 
     def check(self, skip: _Child | None = None) -> None:
-        """One round: note the children that died and when each may start again, start those whose backoff
-        is over, and say when a restarted one answers again."""
-        for child in self.children:
-            if child is skip:
-                continue
-            now = self.clock()
+        """One round: note the children that died (all first: the active of a pair is replaced at once,
+        whatever the readiness checks below take), start those whose backoff is over, and say when a
+        restarted one answers again."""
+        children = [child for child in self.children if child is not skip]
+        for child in children:
             if child.process is not None and child.process.poll() is not None:
-                self._died(child, child.process, now)
-            elif child.process is None and child.restart_at is not None and now >= child.restart_at:
+                self._died(child, child.process, self.clock())
+        for child in children:
+            now = self.clock()
+            if child.process is None and child.restart_at is not None and now >= child.restart_at:
                 self._restart(child, now)
-            elif child.process is not None and not child.ready and _is_ready(child.spec):
+            elif child.process is not None and not child.ready and self._is_ready(child):
                 self._ready_again(child, child.process, now)
+
+    def _is_ready(self, child: _Child) -> bool:
+        standby = child.spec.standby
+        if standby is not None:
+            return standby.ready(child.sockets[-1].getsockname()[1])
+        return _is_ready(child.spec)
 
     def _ready_again(self, child: _Child, process: subprocess.Popen[bytes], now: float) -> None:
         child.ready = True
         down = now - child.down_since if child.down_since is not None else 0.0
         child.down_since = None
         self.log(f"{child.spec.name} (pid {process.pid}) is ready again, {down:.1f}s after it died")
+        if child.pair is not None:
+            self._steer(child.pair)
 
     def _died(self, child: _Child, process: subprocess.Popen[bytes], now: float) -> None:
         restart = restart_after(child.spec.restart_policy or self.policy, child.run, now)
@@ -231,10 +324,16 @@ class Supervisor:
         child.run = Run(child.run.started_at, restart.crashes)
         if child.down_since is None:
             child.down_since = now
+        if child.pair is not None:
+            if child is not child.pair.target:
+                self._close_sockets(child)
+            self._steer(child.pair)
 
     def _restart(self, child: _Child, now: float) -> None:
         try:
-            child.process = self._spawn(child.spec)
+            if child.pair is not None and not child.sockets:
+                self._open_sockets(child)
+            child.process = self._spawn(child)
         except OSError as exc:  # e.g. its binary was removed: try again later, as after a crash
             policy = child.spec.restart_policy or self.policy
             restart = restart_after(policy, Run(now, child.run.crashes_before), now)
@@ -246,6 +345,48 @@ class Supervisor:
         child.run = Run(now, child.run.crashes_before)
         self.restarts[child.spec.name] = self.restarts.get(child.spec.name, 0) + 1
         self.log(f"{child.spec.name} restarted (pid {child.process.pid})")
+
+    def _steer(self, pair: _Pair) -> None:
+        """Send new connections to the instance core/steering.py picks. The sockets of an active that died
+        are kept until another instance is ready: the connections they queued wait there, and move to the
+        new target's socket when they close (tcp_migrate_req)."""
+        names = {child.spec.name: child for child in pair.instances}
+        current = pair.target.spec.name if pair.target is not None else None
+        chosen = steer(current, {name: child.ready for name, child in names.items()})
+        if chosen is not None and chosen != current:
+            previous, pair.target = pair.target, names[chosen]
+            self._point_groups(pair)
+            if previous is not None and previous.process is None:
+                self._close_sockets(previous)
+            self.log(f"{pair.spec.name}: new connections go to {chosen} (pid {_pid(pair.target)})")
+        if (pid := _pid(pair.target)) is not None:  # also a target restarted on its own sockets
+            self._write_pid(pair.spec.name, pid)
+
+    def _open_sockets(self, child: _Child) -> None:
+        assert child.pair is not None
+        shared = [_listen(listen, reuseport=True) for listen in child.pair.spec.sockets]
+        child.sockets = [*shared, _listen(child.spec.sockets[-1])]
+        child.pair.order = listened(child.pair.order, child.spec.name)
+        self._point_groups(child.pair)
+
+    def _close_sockets(self, child: _Child) -> None:
+        assert child.pair is not None
+        for sock in child.sockets:
+            sock.close()
+        child.sockets = []
+        child.pair.order = closed(child.pair.order, child.spec.name)
+        self._point_groups(child.pair)
+
+    def _point_groups(self, pair: _Pair) -> None:
+        """(Re)attach each address's steering program: after any socket joins or leaves a group, the index
+        of the target's socket may have changed. Before any instance is ready, the first socket waits."""
+        target = pair.target.spec.name if pair.target is not None else None
+        index = pair.order.index(target) if target in pair.order else 0
+        holder = next((child for child in pair.instances if child.sockets), None)
+        if holder is None:
+            return
+        for sock in holder.sockets[: len(pair.spec.sockets)]:
+            steer_group(sock, index)
 
     def stop_all(self) -> None:
         """Stop every child this supervisor started, newest first: SIGTERM, then SIGKILL after its
@@ -260,11 +401,15 @@ class Supervisor:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
-        self.children.clear()
-        for sockets in self.sockets.values():
-            for sock in sockets:
+        for child in self.children:
+            for sock in child.sockets:
                 sock.close()
-        self.sockets.clear()
+        self.children.clear()
+        self.pairs.clear()
+
+
+def _pid(child: _Child | None) -> int | None:
+    return child.process.pid if child is not None and child.process is not None else None
 
 
 def _is_ready(spec: ProcessSpec) -> bool:

@@ -125,7 +125,7 @@ def run_platform(settings: Settings, *, example: bool) -> int:
         ready_file(settings).write_text(text)
         # A child that dies is restarted (with backoff, and a line on stderr): one crash is never a reason
         # to stop the platform, whose apps keep serving through Traefik's last good configuration.
-        while not stop.wait(0.1):
+        while not stop.wait(0.02):  # a dead Traefik is replaced by its standby at the next tick
             supervisor.check()
         return 0
     except (ProcessFailed, FileNotFoundError, RuntimeError) as exc:

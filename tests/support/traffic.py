@@ -33,6 +33,7 @@ class RequestLoop:
     first_seen: dict[str, float] = field(default_factory=dict)  # body → perf_counter of its first answer
     failures: list[str] = field(default_factory=list)
     failed_at: list[float] = field(default_factory=list)  # perf_counter of each failure's answer
+    failed_sent_at: list[float] = field(default_factory=list)  # perf_counter of each failure's request
     slowest: float = 0.0  # seconds, of any request, failed or not
     bounded_out: bool = False
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -61,12 +62,12 @@ class RequestLoop:
                     response = client.get("/")
                 except httpx.HTTPError as exc:
                     self._took(sent_at)
-                    self._failed(f"{type(exc).__name__}: {exc}")
+                    self._failed(f"{type(exc).__name__}: {exc}", sent_at)
                     continue
                 if (took := self._took(sent_at)) > STALL_SECONDS:
-                    self._failed(f"stalled {took:.2f} s (HTTP {response.status_code})")
+                    self._failed(f"stalled {took:.2f} s (HTTP {response.status_code})", sent_at)
                 elif response.status_code != 200:
-                    self._failed(f"HTTP {response.status_code}: {response.text[:100]}")
+                    self._failed(f"HTTP {response.status_code}: {response.text[:100]}", sent_at)
                 else:
                     now, body = time.perf_counter(), response.text.strip()
                     self.answers[body] += 1
@@ -74,9 +75,10 @@ class RequestLoop:
                     self.first_seen.setdefault(body, now)
                 time.sleep(self.pause_seconds)
 
-    def _failed(self, why: str) -> None:
+    def _failed(self, why: str, sent_at: float) -> None:
         self.failures.append(why)
         self.failed_at.append(time.perf_counter())
+        self.failed_sent_at.append(sent_at)
 
     def _took(self, sent_at: float) -> float:
         took = time.perf_counter() - sent_at

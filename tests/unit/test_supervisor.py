@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from cli.supervisor import Listen, ProcessFailed, ProcessSpec, Supervisor, activation_command
+from cli.supervisor import Listen, ProcessFailed, ProcessSpec, Standby, Supervisor, activation_command
 from core.restarts import RestartPolicy
 from tests.support.process import free_port
 
@@ -244,3 +244,75 @@ def test_a_child_may_have_its_own_restart_policy(
     clock.now += 0.1
     supervisor.check()
     assert supervisor.pid("traefik") is not None and supervisor.pid("api") is None
+
+
+# An instance of a pair: answers its PID on "web" and "ready" on its own "private" socket.
+PAIR_SERVER = """
+import os, socket, threading
+assert os.environ["LISTEN_FDNAMES"] == "web:private"
+web, private = socket.socket(fileno=3), socket.socket(fileno=4)
+def serve(sock, answer):
+    while True:
+        connection, _ = sock.accept()
+        connection.sendall(answer)
+        connection.close()
+threading.Thread(target=serve, args=(private, b"ready"), daemon=True).start()
+serve(web, str(os.getpid()).encode())
+"""
+
+
+def answers_ready(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1) as connection:
+            connection.settimeout(1)
+            return connection.recv(10) == b"ready"
+    except OSError:
+        return False
+
+
+def served_by(port: int, times: int = 20) -> set[int]:
+    return {ask_pid(socket.create_connection(("127.0.0.1", port), timeout=5)) for _ in range(times)}
+
+
+def test_a_pair_sends_new_connections_to_its_active_instance_and_to_the_standby_once_it_dies(
+    supervisor: Supervisor, clock: Clock, lines: list[str]
+) -> None:
+    web = free_port()
+    supervisor.start(
+        ProcessSpec(
+            "edge",
+            [sys.executable, "-c", PAIR_SERVER],
+            sockets=(Listen("web", "127.0.0.1", web),),
+            standby=Standby("private", answers_ready),
+        )
+    )
+    a, b = recorded_pid(supervisor, "edge.a"), recorded_pid(supervisor, "edge.b")
+    assert recorded_pid(supervisor, "edge") == supervisor.pid("edge") == a
+    assert served_by(web) == {a}  # never the standby: without steering, the kernel would spread them
+
+    kill(supervisor, "edge.a")
+    waiting = socket.create_connection(("127.0.0.1", web), timeout=5)  # queued on a's socket, still held
+    supervisor.check()
+    assert recorded_pid(supervisor, "edge") == b
+    if Path("/proc/sys/net/ipv4/tcp_migrate_req").read_text().strip() == "1":
+        assert ask_pid(waiting) == b  # moved to the standby's socket when a's closed
+    else:
+        with pytest.raises((OSError, ValueError)):
+            ask_pid(waiting)  # reset: what is lost without tcp_migrate_req
+    assert served_by(web) == {b}
+
+    clock.now += 0.5
+    supervisor.check()  # a is started again, as the standby
+    again = recorded_pid(supervisor, "edge.a")
+    assert again != a
+    deadline = time.monotonic() + 10
+    while f"edge.a (pid {again}) is ready again" not in "\n".join(lines) and time.monotonic() < deadline:
+        supervisor.check()
+        time.sleep(0.05)
+    assert served_by(web) == {b}  # the active stays the active
+
+    kill(supervisor, "edge.b")
+    supervisor.check()
+    assert recorded_pid(supervisor, "edge") == again
+    assert served_by(web) == {again}
+    assert "edge: new connections go to edge.a" in lines[-1]
