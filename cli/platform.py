@@ -15,7 +15,8 @@ from urllib.parse import urlsplit
 import bcrypt
 from pydantic import SecretStr
 
-from cli.supervisor import Listen, ProcessSpec, Standby
+from cli.sockets import Listen
+from cli.supervisor import ProcessSpec, Standby
 from core.programs import how_to_install
 from core.restarts import RestartPolicy
 from core.secrets import SecretBox

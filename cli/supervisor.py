@@ -16,11 +16,9 @@ that reached the dead instance's socket in between move to the standby's when it
 from __future__ import annotations
 
 import ctypes
-import fcntl
 import os
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import time
@@ -31,6 +29,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
+from cli.sockets import Listen, allow_migration, listen_on, move_to_listen_fds, steer_group
 from core.restarts import RestartPolicy, Run, exit_line, restart_after
 from core.steering import closed, listened, steer
 
@@ -64,15 +63,6 @@ class Standby:
     ready: Callable[[int], bool]
 
 
-@dataclass(frozen=True)
-class Listen:
-    """A TCP socket the supervisor listens on and passes to the child, under `name` (LISTEN_FDNAMES)."""
-
-    name: str
-    host: str
-    port: int
-
-
 class ProcessFailed(Exception):
     pass
 
@@ -97,7 +87,6 @@ class _Pair:
     order: tuple[str, ...] = ()  # instance names in their sockets' reuseport groups, by index
 
 
-_FIRST_LISTEN_FD = 3  # SD_LISTEN_FDS_START
 # Sets LISTEN_PID to the PID the program will have: only known in the child, and kept by `exec`.
 _ACTIVATE = 'LISTEN_PID=$$; export LISTEN_PID; exec "$@"'
 
@@ -120,60 +109,19 @@ def activation_command(spec: ProcessSpec) -> tuple[list[str], dict[str, str]]:
     return ["/bin/sh", "-c", _ACTIVATE, spec.name, *spec.argv], env
 
 
-def _move_to_listen_fds(fds: list[int]) -> Callable[[], None]:
+def _prepare_child(fds: list[int]) -> Callable[[], None]:
     def prepare_child() -> None:
         _die_with_parent()
-        # Copied above any fd in use first, so that placing one at 3, 4, ... never overwrites another.
-        high = [fcntl.fcntl(fd, fcntl.F_DUPFD, 256) for fd in fds]
-        for index, fd in enumerate(high):
-            os.dup2(fd, _FIRST_LISTEN_FD + index)  # inheritable
-            os.close(fd)
+        move_to_listen_fds(fds)
 
     return prepare_child
 
 
 def _listen(listen: Listen, *, reuseport: bool = False) -> socket.socket:
-    sock = socket.socket(socket.AF_INET6 if ":" in listen.host else socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    if reuseport:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
-        sock.bind((listen.host, listen.port))
+        return listen_on(listen, reuseport=reuseport)
     except OSError as exc:
-        sock.close()
         raise ProcessFailed(f"cannot listen on {listen.host}:{listen.port} ({listen.name}): {exc}") from None
-    sock.listen(1024)
-    return sock
-
-
-_SO_ATTACH_REUSEPORT_CBPF = 51  # asm-generic/socket.h; not in Python's socket module
-_BPF_RET_K = 0x06  # BPF_RET | BPF_K: "return this constant"
-
-
-def steer_group(sock: socket.socket, index: int) -> None:
-    """Attach to `sock`'s reuseport group a classic BPF program that picks the socket at `index` for every
-    new connection. An index past the group's end falls back to the kernel's hash (any socket)."""
-    instruction = struct.pack("HBBI", _BPF_RET_K, 0, 0, index)  # struct sock_filter
-    code = ctypes.create_string_buffer(instruction, len(instruction))
-    program = struct.pack("HP", 1, ctypes.addressof(code))  # struct sock_fprog; the kernel copies it
-    sock.setsockopt(socket.SOL_SOCKET, _SO_ATTACH_REUSEPORT_CBPF, program)
-
-
-_MIGRATE_REQ = Path("/proc/sys/net/ipv4/tcp_migrate_req")
-
-
-def _allow_migration(log: Callable[[str], None]) -> None:
-    """Connections the kernel queued on a listening socket are moved to another socket of its reuseport
-    group when it closes, instead of reset. Without it (not root, or an older kernel), the connections
-    that reach an active instance between its death and the supervisor's next check are reset."""
-    try:
-        if _MIGRATE_REQ.read_text().strip() != "1":
-            _MIGRATE_REQ.write_text("1\n")
-    except OSError as exc:
-        log(
-            f"cannot set net.ipv4.tcp_migrate_req=1 ({exc}): a connection that reaches an active instance "
-            "as it dies is reset instead of moved to the standby"
-        )
 
 
 def _stderr(line: str) -> None:
@@ -209,7 +157,7 @@ class Supervisor:
         if spec.standby is None:
             self._launch(_Child(spec, None, Run(self.clock()), [_listen(listen) for listen in spec.sockets]))
             return
-        _allow_migration(self.log)
+        allow_migration(self.log)
         pair = _Pair(spec)
         self.pairs.append(pair)
         for instance in ("a", "b"):
@@ -247,7 +195,7 @@ class Supervisor:
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                preexec_fn=_move_to_listen_fds(fds) if fds else _die_with_parent,
+                preexec_fn=_prepare_child(fds) if fds else _die_with_parent,
                 # Python's own fds are not inheritable (PEP 446): only the ones placed at 3... pass.
                 close_fds=not fds,
             )

@@ -26,7 +26,8 @@ import requests
 
 from cli.baseimage import ensure_busybox_base
 from cli.platform import render_traefik_config
-from cli.supervisor import Listen, ProcessSpec, Supervisor
+from cli.sockets import Listen
+from cli.supervisor import ProcessSpec, Supervisor
 from core.settings import load_settings
 from core.temporal import connect
 from tests.support import missing_component

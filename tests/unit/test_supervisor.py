@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from cli.supervisor import Listen, ProcessFailed, ProcessSpec, Standby, Supervisor, activation_command
+from cli.sockets import Listen
+from cli.supervisor import ProcessFailed, ProcessSpec, Standby, Supervisor, activation_command
 from core.restarts import RestartPolicy
 from tests.support.process import free_port
 

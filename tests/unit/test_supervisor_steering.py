@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cli.supervisor import steer_group
+from cli.sockets import steer_group
 from core.steering import closed, listened, steer
 from tests.support.process import free_port
 
