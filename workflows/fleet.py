@@ -36,6 +36,16 @@ FOLLOW_REPLICAS = "follow-replicas"  # workflow.patched: likewise
 REPLACE_MISSING = "replace-missing-replicas"  # workflow.patched: likewise
 
 
+# A round's activities take milliseconds. One lost with its worker (a reboot: nobody reports it failed)
+# is retried only after its start-to-close timeout, and the watch waits for it meanwhile: short timeouts
+# keep a restarted platform's routes following within seconds.
+ROUND_TIMEOUT = timedelta(seconds=10)
+ROUND_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_attempts=2)
+SILENT_NODES: workflow.ActivityConfig = {**QUICK, "start_to_close_timeout": ROUND_TIMEOUT}
+# Starting the stopped replicas (all at once, 8 in parallel) after a reboot takes seconds.
+FOLLOW_TIMEOUT = timedelta(seconds=15)
+
+
 class FleetWatchInput(Contract):
     probe_interval_seconds: float = 2.0
 
@@ -66,7 +76,8 @@ class FleetWatchWorkflow:
     async def run(self, watch: FleetWatchInput) -> None:
         for round_ in range(ROUNDS_PER_RUN):
             down: list[str] = await workflow.execute_activity_method(
-                FleetActivities.mark_silent_nodes, **QUICK
+                FleetActivities.mark_silent_nodes,
+                **SILENT_NODES,
             )
             for node_id in down:
                 self._healed += await workflow.execute_activity_method(
@@ -89,8 +100,8 @@ class FleetWatchWorkflow:
         try:
             followed = await workflow.execute_activity_method(
                 RoutingActivities.follow_replicas,
-                start_to_close_timeout=timedelta(seconds=20),
-                retry_policy=RetryPolicy(maximum_attempts=2),
+                start_to_close_timeout=FOLLOW_TIMEOUT,
+                retry_policy=ROUND_RETRY,
             )
         except ActivityError as exc:
             workflow.logger.warning("routes not followed this round: %s", reason_of(exc))
@@ -102,8 +113,8 @@ class FleetWatchWorkflow:
         try:
             self._healed += await workflow.execute_activity_method(
                 FleetActivities.replace_missing_replicas,
-                start_to_close_timeout=timedelta(seconds=30),
-                retry_policy=RetryPolicy(maximum_attempts=2),
+                start_to_close_timeout=ROUND_TIMEOUT,
+                retry_policy=ROUND_RETRY,
             )
         except ActivityError as exc:
             workflow.logger.warning("missing replicas not replaced this round: %s", reason_of(exc))

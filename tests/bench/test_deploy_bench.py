@@ -20,7 +20,7 @@ from tests.support.platform import AppImages, Platform
 
 pytestmark = [pytest.mark.bench, pytest.mark.timeout(900)]
 
-ROUNDS = 7
+ROUNDS = 5
 POLL_SECONDS = 0.005
 
 

@@ -268,7 +268,7 @@ def test_a_replica_removed_behind_dockyard_s_back_is_replaced_with_no_failed_req
     marked missing and the fleet watch releases the deployment again (as for a lost node); Traefik's
     retry sends the requests meant for it to the others meanwhile."""
     fleet = enrolled_fleet
-    service, first = deployed_on_three_nodes(platform, app_images, fleet, "missing")
+    service, first = deployed_on_three_nodes(platform, app_images, fleet, "vanished")
     platform.wait_released(first)  # inside its stability window the release would be rolled back
     victim = fleet.nodes[0]
 
@@ -315,6 +315,6 @@ def test_a_replica_removed_behind_dockyard_s_back_is_replaced_with_no_failed_req
     # Only a request in flight inside the removed replica may fail (nothing retries one that reached
     # its server); a stall over 2 s counts as a failure.
     assert all(at - removed_at < 1.0 for at in loop.failed_at), (loop.failures, loop.failed_at, removed_at)
-    assert set(loop.answers) == {"missing v1"}
+    assert set(loop.answers) == {"vanished v1"}
     for server in platform.traefik_servers(service):
-        assert httpx.get(server, timeout=5).text.strip() == "missing v1", server
+        assert httpx.get(server, timeout=5).text.strip() == "vanished v1", server
