@@ -17,6 +17,7 @@ from activities.agent_client import AgentCallError
 from activities.agents import AgentActivities
 from activities.contracts import NodeRef
 from activities.routing import LOCAL_NODE
+from core.contracts import ReplicaState
 from core.db import Database
 from core.fleet import active_deployments_on, mark_missing, missing_replicas_of_active_deployments
 from core.models import LIVE_REPLICA_STATES, Node, Replica
@@ -108,7 +109,8 @@ class FleetActivities:
             await session.execute(
                 update(Replica)
                 .where(
-                    Replica.id.in_([replica_id for replica_id, _, _ in missing]), Replica.state == "missing"
+                    Replica.id.in_([replica_id for replica_id, _, _ in missing]),
+                    Replica.state == ReplicaState.MISSING.value,
                 )
                 .values(state="lost")
             )

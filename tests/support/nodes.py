@@ -152,16 +152,7 @@ class NodeEngine:
             # own data with a stopped container deletes its stale default network, and, sharing the
             # host's network namespace, the host's docker0 with it.
             (self.root / "daemon.json").write_text('{"live-restore": true}\n')
-            command = dockerd_command(self.root, self.bridge, self.address_pool, self.cgroup_parent)
-            with (self.root / "dockerd.log").open("ab") as log:
-                self._process = subprocess.Popen(
-                    command,
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                )
-            self._wait_until_ready()
+            self._spawn_dockerd()
             if not (self.containerd_address.parent / "containerd.pid").is_file():
                 raise NodeEngineError(f"{self.name}: dockerd did not start a containerd of its own")
         except BaseException:
@@ -175,6 +166,10 @@ class NodeEngine:
         assert self._process is not None, f"{self.name}: not started"
         self._process.terminate()
         self._process.wait(timeout=30)
+        self._spawn_dockerd()
+
+    def _spawn_dockerd(self) -> None:
+        """Start dockerd on the node's data and wait until it answers."""
         command = dockerd_command(self.root, self.bridge, self.address_pool, self.cgroup_parent)
         with (self.root / "dockerd.log").open("ab") as log:
             self._process = subprocess.Popen(
