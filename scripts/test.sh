@@ -3,19 +3,68 @@
 # (Docker Engine, Temporal, registry, Traefik, PostgreSQL, Redis) itself.
 #
 #   scripts/test.sh                  lint + the whole suite
-#   scripts/test.sh tests/unit -q    any pytest arguments
+#   scripts/test.sh -q -k rollback   the whole suite, with any pytest options
+#   scripts/test.sh tests/unit -q    the tests named, in one pytest
+#
+# The whole suite runs in two lanes at once: tests/unit and tests/workflows (no component but a
+# Temporal dev server of their own, mostly waiting on timers) beside everything else (the platform,
+# nodes, builds). The first lane's output follows the second's; either lane failing fails the run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install.sh --dev
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 .venv/bin/mypy core api workflows activities agent cli
+
+QUIET_LANE=(tests/unit tests/workflows)
+
+# Arguments naming tests (a path under tests/, a file, a node id) run as given, in one pytest.
+names_tests() {
+  local arg
+  for arg in "$@"; do
+    case "$arg" in
+      -*) ;;
+      tests | tests/* | *.py | *::*) return 0 ;;
+    esac
+  done
+  return 1
+}
+
+# pytest's exit 5 (nothing collected) fails a run, unless the other lane ran tests.
+verdict() {
+  local quiet=$1 main=$2
+  if ((quiet == 5 && main == 5)); then
+    echo "pytest collected no tests: failing" >&2
+    return 1
+  fi
+  ((quiet == 5)) && quiet=0
+  ((main == 5)) && main=0
+  ((quiet != 0)) && return "$quiet"
+  return "$main"
+}
+
 set +e
-.venv/bin/pytest "$@"
-status=$?
-set -e
-if [[ $status -eq 5 ]]; then
-  echo "pytest collected no tests: failing" >&2
-  exit 1
+if names_tests "$@"; then
+  .venv/bin/pytest "$@"
+  status=$?
+  if ((status == 5)); then
+    echo "pytest collected no tests: failing" >&2
+    exit 1
+  fi
+  exit $status
 fi
-exit $status
+
+quiet_log="$(mktemp)"
+trap 'rm -f "$quiet_log"' EXIT
+.venv/bin/pytest "${QUIET_LANE[@]}" "$@" >"$quiet_log" 2>&1 &
+quiet_pid=$!
+ignores=()
+for path in "${QUIET_LANE[@]}"; do ignores+=("--ignore=$path"); done
+.venv/bin/pytest tests "${ignores[@]}" "$@"
+main=$?
+wait "$quiet_pid"
+quiet=$?
+echo
+echo "=== ${QUIET_LANE[*]} (run beside the tests above) ==="
+cat "$quiet_log"
+verdict "$quiet" "$main"

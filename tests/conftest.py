@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -14,7 +15,13 @@ from temporalio.client import Client
 from core.db import Database, migrate_async
 from core.settings import load_settings
 from core.temporal import connect
-from tests.support.components import DockerEngine, PostgresServer, TemporalDevServer, unavailable
+from tests.support.components import (
+    TESTS_CACHE_ENV,
+    DockerEngine,
+    PostgresServer,
+    TemporalDevServer,
+    unavailable,
+)
 from tests.support.images import forget_session_images
 from tests.support.redis_server import RedisServer
 from tests.support.registry import Registry
@@ -25,6 +32,9 @@ pytest_plugins = ["tests.support.platform", "tests.support.fleet"]
 @pytest.fixture(scope="session")
 def workdir() -> Iterator[Path]:
     with tempfile.TemporaryDirectory(prefix="dockyard-tests-") as path:
+        # The platforms of one run share the cache their build base images come from (one
+        # debootstrap per run); CI points the benchmarks and the tests at one (TESTS_CACHE_ENV).
+        os.environ.setdefault(TESTS_CACHE_ENV, str(Path(path) / "cache"))
         yield Path(path)
 
 

@@ -12,7 +12,7 @@ import docker
 import httpx
 import pytest
 
-from tests.support.components import REPO_ROOT, wait_until
+from tests.support.components import REPO_ROOT, TESTS_CACHE_ENV, wait_until
 from tests.support.platform import DOCKYARD, assert_nothing_left_running, platform_env
 
 pytestmark = pytest.mark.timeout(300)
@@ -24,7 +24,7 @@ def test_up_deploys_the_example_prints_urls_and_ctrl_c_stops_everything(
     state_dir = workdir / "quickstart"
     # The Debian rootfs of the build base image is the run's other platforms' (tests/support/platform.py);
     # whichever starts first makes it, through the same `dockyard up` code path.
-    env = platform_env(state_dir) | {"DOCKYARD_CACHE_DIR": str(workdir / "cache")}
+    env = platform_env(state_dir) | {"DOCKYARD_CACHE_DIR": os.environ[TESTS_CACHE_ENV]}
     output = state_dir / "up.out"
     state_dir.mkdir(parents=True)
     service_ids: list[str] = []

@@ -21,6 +21,9 @@ from tests.support import missing_component
 from tests.support.process import LoopbackServer, free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+# Where the platforms a test run starts keep their cache (the Debian rootfs of the build base images);
+# the session's workdir sets it unless CI already has (the benchmarks and the tests share one).
+TESTS_CACHE_ENV = "DOCKYARD_TESTS_CACHE_DIR"
 
 
 unavailable = missing_component

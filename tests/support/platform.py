@@ -22,7 +22,7 @@ import pytest
 from temporalio.client import Client, WorkflowFailureError
 
 from api.crash_points import CRASH_FILE_VARIABLE
-from tests.support.components import REPO_ROOT
+from tests.support.components import REPO_ROOT, TESTS_CACHE_ENV
 from tests.support.images import SESSION_REGISTRIES, build_http_image
 from tests.support.registry import free_port
 
@@ -197,8 +197,9 @@ def platform_with(
     a test module may start its own, e.g. with a Proxmox cluster to provision from); stopped at the
     end, nothing left running."""
     # The platforms of one test run share the Debian rootfs their build base image is made from (one
-    # debootstrap per run, not one per platform); the quickstart test keeps a newcomer's own.
-    env = platform_env(state_dir) | {"DOCKYARD_CACHE_DIR": str(state_dir.parent / "cache")} | extra_env
+    # debootstrap per run, not one per platform: the session's workdir sets TESTS_CACHE_ENV).
+    cache_dir = os.environ.get(TESTS_CACHE_ENV) or str(state_dir.parent / "cache")
+    env = platform_env(state_dir) | {"DOCKYARD_CACHE_DIR": cache_dir} | extra_env
     started = run_dockyard(env, "up", "--detach")
     if started.returncode != 0:
         log = (state_dir / "logs" / "up.log").read_text(errors="replace")
