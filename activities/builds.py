@@ -1,5 +1,5 @@
 """The build activity: `docker build` (BuildKit) → `docker push` → the digest the registry holds, with every
-output line streamed to Redis as it arrives (see activities/build_logs.py for the keys).
+output line streamed to Redis as it arrives (see core/build_logs.py for the keys).
 
 A build attempt, step by step:
   1. the tag is already in the registry (a retry after a crash that followed the push) → return its digest
@@ -29,7 +29,6 @@ from redis.exceptions import RedisError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.build_logs import BuildEnd, BuildLogWriter
 from activities.heartbeat import heartbeating
 from activities.registry import RegistryActivities
 from core.build import (
@@ -48,6 +47,7 @@ from core.build import (
     pushed_digest,
     write_registry_auth,
 )
+from core.build_logs import BuildEnd, BuildLogWriter
 from core.settings import Settings
 
 LINE_LIMIT_BYTES = 1024 * 1024  # a longer line (a minified bundle echoed by a RUN) is cut, not fatal

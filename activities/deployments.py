@@ -6,8 +6,8 @@ from redis.asyncio import Redis
 from sqlalchemy import select, update
 from temporalio import activity
 
-from activities.build_logs import read_build_log
 from activities.contracts import ReplicaSet, Rollback, RouteKey, StatusUpdate
+from core.build_logs import read_build_log
 from core.contracts import DeploymentStatus
 from core.db import Database
 from core.models import Deployment, Replica, utcnow

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-import httpx
 from sqlalchemy import or_, select, update
 from temporalio import activity
 
@@ -23,12 +22,19 @@ from core.fleet import active_deployments_on, mark_missing, missing_replicas_of_
 from core.models import LIVE_REPLICA_STATES, Node, Replica
 from core.scheduler import NodeState
 from core.settings import Settings
+from domain import deployments
+from domain.errors import Conflict, NotFound
+from domain.releases import TemporalConnection
+
+# Who the audit log names for the releases the fleet watch makes.
+ACTOR = "control-plane:fleet-watch"
 
 
 class FleetActivities:
-    def __init__(self, db: Database, settings: Settings) -> None:
+    def __init__(self, db: Database, settings: Settings, temporal: TemporalConnection) -> None:
         self.db = db
         self.settings = settings
+        self.temporal = temporal
         self._agents = AgentActivities(settings, db)
 
     # The name FleetWatchWorkflow histories call it by (it once probed the agents itself).
@@ -69,8 +75,8 @@ class FleetActivities:
 
     @activity.defn
     async def heal_node(self, node_id: str) -> list[str]:
-        """Release again every ACTIVE deployment that had a replica on the DOWN node (through the
-        control plane, as a rollback to itself would): its replicas land on the nodes left. The
+        """Release again every ACTIVE deployment that had a replica on the DOWN node (as a rollback
+        to itself would): its replicas land on the nodes left. The
         lost replicas are marked so. Answers the new deployments' ids."""
         async with self.db.session() as session:
             affected = [
@@ -131,19 +137,13 @@ class FleetActivities:
     async def _release_again(self, services: list[tuple[str, str]]) -> list[str]:
         """Release the ACTIVE deployment of each (service, environment) again; the new ids."""
         started = []
-        async with httpx.AsyncClient(
-            base_url=self.settings.public_api_url, headers=self._auth(), timeout=30
-        ) as api:
-            for service_id, environment_id in services:
-                response = await api.post(
-                    f"/internal/services/{service_id}/heal", params={"environment_id": environment_id}
-                )
-                if response.status_code == 409:  # nothing ACTIVE any more: a newer deploy took over
+        for service_id, environment_id in services:
+            async with self.db.session() as session:
+                try:
+                    deployment = await deployments.heal(
+                        session, self.settings, self.temporal, ACTOR, service_id, environment_id
+                    )
+                except (Conflict, NotFound):  # nothing ACTIVE any more: a newer deploy took over
                     continue
-                response.raise_for_status()
-                started.append(str(response.json()["id"]))
+                started.append(deployment.id)
         return started
-
-    def _auth(self) -> dict[str, str]:
-        token = self.settings.api_token.get_secret_value() if self.settings.api_token else ""
-        return {"Authorization": f"Bearer {token}"}

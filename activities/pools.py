@@ -1,17 +1,15 @@
 """Activities of node pools: the database side (pools, their guests, join tokens reserved for a node id),
-the node operations decommissioning asks of the control plane (cordon, drain, remove: through its API, so
-they do exactly what an admin's call does), and finding a node's guest on Proxmox for compensation.
+the node operations decommissioning asks of the control plane (cordon, drain, remove: domain/nodes.py,
+so they do exactly what an admin's call does), and finding a node's guest on Proxmox for compensation.
 
 Each does one piece of I/O and is idempotent: keyed by the node id, a repeated call finds its own work.
 """
 
 from __future__ import annotations
 
-import hashlib
-import secrets
-from datetime import datetime, timedelta
+from collections.abc import Awaitable
+from datetime import datetime
 
-import httpx
 from pydantic import Field
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -23,7 +21,8 @@ from activities.proxmox.contracts import GuestRef
 from core import pki
 from core.contracts import Contract
 from core.db import Database
-from core.models import LIVE_REPLICA_STATES, JoinToken, Node, NodePool, PoolNode, Replica, new_id, utcnow
+from core.models import LIVE_REPLICA_STATES, JoinToken, Node, NodePool, PoolNode, Replica, utcnow
+from core.node_states import NodeAction
 from core.pools import ENDED, PoolNodeState, PoolNodeView, PoolView
 from core.proxmox import guests, params
 from core.proxmox.errors import PveCallError
@@ -31,9 +30,13 @@ from core.proxmox.joindata import JoinData
 from core.proxmox.resources import cluster_snapshot
 from core.proxmox.spec import GuestKind, NodePoolSpec
 from core.settings import Settings
+from domain import nodes
+from domain.errors import Conflict, DomainError, NotFound
+from domain.releases import TemporalConnection
 
-JOIN_TOKEN_PREFIX = "dyj_"  # as api/routes/nodes.py makes them: the agent cannot tell them apart
 POOL_LABEL = "pool"
+# Who the audit log names for what a pool's workflows do to nodes.
+ACTOR = "control-plane:node-pools"
 
 
 class PoolSnapshot(Contract):
@@ -77,14 +80,17 @@ class NodeDrainState(Contract):
     node_state: str | None
 
 
-def token_hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
 class PoolActivities:
-    def __init__(self, db: Database, settings: Settings, proxmox: ProxmoxActivities | None = None) -> None:
+    def __init__(
+        self,
+        db: Database,
+        settings: Settings,
+        temporal: TemporalConnection,
+        proxmox: ProxmoxActivities | None = None,
+    ) -> None:
         self.db = db
         self.settings = settings
+        self.temporal = temporal
         self.proxmox = proxmox or ProxmoxActivities(settings)
 
     # --- pools ---------------------------------------------------------------------------------------
@@ -192,19 +198,11 @@ class PoolActivities:
         its join data (the API's URL, the CA's fingerprint to pin, the pool's labels). A repeated call
         revokes the unused tokens an earlier attempt made for the node, so only the newest works."""
         fingerprint = self._ca_fingerprint()
-        token = JOIN_TOKEN_PREFIX + secrets.token_urlsafe(32)
         now = utcnow()
+        token, row = nodes.new_join_token(now, request.ttl_seconds, reserved_node_id=request.node_id)
         async with self.db.transaction() as session:
             await _revoke_tokens(session, request.node_id, now)
-            session.add(
-                JoinToken(
-                    id=new_id("jtk"),
-                    token_hash=token_hash(token),
-                    expires_at=now + timedelta(seconds=request.ttl_seconds),
-                    reserved_node_id=request.node_id,
-                    created_at=now,
-                )
-            )
+            session.add(row)
         return JoinData(
             join_url=self.settings.public_api_url,
             join_token=token,
@@ -244,21 +242,27 @@ class PoolActivities:
 
     @activity.defn
     async def cordon_node(self, node_id: str) -> str:
-        return await self._node_action(node_id, "POST", f"/v1/nodes/{node_id}/cordon", "cordon")
+        async with self.db.session() as session:
+            return await _node_action(
+                node_id, "cordon", nodes.change_state(session, node_id, NodeAction.CORDON, ACTOR)
+            )
 
     @activity.defn
     async def drain_node(self, node_id: str) -> str:
-        """POST /v1/nodes/{id}/drain, once: a node already DRAINING was drained by an earlier attempt."""
+        """The node drained, once: a node already DRAINING was drained by an earlier attempt."""
         async with self.db.session() as session:
             node = await session.get(Node, node_id)
-        if node is None or node.removed_at is not None or node.state == "DRAINING":
-            return "skipped" if node is None or node.removed_at is not None else "DRAINING"
-        return await self._node_action(node_id, "POST", f"/v1/nodes/{node_id}/drain", "drain")
+            if node is None or node.removed_at is not None or node.state == "DRAINING":
+                return "skipped" if node is None or node.removed_at is not None else "DRAINING"
+            return await _node_action(
+                node_id, "drain", nodes.drain(session, self.settings, self.temporal, node_id, ACTOR)
+            )
 
     @activity.defn
     async def remove_node(self, node_id: str) -> str:
-        """DELETE /v1/nodes/{id}: forgotten, its certificate revoked."""
-        return await self._node_action(node_id, "DELETE", f"/v1/nodes/{node_id}", "removal")
+        """The node forgotten, its certificate revoked."""
+        async with self.db.session() as session:
+            return await _node_action(node_id, "removal", nodes.remove(session, node_id, ACTOR))
 
     @activity.defn
     async def check_node_drained(self, node_id: str) -> NodeDrainState:
@@ -277,23 +281,6 @@ class PoolActivities:
                 f"node {node_id} still runs {live} replica(s) of other deployments", type="NodeNotDrained"
             )
         return NodeDrainState(node_id=node_id, live_replicas=live or 0, node_state=state)
-
-    async def _node_action(self, node_id: str, method: str, path: str, what: str) -> str:
-        token = self.settings.api_token.get_secret_value() if self.settings.api_token else ""
-        async with httpx.AsyncClient(
-            base_url=self.settings.public_api_url, headers={"Authorization": f"Bearer {token}"}, timeout=30
-        ) as api:
-            response = await api.request(method, path)
-        if response.status_code in (404, 409):  # never enrolled, or removed already: nothing to do
-            return f"skipped: {_detail(response)}"
-        if response.status_code >= 400:
-            raise ApplicationError(
-                f"{what} of node {node_id} refused by the API: "
-                f"HTTP {response.status_code} {_detail(response)}",
-                type="NodeActionFailed",
-                non_retryable=400 <= response.status_code < 500,
-            )
-        return str(response.json().get("state", "done"))
 
     # --- Proxmox -------------------------------------------------------------------------------------
 
@@ -325,8 +312,13 @@ async def _revoke_tokens(session: AsyncSession, node_id: str, now: datetime) -> 
     return int(revoked.rowcount or 0)  # type: ignore[attr-defined]
 
 
-def _detail(response: httpx.Response) -> str:
+async def _node_action(node_id: str, what: str, operation: Awaitable[Node]) -> str:
+    """The node's state after the operation; "skipped: ..." when there was nothing to do (the node
+    never enrolled, or was removed already)."""
     try:
-        return str(response.json().get("detail", response.text))
-    except ValueError:
-        return response.text
+        node = await operation
+    except (NotFound, Conflict) as exc:
+        return f"skipped: {exc.detail}"
+    except DomainError as exc:  # Temporal unavailable for a drain's releases: a later attempt
+        raise ApplicationError(f"{what} of node {node_id}: {exc.detail}", type="NodeActionFailed") from None
+    return node.state

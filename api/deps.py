@@ -12,10 +12,10 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.exceptions import HTTPException
 
-from api.releases import TemporalConnection
 from core.db import Database
 from core.limits import control_character
 from core.settings import Settings
+from domain.releases import TemporalConnection
 
 _bearer = HTTPBearer(auto_error=False, description="API token (DOCKYARD_API_TOKEN)")
 

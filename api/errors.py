@@ -1,4 +1,6 @@
-"""Errors users can act on: every 4xx names the field (when there is one) and the reason."""
+"""Errors users can act on: every 4xx names the field (when there is one) and the reason.
+
+The domain's errors (domain/errors.py) become HTTP answers here, and only here."""
 
 from __future__ import annotations
 
@@ -10,16 +12,16 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from core.secrets import SecretKeyMissing
+from domain.errors import Conflict, DomainError, Forbidden, Invalid, NotFound, Unauthenticated, Unavailable
 
-
-class NotFound(StarletteHTTPException):
-    def __init__(self, kind: str, identifier: str) -> None:
-        super().__init__(404, f"{kind} {identifier!r} not found")
-
-
-class Conflict(StarletteHTTPException):
-    def __init__(self, detail: str) -> None:
-        super().__init__(409, detail)
+STATUS: dict[type[DomainError], int] = {
+    NotFound: 404,
+    Conflict: 409,
+    Invalid: 422,
+    Unauthenticated: 401,
+    Forbidden: 403,
+    Unavailable: 503,
+}
 
 
 def _field(loc: tuple[int | str, ...]) -> str:
@@ -56,11 +58,18 @@ async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
     )
 
 
+async def _domain_error(_: Request, exc: DomainError) -> JSONResponse:
+    status = next((code for kind, code in STATUS.items() if isinstance(exc, kind)), 400)
+    errors = [{"field": exc.field, "reason": exc.reason}] if isinstance(exc, Invalid) else []
+    return _error(status, exc.detail, errors)
+
+
 async def _secret_key_missing(_: Request, exc: Exception) -> JSONResponse:
     return _error(503, f"the server cannot store secrets: {exc}", [])
 
 
 def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(DomainError, _domain_error)  # type: ignore[arg-type]
     app.add_exception_handler(SecretKeyMissing, _secret_key_missing)
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]

@@ -24,7 +24,6 @@ from pydantic import BaseModel, Field
 from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.store import audit
 from core import mtls, pki
 from core.contracts import Heartbeat
 from core.db import Database
@@ -32,6 +31,7 @@ from core.fleet import mark_missing
 from core.models import Node, Replica, RevokedCertificate
 from core.scheduler import NodeState
 from core.settings import Settings
+from domain.store import audit
 
 
 class CertificateRenewal(BaseModel):

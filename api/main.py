@@ -13,7 +13,6 @@ from uvicorn import server as uvicorn_server
 from api.deps import printable_parameters
 from api.errors import install_error_handlers
 from api.gateway import create_gateway_app
-from api.releases import TemporalConnection
 from api.routes import (
     build_logs,
     deployments,
@@ -26,10 +25,11 @@ from api.routes import (
     variables,
     webhooks,
 )
-from api.submissions import relay_forever
 from core import mtls, pki
 from core.db import Database, migrate_async
 from core.settings import Settings
+from domain.releases import TemporalConnection
+from domain.submissions import relay_forever
 
 
 def create_app(settings: Settings, *, run_migrations: bool = True) -> FastAPI:
@@ -41,7 +41,7 @@ def create_app(settings: Settings, *, run_migrations: bool = True) -> FastAPI:
             await migrate_async(settings.database_url)
         app.state.db = Database(settings.database_url)
         # Deployments recorded but not (known to be) in Temporal: submitted again, at start and
-        # every few seconds (api/submissions.py).
+        # every few seconds (domain/submissions.py).
         relay = asyncio.create_task(relay_forever(app.state.db, settings, app.state.temporal))
         try:
             yield

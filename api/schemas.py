@@ -446,12 +446,6 @@ class ErrorBody(BaseModel):
 
 # --- variables -----------------------------------------------------------------------------------
 
-VARIABLE_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
-VARIABLE_NAME_MAX_LENGTH = 255
-VARIABLE_VALUE_MAX_BYTES = 32 * 1024
-# Names Dockyard sets itself, and what to do instead.
-RESERVED_VARIABLES = {"PORT": "Dockyard sets it to the service's port (change the service's `port` instead)"}
-
 
 class VariablesUpdate(Body):
     """Merged into the environment's variables, like Railway's raw editor: names left out are kept."""
@@ -461,11 +455,15 @@ class VariablesUpdate(Body):
     variables: dict[str, str | None] = Field(
         description=(
             '{"NAME": "value"} sets NAME, {"NAME": null} deletes it. Names: letters, digits and _, '
-            f"not starting with a digit, at most {VARIABLE_NAME_MAX_LENGTH} characters; values at most "
-            f"{VARIABLE_VALUE_MAX_BYTES} bytes (UTF-8); reserved: {', '.join(sorted(RESERVED_VARIABLES))}."
+            f"not starting with a digit, at most {limits.VARIABLE_NAME_MAX_LENGTH} characters; values at "
+            f"most {limits.VARIABLE_VALUE_MAX_BYTES} bytes (UTF-8); "
+            f"reserved: {', '.join(sorted(limits.RESERVED_VARIABLES))}."
         ),
         json_schema_extra={
-            "propertyNames": {"pattern": VARIABLE_NAME_PATTERN, "maxLength": VARIABLE_NAME_MAX_LENGTH}
+            "propertyNames": {
+                "pattern": limits.VARIABLE_NAME_PATTERN,
+                "maxLength": limits.VARIABLE_NAME_MAX_LENGTH,
+            }
         },
     )
 

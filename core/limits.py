@@ -45,6 +45,12 @@ WATCH_PATTERNS_MAX = 100
 WATCH_PATTERN_MAX_LENGTH = 255
 CRON_SCHEDULE_MAX_LENGTH = 255
 
+VARIABLE_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+VARIABLE_NAME_MAX_LENGTH = 255
+VARIABLE_VALUE_MAX_BYTES = 32 * 1024
+# Names Dockyard sets itself, and what to do instead.
+RESERVED_VARIABLES = {"PORT": "Dockyard sets it to the service's port (change the service's `port` instead)"}
+
 # C0 control characters and DEL. PostgreSQL refuses NUL in text, git and exec refuse NUL in
 # arguments, and the others corrupt logs, Dockerfiles and terminals. Multi-line text (a key, a
 # certificate, a variable's value, a commit message) keeps tab, line feed and carriage return.

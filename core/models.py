@@ -188,7 +188,7 @@ class Deployment(Base):
     workflow_id: Mapped[str] = mapped_column(String(255))
     # What the replicas of this deployment run: the DeployRequest that releases it (variables sealed as
     # they were at its creation), kept for good. Until `submitted_at` is set the deployment is in the
-    # outbox: api/submissions.py hands the request to Temporal again after a crash, keyed by the
+    # outbox: domain/submissions.py hands the request to Temporal again after a crash, keyed by the
     # deployment id, so it is released once; a scale in place starts more replicas of exactly it.
     release_request: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True), default=None)
     # When it left the outbox: Temporal confirmed it has it, refused it, or a newer one overtook it.
@@ -278,7 +278,7 @@ class Node(Base):
     name: Mapped[str] = mapped_column(String(63))
     # host:port of the agent's API (HTTPS with mutual TLS).
     address: Mapped[str] = mapped_column(String(255))
-    # Only READY takes new replicas (core/scheduler). Admins move it (api/routes/nodes.py TRANSITIONS):
+    # Only READY takes new replicas (core/scheduler). Admins move it (core/node_states.py TRANSITIONS):
     #   READY ──cordon──▶ CORDONED ──uncordon──▶ READY
     #   READY, CORDONED, DOWN ──drain──▶ DRAINING ──uncordon──▶ READY
     # DOWN is the control plane's, when heartbeats stop; the node comes back to the state it had

@@ -1,7 +1,7 @@
 """Which recorded deployments the relay hands to Temporal again, and which it supersedes.
 
 A deployment is recorded (QUEUED, with its DeployRequest) before the API submits it; when the API
-crashes in between, or Temporal's answer is lost, it stays unsubmitted. The relay (api/submissions.py)
+crashes in between, or Temporal's answer is lost, it stays unsubmitted. The relay (domain/submissions.py)
 decides for each such deployment:
 
 - its status moved on from QUEUED: its workflows moved it, so Temporal has it; confirm it.

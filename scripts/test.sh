@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 scripts/install.sh --dev
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
-.venv/bin/mypy core api workflows activities agent cli
+.venv/bin/mypy core domain api workflows activities agent cli
 
 QUIET_LANE=(tests/unit tests/workflows)
 

@@ -32,6 +32,7 @@ from core.db import Database
 from core.planner import BaseImages
 from core.settings import Settings
 from core.temporal import connect
+from domain.releases import TemporalConnection
 from workflows.deploy import DeployWorkflow
 from workflows.fleet import FLEET_WATCH_ID, FleetWatchInput, FleetWatchWorkflow
 from workflows.pools import DecommissionNodeWorkflow, NodePoolWorkflow, ProvisionNodeWorkflow
@@ -58,9 +59,10 @@ def activities_for(settings: Settings, db: Database, client: Client) -> list[obj
     routing = RoutingActivities(db, settings)
     environments = EnvironmentActivities(db, client)
     nodes = NodeActivities(db)
-    fleet = FleetActivities(db, settings)
+    temporal = TemporalConnection.of(settings, client)
+    fleet = FleetActivities(db, settings, temporal)
     proxmox = ProxmoxActivities(settings)
-    pools = PoolActivities(db, settings, proxmox)
+    pools = PoolActivities(db, settings, temporal, proxmox)
     scale = ScaleActivities(db, settings)
     return [
         proxmox.choose_pve_node,

@@ -11,12 +11,12 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 from redis.asyncio import Redis
 
-from activities.build_logs import follow_build_log, read_build_log
 from api.deps import CurrentActor, SessionDep, SettingsDep
-from api.store import get_or_404
+from core.build_logs import follow_build_log, read_build_log
 from core.contracts import DeploymentStatus
 from core.db import Database
 from core.models import Deployment
+from domain.store import get_or_404
 
 router = APIRouter(tags=["deployments"])
 

@@ -1,22 +1,18 @@
+"""Deployments: deploy (an image, a repository, an uploaded directory), roll back, scale, and reading
+them (the operations: domain/deployments.py)."""
+
 from __future__ import annotations
 
 from fastapi import APIRouter, Request, status
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
-from starlette.exceptions import HTTPException
 
-from api.deploys import new_deployment, release_again, service_variables, submit
 from api.deps import CurrentActor, SessionDep, SettingsDep, TemporalDep
-from api.errors import Conflict
-from api.releases import TemporalConnection
-from api.scaling import NoServiceWorkflow, submit_scale
 from api.schemas import DeploymentCreate, DeploymentRead, RollbackCreate, ScaleCreate
-from api.store import audit, environment_by_name, get_or_404
 from api.uploads import store_upload
-from core.contracts import DeploymentStatus, SourceSpec
-from core.models import Deployment, Environment, Service
-from core.settings import Settings
-from workflows.service import ScaleRequest
+from core.contracts import SourceSpec
+from core.models import Deployment, Service
+from domain import deployments
+from domain.store import environment_by_name, get_or_404
 
 router = APIRouter(tags=["deployments"])
 
@@ -42,22 +38,9 @@ async def create_deployment(
     environment = await environment_by_name(session, service.project_id, body.environment)
     if body.image:
         service.image, service.repo_url, service.repo_branch = body.image, None, None
-    if service.image:
-        source = SourceSpec(kind="image")
-    elif service.repo_url:
-        source = SourceSpec(
-            kind="repo",
-            repo_url=service.repo_url,
-            ref=body.ref or service.repo_branch,
-            credential=service.repo_credential is not None,
-        )
-    else:
-        raise HTTPException(
-            422,
-            "image: this service has no image and no repository; give `image`, "
-            "or upload its code with `dockyard deploy PATH` (POST .../deployments/upload)",
-        )
-    return await _start(session, settings, temporal, actor, service, environment, source)
+    source = deployments.source_of(service, body.ref)
+    deployment = await deployments.deploy(session, settings, temporal, actor, service, environment, source)
+    return DeploymentRead.model_validate(deployment)
 
 
 @router.post(
@@ -87,25 +70,7 @@ async def upload_deployment(
     upload = await store_upload(request, settings, service.id)
     session.add(upload)
     source = SourceSpec(kind="upload", upload_id=upload.id)
-    return await _start(session, settings, temporal, actor, service, env, source)
-
-
-async def _start(
-    session: AsyncSession,
-    settings: Settings,
-    temporal: TemporalConnection,
-    actor: str,
-    service: Service,
-    environment: Environment,
-    source: SourceSpec,
-) -> DeploymentRead:
-    variables = await service_variables(session, settings, service, environment)
-    pending = new_deployment(session, settings, service, environment, source, variables=variables)
-    deployment = pending.deployment
-    audit(session, actor, "deployment.create", deployment.id, service_id=service.id, source=deployment.source)
-    await session.commit()
-    await submit(session, settings, temporal, pending)
-    await session.refresh(deployment)
+    deployment = await deployments.deploy(session, settings, temporal, actor, service, env, source)
     return DeploymentRead.model_validate(deployment)
 
 
@@ -125,17 +90,7 @@ async def rollback_service(
     """Release an earlier deployment again in its environment: its image by digest and its
     configuration snapshot, no build (Railway's rollback). The service's current variables apply."""
     service = await get_or_404(session, Service, service_id)
-    target = await get_or_404(session, Deployment, body.deployment_id)
-    if target.service_id != service.id:
-        raise HTTPException(422, f"deployment_id: {target.id} is a deployment of another service")
-    if target.image_ref is None:
-        raise Conflict(
-            f"deployment_id: {target.id} never produced an image ({target.status}"
-            + (f" at {target.failed_step}" if target.failed_step else "")
-            + "): there is nothing to roll back to"
-        )
-    environment = await get_or_404(session, Environment, target.environment_id)
-    deployment = await release_again(session, settings, temporal, actor, service, environment, target)
+    deployment = await deployments.rollback(session, settings, temporal, actor, service, body.deployment_id)
     return DeploymentRead.model_validate(deployment)
 
 
@@ -158,71 +113,8 @@ async def scale_service(
     in place existed is released again with the new count instead (a new deployment is answered)."""
     service = await get_or_404(session, Service, service_id)
     environment = await environment_by_name(session, service.project_id, body.environment)
-    active = await _active(session, service, environment)
-    if active is None:
-        raise Conflict(f"environment: no ACTIVE deployment in {environment.name} to scale; deploy first")
-    service.replicas = body.replicas
-    if active.release_request is not None and await _scaled_in_place(temporal, active, body.replicas):
-        audit(session, actor, "deployment.scale", active.id, service_id=service.id, replicas=body.replicas)
-        await session.commit()
-        await session.refresh(active)
-        return DeploymentRead.model_validate(active)
-    deployment = await release_again(
-        session, settings, temporal, actor, service, environment, active, replicas=body.replicas
-    )
-    return DeploymentRead.model_validate(deployment)
-
-
-async def _scaled_in_place(temporal: TemporalConnection, active: Deployment, replicas: int) -> bool:
-    """Hand the scale to the service's entity workflow (nothing to do at the current count); False
-    when that workflow is not running, so nothing can scale the deployment in place."""
-    if active.config.get("replicas") == replicas:
-        return True
-    request = ScaleRequest(
-        service_id=active.service_id,
-        environment_id=active.environment_id,
-        deployment_id=active.id,
-        replicas=replicas,
-    )
-    try:
-        await submit_scale(await temporal.get(), request)
-    except NoServiceWorkflow:
-        return False
-    return True
-
-
-async def _active(session: AsyncSession, service: Service, environment: Environment) -> Deployment | None:
-    """The service's ACTIVE deployment in the environment, if it has an image to run again."""
-    active = await session.scalar(
-        select(Deployment).where(
-            Deployment.service_id == service.id,
-            Deployment.environment_id == environment.id,
-            Deployment.status == DeploymentStatus.ACTIVE.value,
-        )
-    )
-    return active if active is not None and active.image_ref is not None else None
-
-
-@router.post(
-    "/internal/services/{service_id}/heal", status_code=status.HTTP_202_ACCEPTED, include_in_schema=False
-)
-async def heal_service(
-    service_id: str,
-    environment_id: str,
-    session: SessionDep,
-    settings: SettingsDep,
-    temporal: TemporalDep,
-    _: CurrentActor,
-) -> DeploymentRead:
-    """For the fleet watch: release the ACTIVE deployment again after a node that ran some of its
-    replicas went DOWN; the scheduler places them on the nodes left."""
-    service = await get_or_404(session, Service, service_id)
-    environment = await get_or_404(session, Environment, environment_id)
-    active = await _active(session, service, environment)
-    if active is None:
-        raise Conflict(f"no ACTIVE deployment of {service.id} in {environment.name} to heal")
-    deployment = await release_again(
-        session, settings, temporal, "control-plane", service, environment, active, action="deployment.heal"
+    deployment = await deployments.scale(
+        session, settings, temporal, actor, service, environment, body.replicas
     )
     return DeploymentRead.model_validate(deployment)
 

@@ -11,19 +11,18 @@ from fastapi.exceptions import RequestValidationError
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
-from starlette.exceptions import HTTPException
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.service import RPCError
 
 from api.deps import CurrentActor, SessionDep, SettingsDep, TemporalDep
-from api.errors import Conflict, NotFound
-from api.releases import TemporalConnection
 from api.schemas import ErrorBody, NodePoolCreate, NodePoolRead, NodePoolUpdate, PoolNodeRead
-from api.store import audit
 from core.models import Node, NodePool, PoolNode, new_id, utcnow
 from core.pools import PoolNodeState, PoolPolicy, check_sizes, pool_workflow_id
 from core.proxmox.spec import NodePoolSpec
 from core.settings import Settings
+from domain.errors import Conflict, NotFound, Unavailable
+from domain.releases import TemporalConnection
+from domain.store import audit
 from workflows.pools import RECONCILE_SIGNAL, NodePoolInput, NodePoolWorkflow
 
 router = APIRouter(prefix="/v1/node-pools", tags=["node-pools"])
@@ -73,12 +72,12 @@ async def create_node_pool(
     await session.commit()
     try:
         await _wake(temporal, settings, pool_id)
-    except HTTPException as refused:
+    except Unavailable as refused:
         # Nothing provisions a pool without its workflow: take the pool back, so the call can be retried.
         await session.delete(pool)
-        audit(session, actor, "node_pool.create_undone", pool_id, reason=str(refused.detail))
+        audit(session, actor, "node_pool.create_undone", pool_id, reason=refused.detail)
         await session.commit()
-        raise HTTPException(503, f"{refused.detail}: the pool was not created; retry the call") from None
+        raise Unavailable(f"{refused.detail}: the pool was not created; retry the call") from None
     return await _read(session, pool)
 
 
@@ -293,6 +292,6 @@ async def _wake(temporal: TemporalConnection, settings: Settings, pool_id: str) 
             start_signal=RECONCILE_SIGNAL,
         )
     except RPCError as exc:
-        raise HTTPException(
-            503, f"recorded, but Temporal refused to start the pool's workflow: {exc.message}; retry the call"
+        raise Unavailable(
+            f"recorded, but Temporal refused to start the pool's workflow: {exc.message}; retry the call"
         ) from None

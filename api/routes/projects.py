@@ -5,11 +5,11 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from api.deps import CurrentActor, SessionDep, SettingsDep
-from api.errors import Conflict
-from api.hostnames import refuse_hostname_clash
 from api.schemas import EnvironmentCreate, EnvironmentRead, ProjectCreate, ProjectRead, ProjectUpdate
-from api.store import audit, environment_by_name, get_or_404
 from core.models import Environment, Project, Service
+from domain.errors import Conflict
+from domain.hostnames import refuse_hostname_clash
+from domain.store import audit, environment_by_name, get_or_404
 
 router = APIRouter(prefix="/v1/projects", tags=["projects"])
 

@@ -8,10 +8,13 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from api.deps import CurrentActor, SessionDep, SettingsDep
-from api.errors import Conflict
-from api.hostnames import refuse_hostname_clash
 from api.schemas import ServiceCreate, ServiceRead, ServiceUpdate, ServiceUrl, credential_kind, is_ssh_url
-from api.store import (
+from core.models import Environment, Project, Service
+from core.secrets import SecretBox
+from core.settings import Settings
+from domain.errors import Conflict
+from domain.hostnames import refuse_hostname_clash
+from domain.store import (
     allocate_slug,
     audit,
     environment_by_name,
@@ -20,9 +23,6 @@ from api.store import (
     service_url,
     service_urls,
 )
-from core.models import Environment, Project, Service
-from core.secrets import SecretBox
-from core.settings import Settings
 
 router = APIRouter(tags=["services"])
 

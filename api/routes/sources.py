@@ -7,11 +7,11 @@ from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
 
 from api.deps import CurrentActor, SessionDep, SettingsDep
-from api.errors import NotFound
 from api.schemas import CredentialKind, credential_kind
-from api.store import get_or_404
 from core.models import Service, SourceUpload
 from core.secrets import SecretBox
+from domain.errors import NotFound
+from domain.store import get_or_404
 
 router = APIRouter(prefix="/internal", tags=["internal"])
 

@@ -14,13 +14,13 @@ from sqlalchemy.exc import IntegrityError
 from starlette.exceptions import HTTPException
 
 from api.deps import CurrentActor, SessionDep, SettingsDep
-from api.errors import Conflict
 from api.schemas import VariablesRead, VariablesUpdate
-from api.store import audit, environment_by_name, get_or_404
-from api.variables import invalid_variables, variable_layers
 from core.models import Environment, Service, Variable
 from core.secrets import SecretBox
 from core.settings import Settings
+from domain.errors import Conflict
+from domain.store import audit, environment_by_name, get_or_404
+from domain.variables import invalid_variables, variable_layers
 
 router = APIRouter(prefix="/v1/services/{service_id}/variables", tags=["variables"])
 

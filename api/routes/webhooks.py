@@ -18,18 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.exceptions import HTTPException
 
-from api.deploys import submit
 from api.deps import CurrentActor, SessionDep, SettingsDep, TemporalDep
-from api.releases import start_teardown
-from api.store import audit, get_or_404
-from api.webhooks import (
-    Outcome,
-    apply_pull_request,
-    apply_push,
-    new_webhook_secret,
-    processed_delivery,
-    webhook_secret,
-)
 from core.models import Project, WebhookDelivery, new_id
 from core.secrets import SecretBox
 from core.settings import Settings
@@ -44,6 +33,18 @@ from core.webhooks import (
     delivery_id,
     parse_events,
     verify_signature,
+)
+from domain.deploys import submit
+from domain.errors import DomainError
+from domain.releases import start_teardown
+from domain.store import audit, get_or_404
+from domain.webhooks import (
+    Outcome,
+    apply_pull_request,
+    apply_push,
+    new_webhook_secret,
+    processed_delivery,
+    webhook_secret,
 )
 
 router = APIRouter(tags=["webhooks"])
@@ -155,12 +156,12 @@ async def receive_webhook(
     for teardown in outcome.teardowns:
         try:
             await start_teardown(temporal, settings, teardown)
-        except HTTPException as exc:
+        except DomainError as exc:
             failures.append(f"teardown of {teardown.environment_id}: {exc.detail}")
     for pending in outcome.deployments:
         try:
             await submit(session, settings, temporal, pending)
-        except HTTPException as exc:  # recorded on the deployment (FAILED at submit)
+        except DomainError as exc:  # recorded on the deployment (FAILED at submit)
             failures.append(f"{pending.deployment.id}: {exc.detail}")
     answer = DeliveryRead.model_validate(record).model_dump(mode="json")
     if failures:

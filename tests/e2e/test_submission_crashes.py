@@ -1,7 +1,7 @@
 """The API killed between recording a deployment and Temporal knowing of it: the deploy still completes,
 exactly once. The real platform (`dockyard up`: its supervisor restarts the API), the real API process
-dying at a submission point (DOCKYARD_TEST_CRASH_FILE, api/crash_points.py: os._exit, like SIGKILL),
-the relay of the restarted API (api/submissions.py) finishing the job.
+dying at a submission point (DOCKYARD_TEST_CRASH_FILE, domain/crash_points.py: os._exit, like SIGKILL),
+the relay of the restarted API (domain/submissions.py) finishing the job.
 
 - `before-submit`: the deployment (or the webhook delivery with its deployment) is committed; Temporal
   was never called.

@@ -14,13 +14,13 @@ from sqlalchemy import select
 from temporalio.exceptions import ApplicationError
 
 from activities.agents import AgentActivities
-from api.deploys import new_deployment, service_variables
-from api.variables import MAX_BASE_LEVELS, build_variables, effective_variables, invalid_variables
 from core.contracts import SourceSpec
 from core.db import Database
 from core.models import AuditEvent, Environment, Service, Variable
 from core.release import replica_specs
 from core.secrets import SecretBox
+from domain.deploys import new_deployment, service_variables
+from domain.variables import MAX_BASE_LEVELS, build_variables, effective_variables, invalid_variables
 from tests.support.api import SECRET_KEY, api_settings, running_api
 from tests.support.registry import free_port
 

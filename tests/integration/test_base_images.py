@@ -18,10 +18,10 @@ import pytest
 from redis.asyncio import Redis
 from temporalio.testing import ActivityEnvironment
 
-from activities.build_logs import read_build_log
 from activities.builds import BuildActivities
 from activities.registry import RegistryActivities
 from core.build import BuildRequest, BuiltImage
+from core.build_logs import read_build_log
 from core.settings import Settings, load_settings
 from tests.support import missing_component
 from tests.support.components import REPO_ROOT

@@ -24,11 +24,11 @@ from redis.asyncio import Redis
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
-from activities.build_logs import decode_published, follow_build_log, log_channel, log_key, read_build_log
 from activities.builds import BuildActivities
 from activities.registry import RegistryActivities
 from cli.baseimage import busybox_rootfs, ensure_busybox_base
 from core.build import BuildRequest, BuiltImage, buildkit_memory_cgroup
+from core.build_logs import decode_published, follow_build_log, log_channel, log_key, read_build_log
 from core.settings import Settings, load_settings
 from tests.support import missing_component
 from tests.support.redis_server import RedisServer

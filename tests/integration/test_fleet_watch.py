@@ -17,6 +17,7 @@ from core.db import Database
 from core.fleet import MISSING_AFTER_SECONDS, missing_replicas_of_active_deployments
 from core.models import Node, Replica
 from core.settings import load_settings
+from domain.releases import TemporalConnection
 from tests.integration.test_database import add_deployment, seed
 from tests.integration.test_placement import add_node
 
@@ -36,15 +37,14 @@ async def test_a_silent_node_goes_down_only_after_the_limit(database: Database, 
             update(Node).where(Node.id.in_([stale, cordoned])).values(last_heartbeat_at=long_ago)
         )
 
-    down = await ActivityEnvironment().run(FleetActivities(database, settings).mark_silent_nodes)
+    fleet = FleetActivities(database, settings, TemporalConnection(settings))
+    down = await ActivityEnvironment().run(fleet.mark_silent_nodes)
 
     assert sorted(down) == sorted([stale, cordoned])
     async with database.session() as session:
         states = {node_id: (await session.get(Node, node_id)).state for node_id in (fresh, stale, cordoned)}  # type: ignore[union-attr]
     assert states == {fresh: "READY", stale: "DOWN", cordoned: "DOWN"}
-    assert (
-        await ActivityEnvironment().run(FleetActivities(database, settings).mark_silent_nodes) == []
-    )  # once
+    assert await ActivityEnvironment().run(fleet.mark_silent_nodes) == []  # once
 
     for node_id in (stale, cordoned):  # they report again
         async with database.transaction() as session:

@@ -29,7 +29,7 @@ PINNED = "127.0.0.1:5000/acme/web@sha256:" + "a" * 64
 async def api(
     database: Database, tmp_path: Path, temporal_server: TemporalDevServer, monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[httpx.AsyncClient]:
-    monkeypatch.setattr("api.releases.ACCEPT_WAIT_SECONDS", 0.2)  # no worker: QUEUED after the wait
+    monkeypatch.setattr("domain.releases.ACCEPT_WAIT_SECONDS", 0.2)  # no worker: QUEUED after the wait
     async with running_api(api_settings(database, tmp_path, temporal_server.address)) as client:
         yield client
 
@@ -151,7 +151,7 @@ async def test_scale_to_the_current_count_answers_the_active_deployment(
 async def test_scale_in_place_with_no_worker_says_so(
     api: httpx.AsyncClient, database: Database, service: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("api.scaling.SCALE_ACCEPT_SECONDS", 0.5)
+    monkeypatch.setattr("domain.scaling.SCALE_ACCEPT_SECONDS", 0.5)
     await released(api, database, service, "ACTIVE")
     response = await api.post(f"/v1/services/{service['id']}/scale", json={"replicas": 3})
     assert response.status_code == 503 and "is `dockyard worker` running?" in response.json()["detail"]

@@ -1,6 +1,6 @@
 """Deployments reach Temporal exactly once whatever happens between the database and Temporal: the API
 over both databases and a real Temporal server, the real workflows on a worker with fake activities
-(tests/workflows/harness.py), the relay's passes run by the test (api/submissions.py).
+(tests/workflows/harness.py), the relay's passes run by the test (domain/submissions.py).
 
 A deployment recorded and never submitted is what an API killed right after its commit leaves (the
 e2e tests kill the real process there: tests/e2e/test_submission_crashes.py); a call whose answer
@@ -23,14 +23,14 @@ from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.releases import closed_releases
-from api.deploys import new_deployment
-from api.releases import TemporalConnection, submit_deploy
-from api.store import environment_by_name
-from api.submissions import UNCONFIRMED, relay_once
 from core.contracts import DeploymentStatus, DeployRequest, SourceSpec
 from core.db import Database
 from core.models import Deployment, Service, utcnow
 from core.settings import Settings
+from domain.deploys import new_deployment
+from domain.releases import TemporalConnection, submit_deploy
+from domain.store import environment_by_name
+from domain.submissions import UNCONFIRMED, relay_once
 from tests.support.api import api_settings, running_api
 from tests.support.components import TemporalDevServer
 from tests.support.tcp_proxy import TcpProxy, tcp_proxy
@@ -95,7 +95,7 @@ async def api(
     temporal_client: Client,
     monkeypatch: pytest.MonkeyPatch,
 ) -> AsyncIterator[Api]:
-    monkeypatch.setattr("api.submissions.RELAY_INTERVAL_SECONDS", 3600)  # the test runs the passes
+    monkeypatch.setattr("domain.submissions.RELAY_INTERVAL_SECONDS", 3600)  # the test runs the passes
     async with harness(temporal_client) as dockyard, tcp_proxy(temporal_server.address) as proxy:
         queues = {
             "temporal_task_queue": dockyard.settings.temporal_task_queue,
@@ -175,7 +175,7 @@ async def test_a_deployment_still_queued_in_its_service_workflow_is_not_queued_t
 async def test_a_submission_whose_answer_is_lost_stays_queued_and_the_relay_confirms_it(
     api: Api, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("api.deploys.SUBMIT_TIMEOUT_SECONDS", 1.0)
+    monkeypatch.setattr("domain.deploys.SUBMIT_TIMEOUT_SECONDS", 1.0)
     service = await api.new_service()
     baseline = await api.deploy(service)  # connects the API through the proxy; answered at once
     assert (await api.row(baseline["id"])).submitted_at is not None

@@ -21,7 +21,7 @@ import httpx
 import pytest
 from temporalio.client import Client, WorkflowFailureError
 
-from api.crash_points import CRASH_FILE_VARIABLE
+from domain.crash_points import CRASH_FILE_VARIABLE
 from tests.support.components import REPO_ROOT, TESTS_CACHE_ENV
 from tests.support.images import SESSION_REGISTRIES, build_http_image
 from tests.support.registry import free_port
@@ -127,7 +127,7 @@ def platform_env(state_dir: Path) -> dict[str, str]:
         # Shorter than the default 10 s: every release keeps its previous replicas through the window,
         # and many tests wait for them to go. Tests of the window itself set their own.
         "DOCKYARD_STABILITY_WINDOW_SECONDS": "3",
-        # The API dies at the submission point this file names, once (api/crash_points.py); absent: never.
+        # The API dies at the submission point this file names, once (domain/crash_points.py); absent: never.
         CRASH_FILE_VARIABLE: str(state_dir / CRASH_FILE_NAME),
     }
 

@@ -12,9 +12,10 @@ from temporalio.client import WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
-from api.releases import DeployRefused, DeployUnconfirmed, submit_deploy
 from core.contracts import DeployAccepted, DeployRequest
 from core.settings import load_settings
+from domain.errors import Conflict, DomainError, Unavailable
+from domain.releases import DeployRefused, DeployUnconfirmed, submit_deploy
 
 REQUEST = DeployRequest(
     deployment_id="dep-a",
@@ -67,20 +68,24 @@ async def test_the_service_workflow_already_having_it_is_accepted(outcome: Excep
 
 
 @pytest.mark.parametrize(
-    ("outcome", "status_code"),
+    ("outcome", "answer"),
     [
-        pytest.param(rejected("deployment dep-b is already queued"), 409, id="another-deployment-queued"),
-        pytest.param(rejected("deploy for service/svc-a/env-a sent to service/x/y"), 409, id="wrong-entity"),
-        pytest.param(rpc(RPCStatusCode.INVALID_ARGUMENT), 503, id="invalid-argument"),
-        pytest.param(rpc(RPCStatusCode.PERMISSION_DENIED), 503, id="permission-denied"),
-        pytest.param(rpc(RPCStatusCode.RESOURCE_EXHAUSTED), 503, id="rate-limited"),
-        pytest.param(rpc(RPCStatusCode.NOT_FOUND), 503, id="namespace-not-found"),
+        pytest.param(
+            rejected("deployment dep-b is already queued"), Conflict, id="another-deployment-queued"
+        ),
+        pytest.param(
+            rejected("deploy for service/svc-a/env-a sent to service/x/y"), Conflict, id="wrong-entity"
+        ),
+        pytest.param(rpc(RPCStatusCode.INVALID_ARGUMENT), Unavailable, id="invalid-argument"),
+        pytest.param(rpc(RPCStatusCode.PERMISSION_DENIED), Unavailable, id="permission-denied"),
+        pytest.param(rpc(RPCStatusCode.RESOURCE_EXHAUSTED), Unavailable, id="rate-limited"),
+        pytest.param(rpc(RPCStatusCode.NOT_FOUND), Unavailable, id="namespace-not-found"),
     ],
 )
-async def test_a_refusal_is_refused(outcome: Exception, status_code: int) -> None:
+async def test_a_refusal_is_refused(outcome: Exception, answer: type[DomainError]) -> None:
     with pytest.raises(DeployRefused) as refused:
         await submit(outcome)
-    assert refused.value.status_code == status_code
+    assert type(refused.value.error) is answer
 
 
 @pytest.mark.parametrize(

@@ -9,9 +9,9 @@ import pytest
 from temporalio.client import WorkflowUpdateFailedError, WorkflowUpdateStage
 
 from activities.contracts import ReplicaBatch, ReplicaIds, RouteSpec
-from api.errors import Conflict
-from api.scaling import submit_scale
 from core.contracts import DeploymentStatus
+from domain.errors import Conflict
+from domain.scaling import submit_scale
 from tests.workflows.fakes import NODE, Gate
 from tests.workflows.harness import Dockyard
 from workflows.scale import ScaleResult

@@ -24,10 +24,15 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
-from starlette.exceptions import HTTPException
 from temporalio.client import Client
 
-from api.releases import (
+from core.contracts import DeploymentStatus, DeployRequest
+from core.db import Database
+from core.models import Deployment, utcnow
+from core.settings import Settings
+from core.submissions import RelayPlan, Unsubmitted, plan_relay
+from domain.errors import Unavailable
+from domain.releases import (
     DeployRefused,
     DeployUnconfirmed,
     TemporalConnection,
@@ -35,11 +40,6 @@ from api.releases import (
     submit_deploy,
     within,
 )
-from core.contracts import DeploymentStatus, DeployRequest
-from core.db import Database
-from core.models import Deployment, utcnow
-from core.settings import Settings
-from core.submissions import RelayPlan, Unsubmitted, plan_relay
 
 logger = logging.getLogger("dockyard.submissions")
 
@@ -138,7 +138,7 @@ async def relay_forever(db: Database, settings: Settings, temporal: TemporalConn
     while True:
         try:
             await relay_once(db, settings, temporal)
-        except HTTPException as exc:  # Temporal unreachable: the outbox waits for it
+        except Unavailable as exc:  # Temporal unreachable: the outbox waits for it
             logger.warning("submission relay: %s", exc.detail)
         except Exception:
             logger.exception("submission relay failed; retrying in %gs", RELAY_INTERVAL_SECONDS)

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.errors import Conflict
 from core.models import Environment, Project, Service
 from core.naming import hostname_label, label_owners, service_hostname
+from domain.errors import Conflict
 
 Pair = tuple[str, str]  # (service slug, environment name)
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 
-from starlette.exceptions import HTTPException
 from temporalio.client import (
     Client,
     WorkflowUpdateFailedError,
@@ -15,8 +14,8 @@ from temporalio.client import (
 )
 from temporalio.service import RPCError, RPCStatusCode
 
-from api.errors import Conflict
 from core.naming import service_workflow_id
+from domain.errors import Conflict, Unavailable
 from workflows.service import ScaleRequest, ServiceWorkflow
 
 # A worker accepts (or refuses) the update within milliseconds; past this, none is running.
@@ -42,8 +41,7 @@ async def submit_scale(client: Client, request: ScaleRequest) -> None:
             )
         await _raise_if_refused(update)
     except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError):
-        raise HTTPException(
-            503,
+        raise Unavailable(
             f"no worker accepted the scale within {SCALE_ACCEPT_SECONDS:g}s: is `dockyard worker` running?",
         ) from None
     except WorkflowUpdateFailedError as exc:
@@ -52,7 +50,7 @@ async def submit_scale(client: Client, request: ScaleRequest) -> None:
     except RPCError as exc:
         if exc.status == RPCStatusCode.NOT_FOUND:
             raise NoServiceWorkflow(exc.message) from None
-        raise HTTPException(503, f"Temporal refused the scale: {exc.message}") from None
+        raise Unavailable(f"Temporal refused the scale: {exc.message}") from None
 
 
 async def _raise_if_refused(update: WorkflowUpdateHandle[object]) -> None:

@@ -7,7 +7,6 @@ from collections.abc import Awaitable
 from datetime import timedelta
 from typing import Any, TypeVar
 
-from starlette.exceptions import HTTPException
 from temporalio.client import (
     Client,
     WithStartWorkflowOperation,
@@ -23,6 +22,7 @@ from core.contracts import DeployAccepted, DeployRequest
 from core.naming import deploy_workflow_id, service_workflow_id
 from core.settings import Settings
 from core.temporal import connect, search_attributes
+from domain.errors import Conflict, DomainError, Unavailable
 from workflows.service import ServiceWorkflow, ServiceWorkflowInput
 from workflows.teardown import TeardownRequest, TeardownWorkflow, teardown_workflow_id
 
@@ -36,10 +36,15 @@ T = TypeVar("T")
 class TemporalConnection:
     """Connects on first use, so the API serves reads while Temporal is still starting."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, client: Client | None = None) -> None:
         self._settings = settings
-        self._client: Client | None = None
+        self._client = client
         self._lock = asyncio.Lock()
+
+    @classmethod
+    def of(cls, settings: Settings, client: Client) -> TemporalConnection:
+        """The connection a process has already (the worker's)."""
+        return cls(settings, client)
 
     async def get(self) -> Client:
         async with self._lock:
@@ -47,24 +52,25 @@ class TemporalConnection:
                 try:
                     self._client = await connect(self._settings)
                 except Exception as exc:
-                    raise HTTPException(
-                        503, f"Temporal is unavailable at {self._settings.temporal_address}: {exc}"
+                    raise Unavailable(
+                        f"Temporal is unavailable at {self._settings.temporal_address}: {exc}"
                     ) from None
             return self._client
 
 
 class DeployRefused(Exception):
-    """Temporal answered and did not take the deployment: nothing of it runs."""
+    """Temporal answered and did not take the deployment: nothing of it runs. `error` is the answer
+    to the caller (the entity refused it: Conflict; Temporal refused the call: Unavailable)."""
 
-    def __init__(self, status_code: int, reason: str) -> None:
-        super().__init__(reason)
-        self.status_code = status_code
-        self.reason = reason
+    def __init__(self, error: DomainError) -> None:
+        super().__init__(error.detail)
+        self.error = error
+        self.reason = error.detail
 
 
 class DeployUnconfirmed(Exception):
     """The call ended without an answer that says whether Temporal has the deployment (a timeout, a
-    connection lost mid-call): it may run. Ask Temporal again (the relay, api/submissions.py)."""
+    connection lost mid-call): it may run. Ask Temporal again (the relay, domain/submissions.py)."""
 
 
 # Status codes with which Temporal answers a call it did not carry out. Any other failure
@@ -128,10 +134,10 @@ async def submit_deploy(client: Client, settings: Settings, request: DeployReque
     except WorkflowUpdateFailedError as exc:
         if already_has(exc, request.deployment_id):
             return _accepted(request)
-        raise DeployRefused(409, f"deploy rejected: {exc.cause or exc}") from None
+        raise DeployRefused(Conflict(f"deploy rejected: {exc.cause or exc}")) from None
     except RPCError as exc:
         if exc.status in REFUSALS:
-            raise DeployRefused(503, f"Temporal refused the deploy: {exc.message}") from None
+            raise DeployRefused(Unavailable(f"Temporal refused the deploy: {exc.message}")) from None
         raise DeployUnconfirmed(f"Temporal did not answer the deploy: {exc.message}") from None
     except Exception as exc:  # e.g. the SDK's "connection lost": what reached the server is unknown
         raise DeployUnconfirmed(f"Temporal did not answer the deploy: {exc!r}") from None
@@ -193,7 +199,7 @@ async def start_teardown(temporal: TemporalConnection, settings: Settings, reque
             search_attributes=search_attributes(environment_id=request.environment_id),
         )
     except RPCError as exc:
-        raise HTTPException(503, f"Temporal refused the teardown: {exc.message}") from None
+        raise Unavailable(f"Temporal refused the teardown: {exc.message}") from None
     return workflow_id
 
 

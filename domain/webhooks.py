@@ -13,14 +13,14 @@ from urllib.parse import urlsplit
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.deploys import CommitInfo, PendingDeployment, new_deployment, service_variables
-from api.hostnames import services_with_free_hostnames
-from api.store import environment_by_name
 from core.contracts import SourceSpec
 from core.models import Environment, Project, Service, WebhookDelivery
 from core.secrets import SecretBox
 from core.settings import Settings
 from core.webhooks import Commit, DeployCommit, PullRequest, PullRequestAction, Push, Repository, decide_push
+from domain.deploys import CommitInfo, PendingDeployment, new_deployment, service_variables
+from domain.hostnames import services_with_free_hostnames
+from domain.store import environment_by_name
 from workflows.teardown import TeardownRequest
 
 

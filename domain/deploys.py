@@ -4,7 +4,7 @@ Two phases, so that a caller can record several deployments (and what caused the
 transaction before any of them starts:
 
     pending = new_deployment(session, settings, service, environment, source, commit)
-    await session.commit()    # recorded with its DeployRequest: the outbox (api/submissions.py)
+    await session.commit()    # recorded with its DeployRequest: the outbox (domain/submissions.py)
     await submit(session, settings, temporal, pending)   # FAILED at `submit` only if Temporal refuses
 
 A crash between the two, or an answer from Temporal that never arrives, leaves the deployment in
@@ -17,18 +17,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
-from starlette.exceptions import HTTPException
 
-from api.crash_points import crash_point
-from api.releases import DeployRefused, DeployUnconfirmed, TemporalConnection, submit_deploy, within
-from api.store import audit
-from api.submissions import SUBMIT_TIMEOUT_SECONDS, mark_refused, mark_submitted, mark_unconfirmed
-from api.variables import build_variables, effective_variables
 from core.contracts import BuildOptions, DeploymentStatus, DeployRequest, PlacementSettings, SourceSpec
 from core.models import Deployment, Environment, Service, new_id
 from core.naming import deploy_workflow_id, service_hostname
 from core.secrets import SecretBox
 from core.settings import Settings
+from domain.crash_points import crash_point
+from domain.errors import Unavailable
+from domain.releases import DeployRefused, DeployUnconfirmed, TemporalConnection, submit_deploy, within
+from domain.store import audit
+from domain.submissions import SUBMIT_TIMEOUT_SECONDS, mark_refused, mark_submitted, mark_unconfirmed
+from domain.variables import build_variables, effective_variables
 
 COMMIT_MESSAGE_MAX = 500
 
@@ -197,21 +197,21 @@ async def submit(
     """Hand a committed deployment to its service's workflow and record that Temporal has it.
 
     Temporal refuses it, or cannot be reached before anything is sent: it ends FAILED at `submit`
-    with the reason (raised as an HTTPException). Temporal does not say (a timeout, a connection lost
-    mid-call): it stays QUEUED, noted unconfirmed, and the relay (api/submissions.py) asks Temporal
+    with the reason (raised as a DomainError). Temporal does not say (a timeout, a connection lost
+    mid-call): it stays QUEUED, noted unconfirmed, and the relay (domain/submissions.py) asks Temporal
     and submits it again if need be. It is never FAILED while Temporal may be running it."""
     deployment_id = pending.deployment.id
     try:
         client = await temporal.get()
-    except HTTPException as exc:
-        await mark_refused(session, deployment_id, str(exc.detail))
+    except Unavailable as exc:
+        await mark_refused(session, deployment_id, exc.detail)
         raise
     crash_point("before-submit")
     try:
         await within(SUBMIT_TIMEOUT_SECONDS, submit_deploy(client, settings, pending.request))
     except DeployRefused as exc:
         await mark_refused(session, deployment_id, exc.reason)
-        raise HTTPException(exc.status_code, exc.reason) from None
+        raise exc.error from None
     except DeployUnconfirmed as exc:
         await mark_unconfirmed(session, deployment_id, str(exc))
         return

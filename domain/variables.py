@@ -13,9 +13,8 @@ from typing import NamedTuple
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
-from starlette.exceptions import HTTPException
 
-from api.schemas import (
+from core.limits import (
     RESERVED_VARIABLES,
     VARIABLE_NAME_MAX_LENGTH,
     VARIABLE_NAME_PATTERN,
@@ -24,6 +23,7 @@ from api.schemas import (
 from core.models import Environment, Service, Variable
 from core.planner.environment import PREFIX as PLANNER_PREFIX
 from core.secrets import SecretBox
+from domain.errors import Unavailable
 
 # production ← staging ← pr-12 is two levels; a longer chain is a misconfiguration, not a reason
 # to walk the table.
@@ -117,4 +117,4 @@ def _decrypt(box: SecretBox, row: Variable) -> str:
     try:
         return box.decrypt(row.value)
     except ValueError as exc:  # stored with another key: the operator must restore the key
-        raise HTTPException(503, f"variables.{row.name}: {exc}") from None
+        raise Unavailable(f"variables.{row.name}: {exc}") from None

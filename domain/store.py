@@ -9,9 +9,9 @@ from urllib.parse import urlsplit
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.errors import NotFound
 from core.models import AuditEvent, Base, Environment, Route, Service
 from core.naming import service_hostname, service_slug_candidates
+from domain.errors import NotFound
 
 M = TypeVar("M", bound=Base)
 
