@@ -21,7 +21,7 @@ from core.db import Database
 from core.models import Deployment, Node, RevokedCertificate
 from core.reconcile import DeploymentFacts, releases_to_check, unowned_replicas
 from core.scheduler import NodeState
-from core.secrets import SecretBox, SecretKeyMissing
+from core.secrets import SecretKeyMissing, secret_box
 from core.settings import Settings
 from core.stability import HealthPolicy, Streak, Verdict, Watch, crash_reason, judge_health, judge_stability
 
@@ -96,9 +96,8 @@ class AgentActivities:
         """The spec as the agent runs it: the service's variables unsealed, Dockyard's own on top."""
         if spec.sealed_env is None:
             return spec
-        key = self.settings.secret_key.get_secret_value() if self.settings.secret_key else None
         try:
-            variables = SecretBox(key).unseal(spec.sealed_env)
+            variables = secret_box(self.settings).unseal(spec.sealed_env)
         except (SecretKeyMissing, ValueError) as exc:
             raise ApplicationError(
                 f"the service's variables cannot be read on this worker: {exc}",

@@ -90,7 +90,8 @@ class NodeActivities:
 
 
 def reserved(config: dict[str, Any]) -> Resources:
-    """What one replica of a deployment reserves on its node, from its configuration snapshot."""
+    """What one replica of a deployment reserves on its node, from its configuration snapshot
+    (DeploymentConfig, stored as JSON; only the reservations are read)."""
     return Resources(
         cpu_millis=int(config.get("cpu_millis") or 0), memory_mb=int(config.get("memory_mb") or 0)
     )

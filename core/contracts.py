@@ -181,6 +181,35 @@ class PlacementSettings(Contract):
     strategy: Literal["spread", "binpack"] = "spread"
 
 
+class DeploymentConfig(BaseModel):
+    """The configuration a deployment runs with, kept with it (Deployment.config, JSON): what a
+    rollback to it runs again, what its replicas reserve on their nodes. Snapshots recorded by
+    older versions may lack keys (domain/deploys.py fills them); keys this version does not know
+    are ignored."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    port: int
+    replicas: int
+    health_check_path: str | None = None
+    start_command: str | None = None
+    cpu_millis: int | None = None
+    memory_mb: int | None = None
+    constraints: list[str] = Field(default_factory=list)
+    placement_strategy: Literal["spread", "binpack"] = "spread"
+    overlap_seconds: float | None = None
+    draining_seconds: int | None = None
+
+    @property
+    def placement(self) -> PlacementSettings:
+        return PlacementSettings(
+            cpu_millis=self.cpu_millis,
+            memory_mb=self.memory_mb,
+            constraints=self.constraints,
+            strategy=self.placement_strategy,
+        )
+
+
 class DeployRequest(Contract):
     """A request to release one deployment of a service in an environment."""
 

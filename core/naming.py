@@ -15,6 +15,26 @@ def scale_workflow_id(service_id: str, environment_id: str, deployment_id: str, 
     return f"scale/{service_id}/{environment_id}/{deployment_id}/{replicas}"
 
 
+def teardown_workflow_id(environment_id: str) -> str:
+    return f"teardown/{environment_id}"
+
+
+def pool_workflow_id(pool_id: str) -> str:
+    return f"pool/{pool_id}"
+
+
+def provision_workflow_id(node_id: str) -> str:
+    return f"provision/{node_id}"
+
+
+def decommission_workflow_id(node_id: str) -> str:
+    return f"decommission/{node_id}"
+
+
+# The one fleet watch of a control plane.
+FLEET_WATCH_ID = "fleet-watch"
+
+
 def replica_id(deployment_id: str, index: int) -> str:
     return f"{deployment_id.replace('_', '-')}-{index}"
 

@@ -42,18 +42,6 @@ IN_FLIGHT = frozenset({PoolNodeState.PROVISIONING, PoolNodeState.ENROLLING})
 ENDED = frozenset({PoolNodeState.FAILED, PoolNodeState.DESTROYED})
 
 
-def pool_workflow_id(pool_id: str) -> str:
-    return f"pool/{pool_id}"
-
-
-def provision_workflow_id(node_id: str) -> str:
-    return f"provision/{node_id}"
-
-
-def decommission_workflow_id(node_id: str) -> str:
-    return f"decommission/{node_id}"
-
-
 class PoolPolicy(Contract):
     replace_down_after_seconds: float = Field(default=300, gt=0)
     retry_after_failure_seconds: float = Field(default=15, gt=0, description="first backoff after a failure")

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 from cryptography.fernet import Fernet, InvalidToken
+
+if TYPE_CHECKING:
+    from core.settings import Settings
 
 
 class SecretKeyMissing(Exception):
@@ -45,3 +49,8 @@ class SecretBox:
     def unseal(self, token: str) -> dict[str, str]:
         values: dict[str, str] = json.loads(self.decrypt(token))
         return values
+
+
+def secret_box(settings: Settings) -> SecretBox:
+    """The platform's box (DOCKYARD_SECRET_KEY); one without a key refuses to store or read."""
+    return SecretBox(settings.secret_key.get_secret_value() if settings.secret_key else None)

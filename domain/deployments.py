@@ -9,7 +9,7 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.contracts import DeploymentStatus, SourceSpec
+from core.contracts import DeploymentConfig, DeploymentStatus, SourceSpec
 from core.models import Deployment, Environment, Service
 from core.settings import Settings
 from domain.deploys import new_deployment, release_again, service_variables, submit
@@ -145,7 +145,7 @@ async def active_deployment(session: AsyncSession, service_id: str, environment_
 async def _scaled_in_place(temporal: TemporalConnection, active: Deployment, replicas: int) -> bool:
     """Hand the scale to the service's entity workflow (nothing to do at the current count); False
     when that workflow is not running, so nothing can scale the deployment in place."""
-    if active.config.get("replicas") == replicas:
+    if DeploymentConfig.model_validate(active.config).replicas == replicas:
         return True
     request = ScaleRequest(
         service_id=active.service_id,

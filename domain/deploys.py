@@ -14,14 +14,19 @@ the outbox; the relay in the API process submits it again, keyed by its id, so i
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.contracts import BuildOptions, DeploymentStatus, DeployRequest, PlacementSettings, SourceSpec
+from core.contracts import (
+    BuildOptions,
+    DeploymentConfig,
+    DeploymentStatus,
+    DeployRequest,
+    SourceSpec,
+)
 from core.models import Deployment, Environment, Service, new_id
 from core.naming import deploy_workflow_id, service_hostname
-from core.secrets import SecretBox
+from core.secrets import secret_box
 from core.settings import Settings
 from domain.crash_points import crash_point
 from domain.errors import Unavailable
@@ -67,9 +72,9 @@ def new_deployment(
     and its configuration snapshot, no build; `replicas` overrides the replica count."""
     variables = variables or {}
     deployment_id = new_id("dep")
-    config = dict(release_of.config) if release_of is not None else _config_of(service)
+    config = snapshot_of(release_of, service) if release_of is not None else config_of(service)
     if replicas is not None:
-        config["replicas"] = replicas
+        config = config.model_copy(update={"replicas": replicas})
     image = release_of.image_ref if release_of is not None else service.image
     if release_of is not None:
         source = SourceSpec(kind="image", release_of=release_of.id)
@@ -81,7 +86,7 @@ def new_deployment(
         image=image if source.kind == "image" else None,
         builder="image" if source.kind == "image" else None,
         source=source.model_dump(exclude_none=True),
-        config=config,
+        config=config.model_dump(mode="json"),
         status=DeploymentStatus.QUEUED.value,
         workflow_id=deploy_workflow_id(service.id, environment.id, deployment_id),
     )
@@ -103,41 +108,46 @@ def new_deployment(
             root_directory=service.root_directory,
             dockerfile_path=service.dockerfile_path,
             build_command=service.build_command,
-            start_command=config.get("start_command", service.start_command),
+            start_command=config.start_command,
             variables=build_variables(variables),
         ),
         image_repository=f"{settings.registry_host}/{service.slug}",
-        replicas=config.get("replicas", service.replicas),
-        port=config.get("port", service.port),
-        sealed_env=SecretBox(_key(settings)).seal(variables) if variables else None,
-        health_check_path=config.get("health_check_path", service.health_check_path),
-        placement=PlacementSettings(
-            cpu_millis=config.get("cpu_millis"),
-            memory_mb=config.get("memory_mb"),
-            constraints=config.get("constraints", []),
-            strategy=config.get("placement_strategy", "spread"),
-        ),
-        overlap_seconds=config.get("overlap_seconds"),
-        draining_seconds=config.get("draining_seconds"),
+        replicas=config.replicas,
+        port=config.port,
+        sealed_env=secret_box(settings).seal(variables) if variables else None,
+        health_check_path=config.health_check_path,
+        placement=config.placement,
+        overlap_seconds=config.overlap_seconds,
+        draining_seconds=config.draining_seconds,
     )
     deployment.release_request = request.model_dump(mode="json")
     return PendingDeployment(deployment, request)
 
 
-def _config_of(service: Service) -> dict[str, Any]:
-    """The configuration snapshot a deployment keeps: what a rollback to it runs again."""
-    return {
-        "port": service.port,
-        "replicas": service.replicas,
-        "health_check_path": service.health_check_path,
-        "start_command": service.start_command,
-        "cpu_millis": service.cpu_millis,
-        "memory_mb": service.memory_mb,
-        "constraints": list(service.constraints),
-        "placement_strategy": service.placement_strategy,
-        "overlap_seconds": service.overlap_seconds,
-        "draining_seconds": service.draining_seconds,
-    }
+# What a snapshot recorded before a key existed runs with: the service's current value.
+FROM_SERVICE = ("port", "replicas", "health_check_path", "start_command")
+
+
+def config_of(service: Service) -> DeploymentConfig:
+    """The configuration snapshot a new deployment of the service keeps."""
+    return DeploymentConfig(
+        port=service.port,
+        replicas=service.replicas,
+        health_check_path=service.health_check_path,
+        start_command=service.start_command,
+        cpu_millis=service.cpu_millis,
+        memory_mb=service.memory_mb,
+        constraints=list(service.constraints),
+        placement_strategy=service.placement_strategy,  # type: ignore[arg-type]
+        overlap_seconds=service.overlap_seconds,
+        draining_seconds=service.draining_seconds,
+    )
+
+
+def snapshot_of(deployment: Deployment, service: Service) -> DeploymentConfig:
+    """The configuration `deployment` was recorded with, what a rollback to it runs again."""
+    recorded = {key: getattr(service, key) for key in FROM_SERVICE} | deployment.config
+    return DeploymentConfig.model_validate(recorded)
 
 
 def _commit_of(deployment: Deployment) -> CommitInfo | None:
@@ -188,7 +198,7 @@ async def service_variables(
     session: AsyncSession, settings: Settings, service: Service, environment: Environment
 ) -> dict[str, str]:
     """The variables a deploy of `service` to `environment` runs with (inherited ones included)."""
-    return await effective_variables(session, SecretBox(_key(settings)), service, environment)
+    return await effective_variables(session, secret_box(settings), service, environment)
 
 
 async def submit(
@@ -223,7 +233,3 @@ def _subject(message: str | None) -> str | None:
     if not message:
         return None
     return message.strip().split("\n", 1)[0][:COMMIT_MESSAGE_MAX]
-
-
-def _key(settings: Settings) -> str | None:
-    return settings.secret_key.get_secret_value() if settings.secret_key else None

@@ -19,12 +19,12 @@ from temporalio.exceptions import FailureError
 from temporalio.service import RPCError, RPCStatusCode
 
 from core.contracts import DeployAccepted, DeployRequest
-from core.naming import deploy_workflow_id, service_workflow_id
+from core.naming import deploy_workflow_id, service_workflow_id, teardown_workflow_id
 from core.settings import Settings
 from core.temporal import connect, search_attributes
 from domain.errors import Conflict, DomainError, Unavailable
 from workflows.service import ServiceWorkflow, ServiceWorkflowInput
-from workflows.teardown import TeardownRequest, TeardownWorkflow, teardown_workflow_id
+from workflows.teardown import TeardownRequest, TeardownWorkflow
 
 # How long a deploy waits for a worker to accept it before it is answered as queued.
 ACCEPT_WAIT_SECONDS = 3.0

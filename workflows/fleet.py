@@ -28,7 +28,6 @@ with workflow.unsafe.imports_passed_through():
     from core.contracts import Contract
     from workflows.deploy import QUICK, SLOW
 
-FLEET_WATCH_ID = "fleet-watch"
 ROUNDS_PER_RUN = 300
 RECONCILE_EVERY = 15  # rounds: every 30 s with the default 2 s interval
 RECONCILE_UNOWNED = "reconcile-unowned-replicas"  # workflow.patched: runs begun before it never did

@@ -58,10 +58,8 @@ with workflow.unsafe.imports_passed_through():
         PveTaskRequest,
     )
     from core.contracts import Contract
-    from core.pools import (
-        PoolNodeState,
-        pool_workflow_id,
-    )
+    from core.naming import pool_workflow_id
+    from core.pools import PoolNodeState
     from core.proxmox.placement import PveNodeChoice
     from core.proxmox.spec import NodePoolSpec
 

@@ -35,14 +35,8 @@ with workflow.unsafe.imports_passed_through():
         PoolSnapshot,
     )
     from core.contracts import Contract
-    from core.pools import (
-        PoolNodeState,
-        PoolPlan,
-        PoolPolicy,
-        decommission_workflow_id,
-        plan_pool,
-        provision_workflow_id,
-    )
+    from core.naming import decommission_workflow_id, provision_workflow_id
+    from core.pools import PoolNodeState, PoolPlan, PoolPolicy, plan_pool
     from core.temporal import search_attributes
 
 

@@ -26,7 +26,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.contracts import StatusUpdate
     from activities.deployments import DeploymentActivities
     from core.contracts import Contract, DeployAccepted, DeploymentStatus, DeployRequest
-    from core.naming import deploy_workflow_id, scale_workflow_id
+    from core.naming import deploy_workflow_id, scale_workflow_id, service_workflow_id
     from core.temporal import search_attributes
     from workflows.deploy import FINAL_STATUS, DeployParams, DeployWorkflow
     from workflows.scale import ScaleParams, ScaleResult, ScaleWorkflow
@@ -104,7 +104,7 @@ class ServiceWorkflow:
     @deploy.validator
     def validate_deploy(self, request: DeployRequest) -> None:
         info = workflow.info()
-        expected = f"service/{request.service_id}/{request.environment_id}"
+        expected = service_workflow_id(request.service_id, request.environment_id)
         if info.workflow_id != expected:
             raise ValueError(f"deploy for {expected} sent to {info.workflow_id}")
         if any(q.deployment_id == request.deployment_id for q in self._queue) or (
@@ -151,7 +151,7 @@ class ServiceWorkflow:
     @scale.validator
     def validate_scale(self, request: ScaleRequest) -> None:
         info = workflow.info()
-        expected = f"service/{request.service_id}/{request.environment_id}"
+        expected = service_workflow_id(request.service_id, request.environment_id)
         if info.workflow_id != expected:
             raise ValueError(f"scale for {expected} sent to {info.workflow_id}")
         if self._scaling is not None:

@@ -29,10 +29,6 @@ class TeardownRequest(Contract):
     service_ids: list[str]
 
 
-def teardown_workflow_id(environment_id: str) -> str:
-    return f"teardown/{environment_id}"
-
-
 @workflow.defn
 class TeardownWorkflow:
     def __init__(self) -> None:

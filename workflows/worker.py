@@ -29,12 +29,13 @@ from activities.routing import RoutingActivities
 from activities.scale import ScaleActivities
 from activities.sources import SourceActivities, host_task_queue
 from core.db import Database
+from core.naming import FLEET_WATCH_ID
 from core.planner import BaseImages
 from core.settings import Settings
 from core.temporal import connect
 from domain.releases import TemporalConnection
 from workflows.deploy import DeployWorkflow
-from workflows.fleet import FLEET_WATCH_ID, FleetWatchInput, FleetWatchWorkflow
+from workflows.fleet import FleetWatchInput, FleetWatchWorkflow
 from workflows.pools import DecommissionNodeWorkflow, NodePoolWorkflow, ProvisionNodeWorkflow
 from workflows.scale import ScaleWorkflow
 from workflows.service import ServiceWorkflow

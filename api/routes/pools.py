@@ -17,7 +17,8 @@ from temporalio.service import RPCError
 from api.deps import CurrentActor, SessionDep, SettingsDep, TemporalDep
 from api.schemas import ErrorBody, NodePoolCreate, NodePoolRead, NodePoolUpdate, PoolNodeRead
 from core.models import Node, NodePool, PoolNode, new_id, utcnow
-from core.pools import PoolNodeState, PoolPolicy, check_sizes, pool_workflow_id
+from core.naming import pool_workflow_id
+from core.pools import PoolNodeState, PoolPolicy, check_sizes
 from core.proxmox.spec import NodePoolSpec
 from core.settings import Settings
 from domain.errors import Conflict, NotFound, Unavailable

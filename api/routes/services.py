@@ -10,7 +10,7 @@ from sqlalchemy.exc import IntegrityError
 from api.deps import CurrentActor, SessionDep, SettingsDep
 from api.schemas import ServiceCreate, ServiceRead, ServiceUpdate, ServiceUrl, credential_kind, is_ssh_url
 from core.models import Environment, Project, Service
-from core.secrets import SecretBox
+from core.secrets import secret_box
 from core.settings import Settings
 from domain.errors import Conflict
 from domain.hostnames import refuse_hostname_clash
@@ -40,10 +40,6 @@ def _columns(service: Service) -> dict[str, object]:
     return {column: getattr(service, column) for column in Service.__table__.columns.keys()}
 
 
-def _secret(settings: Settings) -> str | None:
-    return settings.secret_key.get_secret_value() if settings.secret_key else None
-
-
 def _redacted(secret: SecretStr | None) -> str | None:
     """For the audit log: whether a credential was set ("********") or removed ("")."""
     return None if secret is None else "********" if secret.get_secret_value() else ""
@@ -61,7 +57,7 @@ def _stored_credential(service: Service, settings: Settings) -> str | None:
     if service.repo_credential is None:
         return None
     try:
-        return SecretBox(_secret(settings)).decrypt(service.repo_credential)
+        return secret_box(settings).decrypt(service.repo_credential)
     except ValueError as exc:  # stored with another key: the operator must restore the key
         raise HTTPException(503, f"repo_credential: {exc}") from None
 
@@ -91,7 +87,7 @@ def _update_credential(
     repo_url = None if changes.get("image") else changes.get("repo_url", service.repo_url)
     _check_deploy_key_url(repo_url, credential)
     if given:
-        service.repo_credential = SecretBox(_secret(settings)).encrypt(credential) if credential else None
+        service.repo_credential = secret_box(settings).encrypt(credential) if credential else None
     return {field: _redacted(getattr(body, field)) for field in given}
 
 
@@ -114,7 +110,7 @@ async def create_service(
     fields = body.model_dump(exclude=set(CREDENTIAL_FIELDS))
     service = Service(project_id=project_id, slug=slug, **fields)
     if (credential := _given_credential(body)) is not None:
-        service.repo_credential = SecretBox(_secret(settings)).encrypt(credential)
+        service.repo_credential = secret_box(settings).encrypt(credential)
     session.add(service)
     try:
         await session.flush()

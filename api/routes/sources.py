@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field
 from api.deps import CurrentActor, SessionDep, SettingsDep
 from api.schemas import CredentialKind, credential_kind
 from core.models import Service, SourceUpload
-from core.secrets import SecretBox
+from core.secrets import secret_box
 from domain.errors import NotFound
 from domain.store import get_or_404
 
@@ -43,6 +43,5 @@ async def get_repo_credential(
     service = await get_or_404(session, Service, service_id)
     if service.repo_credential is None:
         raise NotFound("repository credential of service", service_id)
-    key = settings.secret_key.get_secret_value() if settings.secret_key else None
-    secret = SecretBox(key).decrypt(service.repo_credential)
+    secret = secret_box(settings).decrypt(service.repo_credential)
     return RepoCredential(kind=credential_kind(secret), token=secret)

@@ -16,17 +16,12 @@ from starlette.exceptions import HTTPException
 from api.deps import CurrentActor, SessionDep, SettingsDep
 from api.schemas import VariablesRead, VariablesUpdate
 from core.models import Environment, Service, Variable
-from core.secrets import SecretBox
-from core.settings import Settings
+from core.secrets import SecretBox, secret_box
 from domain.errors import Conflict
 from domain.store import audit, environment_by_name, get_or_404
 from domain.variables import invalid_variables, variable_layers
 
 router = APIRouter(prefix="/v1/services/{service_id}/variables", tags=["variables"])
-
-
-def _box(settings: Settings) -> SecretBox:
-    return SecretBox(settings.secret_key.get_secret_value() if settings.secret_key else None)
 
 
 async def _read(
@@ -60,7 +55,7 @@ async def get_variables(
 ) -> VariablesRead:
     """The service's variables in `environment`, and those it inherits from its base environments."""
     service, env = await _target(session, service_id, environment)
-    return await _read(session, _box(settings), service, env)
+    return await _read(session, secret_box(settings), service, env)
 
 
 @router.put("", operation_id="update_variables")
@@ -84,7 +79,7 @@ async def update_variables(
             ]
         )
     service, env = await _target(session, service_id, environment)
-    box = _box(settings)
+    box = secret_box(settings)
     stored = await _stored(session, service, env)
     written, deleted = [], []
     for name, value in sorted(body.variables.items()):
@@ -133,7 +128,7 @@ async def delete_variable(
         raise HTTPException(404, f"variable {name!r} is not set in environment {env.name!r}")
     await session.delete(row)
     await session.flush()
-    result = await _read(session, _box(settings), service, env)
+    result = await _read(session, secret_box(settings), service, env)
     audit(session, actor, "variables.delete", service.id, environment=env.name, deleted=[name])
     await session.commit()
     return result

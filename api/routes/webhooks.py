@@ -20,8 +20,7 @@ from starlette.exceptions import HTTPException
 
 from api.deps import CurrentActor, SessionDep, SettingsDep, TemporalDep
 from core.models import Project, WebhookDelivery, new_id
-from core.secrets import SecretBox
-from core.settings import Settings
+from core.secrets import secret_box
 from core.webhooks import (
     Ignored,
     PayloadError,
@@ -111,7 +110,7 @@ async def receive_webhook(
         await _log(session, record, "rejected", reason)
         raise HTTPException(401, reason)
     try:
-        verify_signature(provider, headers, body, webhook_secret(project, _box(settings)))
+        verify_signature(provider, headers, body, webhook_secret(project, secret_box(settings)))
     except SignatureError as exc:
         await _log(session, record, "rejected", exc.reason)
         raise HTTPException(401, exc.reason) from None
@@ -175,7 +174,7 @@ async def get_webhook_settings(
 ) -> WebhookSettings:
     """The secret and URL to configure at the git provider (the secret is created on first call)."""
     project = await get_or_404(session, Project, project_id)
-    secret = webhook_secret(project, _box(settings))
+    secret = webhook_secret(project, secret_box(settings))
     await session.commit()
     return _settings_of(project, secret, request)
 
@@ -187,7 +186,7 @@ async def rotate_webhook_secret(
     """A new secret; deliveries signed with the old one are refused from now on."""
     project = await get_or_404(session, Project, project_id)
     secret = new_webhook_secret()
-    project.webhook_secret = _box(settings).encrypt(secret)
+    project.webhook_secret = secret_box(settings).encrypt(secret)
     audit(session, actor, "project.webhook.rotate", project.id)
     await session.commit()
     return _settings_of(project, secret, request)
@@ -283,10 +282,6 @@ def _copy(record: WebhookDelivery) -> WebhookDelivery:
         delivery_id=record.delivery_id,
         deployment_ids=[],
     )
-
-
-def _box(settings: Settings) -> SecretBox:
-    return SecretBox(settings.secret_key.get_secret_value() if settings.secret_key else None)
 
 
 def _settings_of(project: Project, secret: str, request: Request) -> WebhookSettings:

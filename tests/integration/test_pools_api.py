@@ -19,7 +19,8 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from core.db import Database
 from core.models import AuditEvent, Node, NodePool, PoolNode
-from core.pools import PoolNodeState, PoolPolicy, pool_workflow_id
+from core.naming import pool_workflow_id
+from core.pools import PoolNodeState, PoolPolicy
 from core.proxmox.spec import NodePoolSpec
 from core.settings import Settings
 from tests.support.api import TOKEN, api_settings, running_api

@@ -23,12 +23,8 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
 
 from core.contracts import PlacementSettings
-from core.pools import (
-    PoolNodeState,
-    decommission_workflow_id,
-    pool_workflow_id,
-    provision_workflow_id,
-)
+from core.naming import decommission_workflow_id, pool_workflow_id, provision_workflow_id
+from core.pools import PoolNodeState
 from core.settings import load_settings
 from core.temporal import connect
 from tests.support.components import TemporalDevServer

@@ -51,7 +51,8 @@ from activities.proxmox.contracts import (
     PveTaskRequest,
     PveTaskResult,
 )
-from core.pools import PoolNodeState, PoolNodeView, PoolView, pool_workflow_id, provision_workflow_id
+from core.naming import pool_workflow_id, provision_workflow_id
+from core.pools import PoolNodeState, PoolNodeView, PoolView
 from core.proxmox.joindata import JoinData
 from core.proxmox.placement import PveNodeChoice
 from core.proxmox.spec import GuestKind, NodePoolSpec

@@ -11,8 +11,9 @@ from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.worker import Worker
 
 from activities.contracts import OrphanQuery, RouteKey
+from core.naming import teardown_workflow_id
 from tests.workflows.fakes import FakeActivities
-from workflows.teardown import TeardownRequest, TeardownWorkflow, teardown_workflow_id
+from workflows.teardown import TeardownRequest, TeardownWorkflow
 from workflows.worker import WORKFLOWS
 
 pytestmark = pytest.mark.timeout(120)
