@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 
+from workflows.saga import Saga
 from workflows.steps import reason_of, to_the_end
 
 with workflow.unsafe.imports_passed_through():
@@ -140,7 +141,7 @@ def apply_deploy_config(params: DeployParams, prepared: PreparedSource) -> Deplo
 class DeployWorkflow:
     def __init__(self) -> None:
         self._step = "queued"
-        self._compensations: list[tuple[str, Callable[[], Awaitable[Any]]]] = []
+        self._saga = Saga()
         self._background: list[asyncio.Future[None]] = []
         self._reason = ""  # why the release failed, for a rollback
         self._fallback: RouteOwner | None = None  # the route falls back on the previous replicas
@@ -156,7 +157,7 @@ class DeployWorkflow:
         except BaseException as exc:
             await self._join_background()
             if is_cancelled_exception(exc):
-                await self._compensate()
+                await self._saga.compensate()
                 await to_the_end(
                     self._set_status(
                         params, DeploymentStatus.SUPERSEDED, "superseded by a newer deployment", final=True
@@ -166,7 +167,7 @@ class DeployWorkflow:
             if not isinstance(exc, ActivityError | ApplicationError):
                 raise
             reason = self._reason = reason_of(exc)
-            await self._compensate()
+            await self._saga.compensate()
             await to_the_end(
                 self._set_status(params, DeploymentStatus.FAILED, reason, failed_step=self._step, final=True)
             )
@@ -175,7 +176,22 @@ class DeployWorkflow:
             ) from exc
 
     async def _release(self, params: DeployParams) -> DeployResult:
-        key = RouteKey(service_id=params.service_id, environment_id=params.environment_id)
+        """The recipe: each step names what it does; each registers its compensation before it runs."""
+        image, params = await self._image(params)
+        batches = await self._start_replicas(params, image)
+        healthy = await self._wait_healthy(batches)
+        cut_over = await self._cut_over(params, healthy)
+        if workflow.patched(STABILITY_WINDOW):
+            await self._settle(batches, healthy)
+        await self._clean_up(params, since=cut_over)
+        self._step = "done"
+        return DeployResult(
+            deployment_id=params.deployment_id, status=DeploymentStatus.ACTIVE, image_digest=image.digest
+        )
+
+    async def _image(self, params: DeployParams) -> tuple[ResolvedImage, DeployParams]:
+        """The image to run, pinned by digest: the one given, or built from the source (whose
+        configuration files may change the parameters)."""
         if params.source.kind == "image":
             image = await self._resolve(params)
         else:
@@ -187,11 +203,14 @@ class DeployWorkflow:
             image_digest=image.digest,
             image_ref=image.pinned,
         )
+        return image, params
 
+    async def _start_replicas(self, params: DeployParams, image: ResolvedImage) -> list[ReplicaBatch]:
+        """The new replicas placed and started, batch by node, and recorded."""
         self._step = "start"
         batches = await self._place(params, replica_specs(params, image.pinned))
         for batch in batches:
-            self._on_failure("remove new replicas", _removal(batch))
+            self._saga.on_failure("remove new replicas", _removal(batch))
         started: list[ReplicaSet] = await asyncio.gather(
             *(workflow.execute_activity_method(AgentActivities.ensure_replicas, b, **SLOW) for b in batches)
         )
@@ -201,7 +220,9 @@ class DeployWorkflow:
                 for s in started
             )
         )
+        return batches
 
+    async def _wait_healthy(self, batches: list[ReplicaBatch]) -> list[ReplicaSet]:
         self._step = "health"
         healthy: list[ReplicaSet] = await asyncio.gather(
             *(
@@ -209,7 +230,13 @@ class DeployWorkflow:
                 for b in batches
             )
         )
+        return healthy
 
+    async def _cut_over(self, params: DeployParams, healthy: list[ReplicaSet]) -> datetime:
+        """Traffic moves to the healthy new replicas; answers when it had. The cut-over is not
+        interrupted by a superseding deploy: it either completes (and the newer deploy replaces this
+        one) or fails and restores the previous route."""
+        key = RouteKey(service_id=params.service_id, environment_id=params.environment_id)
         route = RouteSpec(
             service_id=params.service_id,
             environment_id=params.environment_id,
@@ -217,25 +244,24 @@ class DeployWorkflow:
             deployment_id=params.deployment_id,
             servers=[r.address for replica_set in healthy for r in replica_set.replicas if r.address],
         )
-        # The cut-over is not interrupted by a superseding deploy: it either completes (and the
-        # newer deploy replaces this one) or fails and restores the previous route.
         cutover = asyncio.ensure_future(self._switch_traffic(key, route))
         try:
             await asyncio.shield(cutover)
         except asyncio.CancelledError:
             await cutover
-            self._compensations.clear()  # traffic is on this release: the newer deploy takes over from it
+            self._saga.done()  # traffic is on this release: the newer deploy takes over from it
             await to_the_end(self._clear_fallback())
             raise
+        return workflow.now()
 
+    async def _clean_up(self, params: DeployParams, since: datetime) -> None:
+        """The previous deployment's replicas go, once they have served their in-flight requests for
+        the service's overlap seconds (counted from the cut-over)."""
         overlap = params.overlap_seconds if params.overlap_seconds is not None else params.drain_seconds
         if workflow.patched(STABILITY_WINDOW):
-            cut_over = workflow.now()
-            await self._settle(batches, healthy)
-            overlap = max(0.0, overlap - (workflow.now() - cut_over).total_seconds())
+            overlap = max(0.0, overlap - (workflow.now() - since).total_seconds())
         self._step = "cleanup"
         await self._clear_fallback()
-        # The old replicas keep serving their in-flight requests (the service's overlap seconds).
         await workflow.sleep(timedelta(seconds=overlap))
         await workflow.execute_activity_method(
             AgentActivities.remove_orphan_replicas,
@@ -246,12 +272,9 @@ class DeployWorkflow:
             ),
             **(LONG if workflow.patched(STABILITY_WINDOW) else SLOW),
         )
+        key = RouteKey(service_id=params.service_id, environment_id=params.environment_id)
         await workflow.execute_activity_method(DeploymentActivities.mark_replicas_removed, key, **QUICK)
         await self._join_background()
-        self._step = "done"
-        return DeployResult(
-            deployment_id=params.deployment_id, status=DeploymentStatus.ACTIVE, image_digest=image.digest
-        )
 
     async def _settle(self, batches: list[ReplicaBatch], healthy: list[ReplicaSet]) -> None:
         """The stability window: the new replicas serve, the previous deployment's are kept. A replica
@@ -272,11 +295,11 @@ class DeployWorkflow:
             )
         except BaseException as exc:
             if is_cancelled_exception(exc):
-                self._compensations.clear()
+                self._saga.done()
                 # Nobody watches this release any more: its route stops leaning on the previous one.
                 await to_the_end(self._clear_fallback())
             raise
-        self._compensations.clear()  # stable: nothing to undo from here on
+        self._saga.done()  # stable: nothing to undo from here on
 
     async def _place(self, params: DeployParams, specs: list[ReplicaSpec]) -> list[ReplicaBatch]:
         """The replicas grouped by the node each runs on: the scheduler's spread over the enrolled
@@ -394,7 +417,7 @@ class DeployWorkflow:
         previous: RouteSpec | None = await workflow.execute_activity_method(
             RoutingActivities.get_route, key, **QUICK
         )
-        self._on_failure("restore previous route", lambda: self._restore_route(key, previous))
+        self._saga.on_failure("restore previous route", lambda: self._restore_route(key, previous))
         await workflow.execute_activity_method(RoutingActivities.publish_route, route, **QUICK)
         await self._publish_fallback(route, previous)
         await workflow.execute_activity_method(RoutingActivities.wait_route_live, route, **SLOW)
@@ -410,13 +433,14 @@ class DeployWorkflow:
             **QUICK,
         )
         if not workflow.patched(STABILITY_WINDOW):
-            self._compensations.clear()  # traffic is on the new version: nothing to undo from here on
+            self._saga.done()  # traffic is on the new version: nothing to undo from here on
             return
         # Until the stability window has passed, a failure rolls back: the previous route and deployment
         # (whose replicas are still running) instead of the route alone.
-        self._compensations = [(n, c) for n, c in self._compensations if n != "restore previous route"]
-        self._on_failure(
-            "roll back to the previous deployment", lambda: self._roll_back(key, previous, route)
+        self._saga.replace(
+            "restore previous route",
+            by="roll back to the previous deployment",
+            compensation=lambda: self._roll_back(key, previous, route),
         )
 
     async def _publish_fallback(self, route: RouteSpec, previous: RouteSpec | None) -> None:
@@ -447,17 +471,6 @@ class DeployWorkflow:
             return
         owner, self._fallback = self._fallback, None
         await workflow.execute_activity_method(RoutingActivities.clear_route_fallback, owner, **QUICK)
-
-    def _on_failure(self, name: str, compensation: Callable[[], Awaitable[Any]]) -> None:
-        self._compensations.append((name, compensation))
-
-    async def _compensate(self) -> None:
-        for name, compensation in reversed(self._compensations):
-            try:
-                await to_the_end(compensation())
-            except Exception as exc:
-                workflow.logger.error("compensation %r failed: %s", name, reason_of(exc))
-        self._compensations.clear()
 
     async def _roll_back(self, key: RouteKey, previous: RouteSpec | None, failed: RouteSpec) -> None:
         """Serve the previous deployment again, then record it: the failed release FAILED at this step,

@@ -19,6 +19,7 @@ pool when they end.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
@@ -31,6 +32,7 @@ from temporalio.exceptions import (
     is_cancelled_exception,
 )
 
+from workflows.saga import Saga
 from workflows.steps import error_type, reason_of, to_the_end
 
 with workflow.unsafe.imports_passed_through():
@@ -155,10 +157,19 @@ class DecommissionNodeResult(Contract):
 # --- one guest ------------------------------------------------------------------------------------------
 
 
+# What a compensation that failed leaves behind, for the pool node's message.
+LEFT_BEHIND = {
+    "its guest": "its guest (tagged dyn-{node}) may be left on Proxmox: {reason}",
+    "its join token": "its join token could not be revoked: {reason}",
+    "its node": "its node could not be revoked: {reason}",
+}
+
+
 @workflow.defn
 class ProvisionNodeWorkflow:
     def __init__(self) -> None:
         self._step = "place"
+        self._saga = Saga()
 
     @workflow.query
     def step(self) -> str:
@@ -173,9 +184,10 @@ class ProvisionNodeWorkflow:
             if not cancelled and not isinstance(exc, ActivityError | ApplicationError | ChildWorkflowError):
                 raise
             message = f"provisioning failed at step {self._step}: {reason_of(exc)}"
-            leftover = await to_the_end(self._compensate(args))
-            if leftover:
-                message += f"; {leftover}"
+            failed = await to_the_end(self._saga.compensate())
+            node = args.node_id.lower()
+            for name, reason in failed:
+                message += "; " + LEFT_BEHIND[name].format(node=node, reason=reason)
             await to_the_end(update_pool_node(args.node_id, state=PoolNodeState.FAILED, message=message))
             await to_the_end(notify_pool(args.pool_id))
             if cancelled:
@@ -184,6 +196,14 @@ class ProvisionNodeWorkflow:
 
     async def _provision(self, args: ProvisionNodeInput) -> ProvisionNodeResult:
         spec, node_id = args.spec, args.node_id
+        # Registered before anything is made, each harmless when its step never ran; they run in reverse:
+        # the guest is destroyed first (wherever it is), then the node's join tokens revoked, then the node
+        # removed if it enrolled.
+        self._saga.on_failure("its node", lambda: self._undo(PoolActivities.remove_node, node_id))
+        self._saga.on_failure(
+            "its join token", lambda: self._undo(PoolActivities.revoke_join_tokens, node_id)
+        )
+        self._saga.on_failure("its guest", lambda: self._destroy_guest(node_id))
         allocation = await self._clone(args)
         guest = allocation.guest
         await update_pool_node(node_id, pve_node=guest.pve_node, vmid=guest.vmid)
@@ -232,6 +252,7 @@ class ProvisionNodeWorkflow:
             retry_policy=POLL_RETRY,
         )
         self._step = "ready"
+        self._saga.done()
         await update_pool_node(node_id, state=PoolNodeState.READY, message="")
         await to_the_end(notify_pool(args.pool_id))
         return ProvisionNodeResult(node_id=node_id, guest=guest, address=address.address, name=enrolled.name)
@@ -262,34 +283,20 @@ class ProvisionNodeWorkflow:
                 if len(unavailable) >= MAX_PLACEMENTS:
                     raise
 
-    async def _compensate(self, args: ProvisionNodeInput) -> str:
-        """Destroy the guest made for the node, wherever it is; revoke its join tokens; remove the node if
-        it enrolled. What could not be undone, for the pool node's message ('' when all was)."""
-        left: list[str] = []
-        options = COMPENSATION
-        try:
-            guest: GuestRef | None = await workflow.execute_activity_method(
-                PoolActivities.locate_guest, args.node_id, **options
+    async def _destroy_guest(self, node_id: str) -> None:
+        """The guest made for the node, wherever it is now, destroyed."""
+        guest: GuestRef | None = await workflow.execute_activity_method(
+            PoolActivities.locate_guest, node_id, **COMPENSATION
+        )
+        if guest is not None:
+            await workflow.execute_activity_method(
+                ProxmoxActivities.destroy_guest,
+                GuestDestroyRequest(node_id=node_id, guest=guest),
+                **COMPENSATION_TASK,
             )
-            if guest is not None:
-                await workflow.execute_activity_method(
-                    ProxmoxActivities.destroy_guest,
-                    GuestDestroyRequest(node_id=args.node_id, guest=guest),
-                    **COMPENSATION_TASK,
-                )
-        except (ActivityError, ApplicationError) as exc:
-            left.append(
-                f"its guest (tagged dyn-{args.node_id.lower()}) may be left on Proxmox: {reason_of(exc)}"
-            )
-        for activity, what in (
-            (PoolActivities.revoke_join_tokens, "its join token"),
-            (PoolActivities.remove_node, "its node"),
-        ):
-            try:
-                await workflow.execute_activity_method(activity, args.node_id, **options)  # type: ignore[arg-type]
-            except (ActivityError, ApplicationError) as exc:
-                left.append(f"{what} could not be revoked: {reason_of(exc)}")
-        return "; ".join(left)
+
+    async def _undo(self, activity: Callable[[Any, str], Awaitable[object]], node_id: str) -> None:
+        await workflow.execute_activity_method(activity, node_id, **COMPENSATION)
 
 
 @workflow.defn
