@@ -20,10 +20,10 @@ from typing import Annotated, Any
 
 from cryptography import x509
 from fastapi import Depends, FastAPI, HTTPException, Request
-from pydantic import BaseModel, Field
 from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from api.schemas.gateway import CertificateRenewal, HeartbeatAck, RenewedCertificate
 from core import mtls, pki
 from core.contracts import Heartbeat
 from core.db import Database
@@ -32,22 +32,6 @@ from core.models import Node, Replica, RevokedCertificate
 from core.scheduler import NodeState
 from core.settings import Settings
 from domain.store import audit
-
-
-class CertificateRenewal(BaseModel):
-    csr: str = Field(max_length=16 * 1024, description="PEM CSR for the node's new key")
-
-
-class RenewedCertificate(BaseModel):
-    node_id: str
-    certificate: str = Field(description="the node's new certificate (PEM), signed by Dockyard's CA")
-    cert_not_after: datetime
-
-
-class HeartbeatAck(BaseModel):
-    node_id: str
-    state: str = Field(description="READY | CORDONED | DRAINING | DOWN, after this heartbeat")
-    interval_seconds: float = Field(description="when the control plane expects the next heartbeat")
 
 
 def create_gateway_app(settings: Settings) -> FastAPI:

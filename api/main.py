@@ -61,9 +61,22 @@ def create_app(settings: Settings, *, run_migrations: bool = True) -> FastAPI:
     app.state.settings = settings
     app.state.temporal = TemporalConnection(settings)
     install_error_handlers(app)
-    for module in (projects, services, variables, deployments, build_logs, sources, traefik, webhooks, nodes):
-        app.include_router(module.router)
-    app.include_router(pools.router)
+    for router in (
+        projects.router,
+        services.project_router,
+        services.router,
+        variables.router,
+        deployments.service_router,
+        deployments.router,
+        build_logs.router,
+        sources.router,
+        traefik.router,
+        webhooks.router,
+        webhooks.project_router,
+        nodes.router,
+        pools.router,
+    ):
+        app.include_router(router)
 
     @app.get("/healthz", tags=["health"], operation_id="health")
     async def health() -> dict[str, str]:

@@ -8,30 +8,24 @@ from collections.abc import AsyncIterator
 
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel
 from redis.asyncio import Redis
 
 from api.deps import CurrentActor, SessionDep, SettingsDep
+from api.schemas.build_logs import BuildLog
 from core.build_logs import follow_build_log, read_build_log
 from core.contracts import DeploymentStatus
 from core.db import Database
 from core.models import Deployment
 from domain.store import get_or_404
 
-router = APIRouter(tags=["deployments"])
+router = APIRouter(prefix="/v1/deployments", tags=["deployments"])
 
 FOLLOW_LIMIT_SECONDS = 3600  # a follower is let go after an hour; it can reconnect
 WATCH_SECONDS = 2.0  # while no line comes, how often the deployment is checked for having ended
 
 
-class BuildLog(BaseModel):
-    deployment_id: str
-    lines: list[str]
-    complete: bool
-
-
 @router.get(
-    "/v1/deployments/{deployment_id}/build-logs",
+    "/{deployment_id}/build-logs",
     operation_id="get_build_logs",
     response_model=BuildLog,
     responses={200: {"content": {"text/event-stream": {}}}},

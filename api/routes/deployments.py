@@ -7,18 +7,19 @@ from fastapi import APIRouter, Request, status
 from sqlalchemy import select
 
 from api.deps import CurrentActor, SessionDep, SettingsDep, TemporalDep
-from api.schemas import DeploymentCreate, DeploymentRead, RollbackCreate, ScaleCreate
+from api.schemas.deployments import DeploymentCreate, DeploymentRead, RollbackCreate, ScaleCreate
 from api.uploads import store_upload
 from core.contracts import SourceSpec
 from core.models import Deployment, Service
 from domain import deployments
 from domain.store import environment_by_name, get_or_404
 
-router = APIRouter(tags=["deployments"])
+router = APIRouter(prefix="/v1/deployments", tags=["deployments"])
+service_router = APIRouter(prefix="/v1/services/{service_id}", tags=["deployments"])
 
 
-@router.post(
-    "/v1/services/{service_id}/deployments",
+@service_router.post(
+    "/deployments",
     status_code=status.HTTP_202_ACCEPTED,
     operation_id="create_deployment",
 )
@@ -43,8 +44,8 @@ async def create_deployment(
     return DeploymentRead.model_validate(deployment)
 
 
-@router.post(
-    "/v1/services/{service_id}/deployments/upload",
+@service_router.post(
+    "/deployments/upload",
     status_code=status.HTTP_202_ACCEPTED,
     operation_id="upload_deployment",
     openapi_extra={
@@ -74,8 +75,8 @@ async def upload_deployment(
     return DeploymentRead.model_validate(deployment)
 
 
-@router.post(
-    "/v1/services/{service_id}/rollback",
+@service_router.post(
+    "/rollback",
     status_code=status.HTTP_202_ACCEPTED,
     operation_id="rollback_service",
 )
@@ -94,9 +95,7 @@ async def rollback_service(
     return DeploymentRead.model_validate(deployment)
 
 
-@router.post(
-    "/v1/services/{service_id}/scale", status_code=status.HTTP_202_ACCEPTED, operation_id="scale_service"
-)
+@service_router.post("/scale", status_code=status.HTTP_202_ACCEPTED, operation_id="scale_service")
 async def scale_service(
     service_id: str,
     body: ScaleCreate,
@@ -119,7 +118,7 @@ async def scale_service(
     return DeploymentRead.model_validate(deployment)
 
 
-@router.get("/v1/services/{service_id}/deployments", operation_id="list_deployments")
+@service_router.get("/deployments", operation_id="list_deployments")
 async def list_deployments(
     service_id: str, session: SessionDep, _: CurrentActor, environment: str | None = None
 ) -> list[DeploymentRead]:
@@ -133,6 +132,6 @@ async def list_deployments(
     return [DeploymentRead.model_validate(d) for d in deployments]
 
 
-@router.get("/v1/deployments/{deployment_id}", operation_id="get_deployment")
+@router.get("/{deployment_id}", operation_id="get_deployment")
 async def get_deployment(deployment_id: str, session: SessionDep, _: CurrentActor) -> DeploymentRead:
     return DeploymentRead.model_validate(await get_or_404(session, Deployment, deployment_id))

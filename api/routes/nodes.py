@@ -12,14 +12,8 @@ from fastapi import APIRouter, Depends, Request, status
 from sqlalchemy import select
 
 from api.deps import CurrentActor, SessionDep, SettingsDep, TemporalDep
-from api.schemas import (
-    ErrorBody,
-    JoinTokenCreate,
-    JoinTokenCreated,
-    NodeEnroll,
-    NodeEnrolled,
-    NodeRead,
-)
+from api.schemas.common import ErrorBody
+from api.schemas.nodes import JoinTokenCreate, JoinTokenCreated, NodeEnroll, NodeEnrolled, NodeRead
 from core import pki
 from core.models import Node
 from core.node_states import NodeAction

@@ -15,7 +15,8 @@ from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.service import RPCError
 
 from api.deps import CurrentActor, SessionDep, SettingsDep, TemporalDep
-from api.schemas import ErrorBody, NodePoolCreate, NodePoolRead, NodePoolUpdate, PoolNodeRead
+from api.schemas.common import ErrorBody
+from api.schemas.pools import NodePoolCreate, NodePoolRead, NodePoolUpdate, PoolNodeRead
 from core.models import Node, NodePool, PoolNode, new_id, utcnow
 from core.naming import pool_workflow_id
 from core.pools import PoolNodeState, PoolPolicy, check_sizes

@@ -5,7 +5,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from api.deps import CurrentActor, SessionDep, SettingsDep
-from api.schemas import EnvironmentCreate, EnvironmentRead, ProjectCreate, ProjectRead, ProjectUpdate
+from api.schemas.projects import EnvironmentCreate, EnvironmentRead, ProjectCreate, ProjectRead, ProjectUpdate
 from core.models import Environment, Project, Service
 from domain.errors import Conflict
 from domain.hostnames import refuse_hostname_clash

@@ -8,7 +8,14 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from api.deps import CurrentActor, SessionDep, SettingsDep
-from api.schemas import ServiceCreate, ServiceRead, ServiceUpdate, ServiceUrl, credential_kind, is_ssh_url
+from api.schemas.services import (
+    ServiceCreate,
+    ServiceRead,
+    ServiceUpdate,
+    ServiceUrl,
+    credential_kind,
+    is_ssh_url,
+)
 from core.models import Environment, Project, Service
 from core.secrets import secret_box
 from core.settings import Settings
@@ -24,7 +31,8 @@ from domain.store import (
     service_urls,
 )
 
-router = APIRouter(tags=["services"])
+router = APIRouter(prefix="/v1/services", tags=["services"])
+project_router = APIRouter(prefix="/v1/projects/{project_id}/services", tags=["services"])
 
 CREDENTIAL_FIELDS = ("repo_token", "repo_deploy_key")
 
@@ -91,9 +99,7 @@ def _update_credential(
     return {field: _redacted(getattr(body, field)) for field in given}
 
 
-@router.post(
-    "/v1/projects/{project_id}/services", status_code=status.HTTP_201_CREATED, operation_id="create_service"
-)
+@project_router.post("", status_code=status.HTTP_201_CREATED, operation_id="create_service")
 async def create_service(
     project_id: str, body: ServiceCreate, session: SessionDep, settings: SettingsDep, actor: CurrentActor
 ) -> ServiceRead:
@@ -126,7 +132,7 @@ def _name_taken(name: str) -> Conflict:
     return Conflict(f"name: a service named {name!r} already exists in this project")
 
 
-@router.get("/v1/projects/{project_id}/services", operation_id="list_services")
+@project_router.get("", operation_id="list_services")
 async def list_services(
     project_id: str, session: SessionDep, settings: SettingsDep, _: CurrentActor
 ) -> list[ServiceRead]:
@@ -137,14 +143,14 @@ async def list_services(
     return [await _read(session, settings, s) for s in services]
 
 
-@router.get("/v1/services/{service_id}", operation_id="get_service")
+@router.get("/{service_id}", operation_id="get_service")
 async def get_service(
     service_id: str, session: SessionDep, settings: SettingsDep, _: CurrentActor
 ) -> ServiceRead:
     return await _read(session, settings, await get_or_404(session, Service, service_id))
 
 
-@router.patch("/v1/services/{service_id}", operation_id="update_service")
+@router.patch("/{service_id}", operation_id="update_service")
 async def update_service(
     service_id: str, body: ServiceUpdate, session: SessionDep, settings: SettingsDep, actor: CurrentActor
 ) -> ServiceRead:
@@ -163,7 +169,7 @@ async def update_service(
     return await _read(session, settings, service)
 
 
-@router.get("/v1/services/{service_id}/url", operation_id="get_service_url")
+@router.get("/{service_id}/url", operation_id="get_service_url")
 async def get_service_url(
     service_id: str,
     session: SessionDep,

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 from fastapi.responses import FileResponse
-from pydantic import BaseModel, Field
 
 from api.deps import CurrentActor, SessionDep, SettingsDep
-from api.schemas import CredentialKind, credential_kind
+from api.schemas.services import credential_kind
+from api.schemas.sources import RepoCredential
 from core.models import Service, SourceUpload
 from core.secrets import secret_box
 from domain.errors import NotFound
@@ -25,14 +25,6 @@ async def download_source(
     if not path.exists():
         raise NotFound("source archive", upload_id)
     return FileResponse(path, media_type="application/gzip", headers={"X-Content-SHA256": upload.sha256})
-
-
-class RepoCredential(BaseModel):
-    kind: CredentialKind = Field(description="how the builder uses it: HTTP basic auth, or an SSH key")
-    token: str = Field(
-        description="the secret: the token, or the deploy key's private key (named `token` for "
-        "builders that predate deploy keys)"
-    )
 
 
 @router.get("/services/{service_id}/repo-credential", operation_id="get_repo_credential")

@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from starlette.exceptions import HTTPException
 
 from api.deps import CurrentActor, SessionDep, SettingsDep
-from api.schemas import VariablesRead, VariablesUpdate
+from api.schemas.variables import VariablesRead, VariablesUpdate
 from core.models import Environment, Service, Variable
 from core.secrets import SecretBox, secret_box
 from domain.errors import Conflict

@@ -7,18 +7,17 @@ redelivery answers what the first one did); every attempt is logged, without its
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.exceptions import HTTPException
 
 from api.deps import CurrentActor, SessionDep, SettingsDep, TemporalDep
+from api.schemas.webhooks import DeliveryRead, WebhookSettings
 from core.models import Project, WebhookDelivery, new_id
 from core.secrets import secret_box
 from core.webhooks import (
@@ -46,7 +45,8 @@ from domain.webhooks import (
     webhook_secret,
 )
 
-router = APIRouter(tags=["webhooks"])
+router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
+project_router = APIRouter(prefix="/v1/projects/{project_id}", tags=["webhooks"])
 
 MAX_BODY_BYTES = 25 * 1024 * 1024  # GitHub caps its payloads at 25 MB
 KEEP_REJECTED = 500  # unsigned attempts kept in a project's delivery log
@@ -58,27 +58,7 @@ EVENT_HEADERS = {
 }
 
 
-class WebhookSettings(BaseModel):
-    project_id: str
-    secret: str
-    content_type: str = "application/json"
-    urls: dict[str, str]
-
-
-class DeliveryRead(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-
-    id: str
-    provider: str
-    event: str | None
-    delivery_id: str | None
-    verdict: str
-    reason: str
-    deployment_ids: list[str]
-    received_at: datetime
-
-
-@router.post("/v1/webhooks/{provider}/{project_id}", operation_id="receive_webhook")
+@router.post("/{provider}/{project_id}", operation_id="receive_webhook")
 async def receive_webhook(
     provider: Provider,
     project_id: str,
@@ -168,7 +148,7 @@ async def receive_webhook(
     return JSONResponse(answer, status_code=200 if verdict == "ping" else 202)
 
 
-@router.get("/v1/projects/{project_id}/webhook", operation_id="get_webhook_settings")
+@project_router.get("/webhook", operation_id="get_webhook_settings")
 async def get_webhook_settings(
     project_id: str, request: Request, session: SessionDep, settings: SettingsDep, _: CurrentActor
 ) -> WebhookSettings:
@@ -179,7 +159,7 @@ async def get_webhook_settings(
     return _settings_of(project, secret, request)
 
 
-@router.post("/v1/projects/{project_id}/webhook/rotate", operation_id="rotate_webhook_secret")
+@project_router.post("/webhook/rotate", operation_id="rotate_webhook_secret")
 async def rotate_webhook_secret(
     project_id: str, request: Request, session: SessionDep, settings: SettingsDep, actor: CurrentActor
 ) -> WebhookSettings:
@@ -192,7 +172,7 @@ async def rotate_webhook_secret(
     return _settings_of(project, secret, request)
 
 
-@router.get("/v1/projects/{project_id}/webhook-deliveries", operation_id="list_webhook_deliveries")
+@project_router.get("/webhook-deliveries", operation_id="list_webhook_deliveries")
 async def list_webhook_deliveries(
     project_id: str, session: SessionDep, _: CurrentActor, limit: int = 100
 ) -> list[DeliveryRead]:

@@ -28,7 +28,7 @@ from temporalio.testing import ActivityEnvironment
 
 from activities.git import DEPLOY_KEY_FILE, KNOWN_HOSTS_FILE, RepoCredential, _git_credential
 from activities.sources import PreparedSource, PrepareSource, SourceActivities
-from api.routes.sources import RepoCredential as CredentialAnswer
+from api.schemas.sources import RepoCredential as CredentialAnswer
 from core.contracts import BuildOptions, SourceSpec
 from core.db import Database
 from core.models import AuditEvent, Service

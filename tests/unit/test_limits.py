@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 from pydantic import BaseModel, ValidationError
 
 from activities.sources import PreparedSource
-from api.schemas import ScaleCreate, ServiceCreate, ServiceUpdate
+from api.schemas.deployments import ScaleCreate
+from api.schemas.services import ServiceCreate, ServiceUpdate
 from core import limits
 from core.contracts import ReplicaSpec
 from core.naming import hostname_label, label_owners

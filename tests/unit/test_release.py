@@ -21,7 +21,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from activities.git import basic_auth_user, git_auth_env, git_error, git_ssh_env
-from api.schemas import credential_kind, deploy_key_problem, is_ssh_url
+from api.schemas.services import credential_kind, deploy_key_problem, is_ssh_url
 from core.contracts import REPLICA_ID_PATTERN, DeployRequest, HealthCheck, ReplicaSpec
 from core.naming import deploy_workflow_id, replica_id, route_name, service_hostname, service_workflow_id
 from core.release import replica_specs
