@@ -23,7 +23,7 @@ from core.settings import Settings
 LINK_DIR = ".dockyard"
 LINK_FILE = "link.json"
 DEFAULT_ENVIRONMENT = "production"
-# The API's name rules (api/schemas.py): a DNS label, at most 63 characters for a project and
+# The API's name rules (api/schemas/common.py): a DNS label, at most 63 characters for a project and
 # 40 for a service.
 PROJECT_NAME_MAX = 63
 SERVICE_NAME_MAX = 40

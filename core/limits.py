@@ -1,6 +1,6 @@
 """What Dockyard accepts from users, defined once.
 
-The API's schemas (api/schemas.py), the workflow contracts (core/contracts.py) and the config files
+The API's schemas (api/schemas/), the workflow contracts (core/contracts.py) and the config files
 of a repository (railway.toml, railway.json, dockyard.toml: core/planner/service_config.py) check
 the same numbers and the same rule for text, so a value the API would refuse cannot arrive
 through a file either.
