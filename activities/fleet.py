@@ -23,11 +23,12 @@ from core.models import LIVE_REPLICA_STATES, Node, Replica
 from core.scheduler import NodeState
 from core.settings import Settings
 from domain import deployments
+from domain.actors import control_plane
 from domain.errors import Conflict, NotFound
 from domain.releases import TemporalConnection
 
 # Who the audit log names for the releases the fleet watch makes.
-ACTOR = "control-plane:fleet-watch"
+ACTOR = control_plane("fleet-watch")
 
 
 class FleetActivities:

@@ -31,12 +31,13 @@ from core.proxmox.resources import cluster_snapshot
 from core.proxmox.spec import GuestKind, NodePoolSpec
 from core.settings import Settings
 from domain import nodes
+from domain.actors import control_plane
 from domain.errors import Conflict, DomainError, NotFound
 from domain.releases import TemporalConnection
 
 POOL_LABEL = "pool"
 # Who the audit log names for what a pool's workflows do to nodes.
-ACTOR = "control-plane:node-pools"
+ACTOR = control_plane("node-pools")
 
 
 class PoolSnapshot(Contract):

@@ -8,16 +8,35 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
+from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession
-from starlette.exceptions import HTTPException
 
 from core.db import Database
 from core.limits import control_character
 from core.settings import Settings
+from domain.actors import Actor
+from domain.authentication import actor_for_session, actor_for_token
+from domain.errors import Forbidden, Unauthenticated
 from domain.releases import TemporalConnection
 
-_bearer = HTTPBearer(auto_error=False, description="API token (DOCKYARD_API_TOKEN)")
+SESSION_COOKIE = "dockyard_session"
+CSRF_COOKIE = "dockyard_csrf"
+CSRF_HEADER = "X-CSRF-Token"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# What a person whose password must change may still do (see their account, change it, log out).
+PASSWORD_CHANGE_PATHS = frozenset({"/v1/auth/me", "/v1/auth/password", "/v1/auth/logout"})
+
+_bearer = HTTPBearer(
+    auto_error=False,
+    description="An API token: a personal token (dyp_…), a project's deploy token (dyd_…) or the "
+    "installation's bootstrap token (DOCKYARD_API_TOKEN)",
+)
+_session_cookie = APIKeyCookie(
+    name=SESSION_COOKIE,
+    auto_error=False,
+    description=f"A session, from POST /v1/auth/login; writes also send the {CSRF_HEADER} header",
+)
 
 
 def get_settings(request: Request) -> Settings:
@@ -33,23 +52,42 @@ async def get_session(db: Annotated[Database, Depends(get_db)]) -> AsyncIterator
         yield session
 
 
+def get_redis(request: Request) -> Redis:
+    return request.app.state.redis  # type: ignore[no-any-return]
+
+
 def get_temporal(request: Request) -> TemporalConnection:
     # Not connected here: a route connects after it has recorded what it was asked to do, so a
     # Temporal outage leaves a FAILED deployment behind (and never masks a 401 or a 404).
     return request.app.state.temporal  # type: ignore[no-any-return]
 
 
-def current_actor(
+async def current_actor(
+    request: Request,
     settings: Annotated[Settings, Depends(get_settings)],
+    session: Annotated[AsyncSession, Depends(get_session)],
+    redis: Annotated[Redis, Depends(get_redis)],
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> str:
-    token = settings.api_token.get_secret_value() if settings.api_token else ""
-    given = credentials.credentials if credentials else ""
-    if not token or not hmac.compare_digest(given.encode(), token.encode()):
-        raise HTTPException(
-            401, "missing or invalid API token (Authorization: Bearer ...)", {"WWW-Authenticate": "Bearer"}
-        )
-    return "admin"
+    cookie: Annotated[str | None, Depends(_session_cookie)],
+) -> Actor:
+    """Who the request is from: its bearer token, else its session cookie (whose writes must repeat
+    the session's CSRF token in the X-CSRF-Token header)."""
+    if credentials is not None:
+        actor = await actor_for_token(session, settings, credentials.credentials)
+    elif cookie:
+        actor, info = await actor_for_session(session, redis, settings, cookie)
+        if request.method not in SAFE_METHODS:
+            given = request.headers.get(CSRF_HEADER, "")
+            if not hmac.compare_digest(given.encode(), info.csrf.encode()):
+                raise Forbidden(
+                    f"a write with a session cookie must send the session's CSRF token in {CSRF_HEADER} "
+                    f"(from the login's answer, or the {CSRF_COOKIE} cookie)"
+                )
+    else:
+        raise Unauthenticated("log in (POST /v1/auth/login) or send an API token (Authorization: Bearer ...)")
+    if actor.password_change_required and request.url.path not in PASSWORD_CHANGE_PATHS:
+        raise Forbidden("change your password first (POST /v1/auth/password): it was chosen for you")
+    return actor
 
 
 def printable_parameters(request: Request) -> None:
@@ -79,4 +117,5 @@ def _control_character_error(kind: str, name: str, value: str) -> dict[str, obje
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
 TemporalDep = Annotated[TemporalConnection, Depends(get_temporal)]
-CurrentActor = Annotated[str, Depends(current_actor)]
+RedisDep = Annotated[Redis, Depends(get_redis)]
+CurrentActor = Annotated[Actor, Depends(current_actor)]

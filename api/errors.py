@@ -12,7 +12,16 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from core.secrets import SecretKeyMissing
-from domain.errors import Conflict, DomainError, Forbidden, Invalid, NotFound, Unauthenticated, Unavailable
+from domain.errors import (
+    Conflict,
+    DomainError,
+    Forbidden,
+    Invalid,
+    NotFound,
+    RateLimited,
+    Unauthenticated,
+    Unavailable,
+)
 
 STATUS: dict[type[DomainError], int] = {
     NotFound: 404,
@@ -20,6 +29,7 @@ STATUS: dict[type[DomainError], int] = {
     Invalid: 422,
     Unauthenticated: 401,
     Forbidden: 403,
+    RateLimited: 429,
     Unavailable: 503,
 }
 
@@ -61,7 +71,12 @@ async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
 async def _domain_error(_: Request, exc: DomainError) -> JSONResponse:
     status = next((code for kind, code in STATUS.items() if isinstance(exc, kind)), 400)
     errors = [{"field": exc.field, "reason": exc.reason}] if isinstance(exc, Invalid) else []
-    return _error(status, exc.detail, errors)
+    response = _error(status, exc.detail, errors)
+    if isinstance(exc, RateLimited):
+        response.headers["Retry-After"] = str(exc.retry_after)
+    if isinstance(exc, Unauthenticated):
+        response.headers["WWW-Authenticate"] = "Bearer"
+    return response
 
 
 async def _secret_key_missing(_: Request, exc: Exception) -> JSONResponse:

@@ -8,12 +8,14 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
+from redis.asyncio import Redis
 from uvicorn import server as uvicorn_server
 
 from api.deps import printable_parameters
 from api.errors import install_error_handlers
 from api.gateway import create_gateway_app
 from api.routes import (
+    auth,
     build_logs,
     deployments,
     nodes,
@@ -22,6 +24,7 @@ from api.routes import (
     services,
     sources,
     traefik,
+    users,
     variables,
     webhooks,
 )
@@ -30,6 +33,7 @@ from core.db import Database, migrate_async
 from core.settings import Settings
 from domain.releases import TemporalConnection
 from domain.submissions import relay_forever
+from domain.users import ensure_first_admin
 
 
 def create_app(settings: Settings, *, run_migrations: bool = True) -> FastAPI:
@@ -40,6 +44,9 @@ def create_app(settings: Settings, *, run_migrations: bool = True) -> FastAPI:
         if run_migrations:
             await migrate_async(settings.database_url)
         app.state.db = Database(settings.database_url)
+        # An installation without accounts gets its first admin (password in <state>/admin-password).
+        async with app.state.db.session() as session:
+            await ensure_first_admin(session, settings.state_dir)
         # Deployments recorded but not (known to be) in Temporal: submitted again, at start and
         # every few seconds (domain/submissions.py).
         relay = asyncio.create_task(relay_forever(app.state.db, settings, app.state.temporal))
@@ -50,16 +57,22 @@ def create_app(settings: Settings, *, run_migrations: bool = True) -> FastAPI:
             with contextlib.suppress(asyncio.CancelledError):
                 await relay
             await app.state.db.dispose()
+            await app.state.redis.aclose()
 
     app = FastAPI(
         title="Dockyard",
         version="0.1.0",
-        description="Self-hosted PaaS control plane. Authenticate with `Authorization: Bearer <API token>`.",
+        description=(
+            "Self-hosted PaaS control plane. Authenticate with `Authorization: Bearer <API token>` (a "
+            "personal token, a project's deploy token, or the installation's bootstrap token), or with the "
+            "session cookie of POST /v1/auth/login (writes repeat its CSRF token in X-CSRF-Token)."
+        ),
         lifespan=lifespan,
         dependencies=[Depends(printable_parameters)],
     )
     app.state.settings = settings
     app.state.temporal = TemporalConnection(settings)
+    app.state.redis = Redis.from_url(settings.redis_url)  # sessions, login rate limits, build logs
     install_error_handlers(app)
     for router in (
         projects.router,
@@ -75,6 +88,10 @@ def create_app(settings: Settings, *, run_migrations: bool = True) -> FastAPI:
         webhooks.project_router,
         nodes.router,
         pools.router,
+        auth.router,
+        users.router,
+        users.invitations_router,
+        users.tokens_router,
     ):
         app.include_router(router)
 

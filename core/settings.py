@@ -84,8 +84,18 @@ class Settings(BaseSettings):
     # Nodes enroll with a join token and get a certificate from Dockyard's CA (kept in `pki_dir`).
     node_certificate_days: int = Field(default=30, ge=1, le=397)
 
-    # Redis: log fan-out and caches.
+    # Redis: log fan-out, caches, people's sessions and login rate limits.
     redis_url: str = "redis://127.0.0.1:6379/0"
+
+    # People. A session (server-side, in Redis) ends after session_idle_seconds without a request, and
+    # in any case session_max_seconds after the login. Failed logins: at most login_failures_per_user
+    # for one account and login_failures_per_address from one address within the window, then 429.
+    session_idle_seconds: float = Field(default=8 * 3600, gt=0)
+    session_max_seconds: float = Field(default=7 * 86400, gt=0)
+    login_failures_per_user: int = Field(default=5, ge=1)
+    login_failures_per_address: int = Field(default=20, ge=1)
+    login_failure_window_seconds: float = Field(default=900, gt=0)
+    invitation_ttl_seconds: int = Field(default=7 * 86400, ge=60, le=30 * 86400)
 
     # Builds: their own task queue, so builders can run on dedicated hosts.
     build_task_queue: str = "dockyard-builds"

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core.contracts import DeploymentConfig, DeploymentStatus, SourceSpec
 from core.models import Deployment, Environment, Service
 from core.settings import Settings
+from domain.actors import Actor
 from domain.deploys import new_deployment, release_again, service_variables, submit
 from domain.errors import Conflict, Invalid
 from domain.releases import TemporalConnection
@@ -43,7 +44,7 @@ async def deploy(
     session: AsyncSession,
     settings: Settings,
     temporal: TemporalConnection,
-    actor: str,
+    actor: Actor,
     service: Service,
     environment: Environment,
     source: SourceSpec,
@@ -64,7 +65,7 @@ async def rollback(
     session: AsyncSession,
     settings: Settings,
     temporal: TemporalConnection,
-    actor: str,
+    actor: Actor,
     service: Service,
     deployment_id: str,
 ) -> Deployment:
@@ -87,7 +88,7 @@ async def scale(
     session: AsyncSession,
     settings: Settings,
     temporal: TemporalConnection,
-    actor: str,
+    actor: Actor,
     service: Service,
     environment: Environment,
     replicas: int,
@@ -113,7 +114,7 @@ async def heal(
     session: AsyncSession,
     settings: Settings,
     temporal: TemporalConnection,
-    actor: str,
+    actor: Actor,
     service_id: str,
     environment_id: str,
 ) -> Deployment:

@@ -28,6 +28,7 @@ from core.models import Deployment, Environment, Service, new_id
 from core.naming import deploy_workflow_id, service_hostname
 from core.secrets import secret_box
 from core.settings import Settings
+from domain.actors import Actor
 from domain.crash_points import crash_point
 from domain.errors import Unavailable
 from domain.releases import DeployRefused, DeployUnconfirmed, TemporalConnection, submit_deploy, within
@@ -162,7 +163,7 @@ async def release_again(
     session: AsyncSession,
     settings: Settings,
     temporal: TemporalConnection,
-    actor: str,
+    actor: Actor,
     service: Service,
     environment: Environment,
     earlier: Deployment,

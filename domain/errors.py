@@ -48,3 +48,11 @@ class Unavailable(DomainError):
 
 class Unauthenticated(DomainError):
     """The credential given is unknown, used up or expired."""
+
+
+class RateLimited(DomainError):
+    """Too many attempts: the next one is accepted after `retry_after` seconds."""
+
+    def __init__(self, detail: str, retry_after: int) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after

@@ -28,6 +28,7 @@ from core.models import Deployment, Environment, JoinToken, Node, RevokedCertifi
 from core.node_states import NodeAction, applies_when_back, next_state, state_when_back
 from core.scheduler import NodeState
 from core.settings import Settings
+from domain.actors import Actor
 from domain.deploys import release_again
 from domain.errors import Conflict, Unauthenticated
 from domain.releases import TemporalConnection
@@ -55,7 +56,7 @@ def new_join_token(
     return token, row
 
 
-async def create_join_token(session: AsyncSession, actor: str, ttl_seconds: int) -> tuple[str, JoinToken]:
+async def create_join_token(session: AsyncSession, actor: Actor, ttl_seconds: int) -> tuple[str, JoinToken]:
     """A token that lets one new node enroll, within `ttl_seconds`; committed."""
     token, row = new_join_token(utcnow(), ttl_seconds)
     session.add(row)
@@ -170,7 +171,7 @@ async def _name_taken(session: AsyncSession, name: str) -> str:
     )
 
 
-async def change_state(session: AsyncSession, node_id: str, action: NodeAction, actor: str) -> Node:
+async def change_state(session: AsyncSession, node_id: str, action: NodeAction, actor: Actor) -> Node:
     """Cordon or uncordon (or the state part of a drain) as core/node_states.py allows; committed."""
     node = await get_or_404(session, Node, node_id)
     if node.removed_at is not None:
@@ -198,7 +199,9 @@ async def change_state(session: AsyncSession, node_id: str, action: NodeAction, 
     return node
 
 
-async def _change_state_when_back(session: AsyncSession, node: Node, action: NodeAction, actor: str) -> Node:
+async def _change_state_when_back(
+    session: AsyncSession, node: Node, action: NodeAction, actor: Actor
+) -> Node:
     """A DOWN node stays DOWN until it answers; cordon and uncordon choose the state it comes back in."""
     back = state_when_back(action)
     changed = await session.execute(
@@ -217,7 +220,7 @@ async def _change_state_when_back(session: AsyncSession, node: Node, action: Nod
 
 
 async def drain(
-    session: AsyncSession, settings: Settings, temporal: TemporalConnection, node_id: str, actor: str
+    session: AsyncSession, settings: Settings, temporal: TemporalConnection, node_id: str, actor: Actor
 ) -> Node:
     """No new replicas, and the ones the node runs move elsewhere: every ACTIVE deployment with a
     replica there is released again, so its replicas start on other nodes before these drain and stop."""
@@ -230,7 +233,7 @@ async def release_elsewhere(
     session: AsyncSession,
     settings: Settings,
     temporal: TemporalConnection,
-    actor: str,
+    actor: Actor,
     node_id: str,
     action: str,
 ) -> list[Deployment]:
@@ -252,7 +255,7 @@ async def release_elsewhere(
     return released
 
 
-async def remove(session: AsyncSession, node_id: str, actor: str, *, force: bool = False) -> Node:
+async def remove(session: AsyncSession, node_id: str, actor: Actor, *, force: bool = False) -> Node:
     """Forget the node and revoke its certificate: the control plane refuses it from now on. A node
     that still runs replicas of active deployments is refused (Conflict): drain it first, so they move
     without a failed request; `force` removes it anyway (its replicas are lost with it). Removing a

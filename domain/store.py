@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.models import AuditEvent, Base, Environment, Route, Service
 from core.naming import service_hostname, service_slug_candidates
+from domain.actors import Actor
 from domain.errors import NotFound
 
 M = TypeVar("M", bound=Base)
@@ -59,5 +60,7 @@ async def routed_deployment(session: AsyncSession, service_id: str, environment_
     return route.deployment_id if route else None
 
 
-def audit(session: AsyncSession, actor: str, action: str, target: str, **detail: Any) -> None:
-    session.add(AuditEvent(actor=actor, action=action, target=target, detail=detail))
+def audit(session: AsyncSession, actor: Actor | str, action: str, target: str, **detail: Any) -> None:
+    """Record a change: who (an Actor, or the name of one: a webhook's provider, a join token), what, which
+    object, with details (never a secret)."""
+    session.add(AuditEvent(actor=str(actor), action=action, target=target, detail=detail))

@@ -12,4 +12,5 @@ the dashboard and the agents), one module per resource; import from the module:
     webhooks     a project's webhook settings and delivery log
     sources      the repository credential builders fetch
     gateway      heartbeats and certificate renewal (the agent gateway)
+    people       logging in, sessions, accounts, invitations, personal API tokens
 """

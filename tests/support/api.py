@@ -16,6 +16,7 @@ from core.settings import Settings, load_settings
 
 TOKEN = "api-test-token"
 EDGE = "http://127.0.0.1:18080"
+BASE_URL = "http://dockyard.test"
 
 
 SECRET_KEY = SecretBox.generate_key()
@@ -36,12 +37,22 @@ def api_settings(database: Database, tmp_path: Path, temporal_address: str) -> S
 
 
 @asynccontextmanager
-async def running_api(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+async def api_transport(settings: Settings) -> AsyncIterator[httpx.ASGITransport]:
+    """The API app inside its lifespan, as a transport clients of its own can share."""
     app = create_app(settings)
     async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        headers = {"Authorization": f"Bearer {TOKEN}"}
-        async with httpx.AsyncClient(
-            transport=transport, base_url="http://dockyard.test", headers=headers
-        ) as client:
-            yield client
+        yield httpx.ASGITransport(app=app)
+
+
+def client_of(transport: httpx.ASGITransport, **headers: str) -> httpx.AsyncClient:
+    """A client with its own cookies: no credential unless given in `headers`."""
+    return httpx.AsyncClient(transport=transport, base_url=BASE_URL, headers=headers)
+
+
+@asynccontextmanager
+async def running_api(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    async with (
+        api_transport(settings) as transport,
+        client_of(transport, Authorization=f"Bearer {TOKEN}") as client,
+    ):
+        yield client
