@@ -16,7 +16,7 @@ from core.db import Database
 from core.limits import control_character
 from core.settings import Settings
 from domain.actors import Actor
-from domain.authentication import actor_for_session, actor_for_token
+from domain.authentication import NO_CREDENTIAL, actor_for_session, actor_for_token
 from domain.errors import Forbidden, Unauthenticated
 from domain.releases import TemporalConnection
 
@@ -84,7 +84,7 @@ async def current_actor(
                     f"(from the login's answer, or the {CSRF_COOKIE} cookie)"
                 )
     else:
-        raise Unauthenticated("log in (POST /v1/auth/login) or send an API token (Authorization: Bearer ...)")
+        raise Unauthenticated(NO_CREDENTIAL)
     if actor.password_change_required and request.url.path not in PASSWORD_CHANGE_PATHS:
         raise Forbidden("change your password first (POST /v1/auth/password): it was chosen for you")
     return actor

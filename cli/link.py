@@ -18,6 +18,7 @@ import httpx
 import typer
 from pydantic import BaseModel, ValidationError
 
+from cli.login import stored_token
 from core.settings import Settings
 
 LINK_DIR = ".dockyard"
@@ -150,7 +151,10 @@ def api_url(settings: Settings) -> str:
 
 
 def open_api(settings: Settings, timeout: float = 30) -> httpx.Client:
-    token = settings.api_token.get_secret_value() if settings.api_token else ""
+    """A client of the API: with the token `dockyard login` keeps for it, else DOCKYARD_API_TOKEN."""
+    token = stored_token(api_url(settings)) or (
+        settings.api_token.get_secret_value() if settings.api_token else ""
+    )
     return httpx.Client(
         base_url=api_url(settings), headers={"Authorization": f"Bearer {token}"}, timeout=timeout
     )
@@ -168,8 +172,8 @@ def call(api: httpx.Client, method: str, path: str, *, context: str, **kwargs: A
         ) from None
     if response.status_code == 401:
         raise ApiError(
-            f"the API at {base} refused the token ({reason(response)}): set DOCKYARD_API_TOKEN "
-            "(a local installation keeps it in secrets.env in its state directory)",
+            f"the API at {base} refused the token ({reason(response)}): `dockyard login`, or set "
+            "DOCKYARD_API_TOKEN (a local installation keeps it in secrets.env in its state directory)",
             401,
         )
     if response.status_code >= 400:

@@ -29,6 +29,8 @@ def summary(settings: Settings, example_url: str | None) -> str:
         "Dockyard is up.",
         f"  API:              {settings.public_api_url}  (OpenAPI docs: {settings.public_api_url}/docs)",
         f"  API token:        {settings.state_dir / 'secrets.env'} (DOCKYARD_API_TOKEN)",
+        f"  First admin:      admin@localhost; first login with the one-time password in "
+        f"{settings.state_dir / 'admin-password'}, then `dockyard login`",
         f"  Temporal Web UI:  {settings.temporal_ui_url}",
         f"  Traefik:          {settings.edge_http_url}  (dashboard: {settings.traefik_api_url}/dashboard/)",
         f"  Registry:         {settings.registry_url()}",

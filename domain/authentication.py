@@ -28,6 +28,7 @@ from domain.actors import (
 from domain.errors import Unauthenticated
 from domain.sessions import SessionInfo, session_of
 
+NO_CREDENTIAL = "missing or invalid API token (Authorization: Bearer ...), or log in (POST /v1/auth/login)"
 # A token's last use is written at most this often.
 LAST_USED_GRANULARITY = timedelta(minutes=1)
 
@@ -37,7 +38,7 @@ async def actor_for_token(session: AsyncSession, settings: Settings, token: str)
     if bootstrap and hmac.compare_digest(token.encode(), bootstrap.encode()):
         return BOOTSTRAP
     if not token.startswith((PERSONAL_TOKEN_PREFIX, DEPLOY_TOKEN_PREFIX)):
-        raise Unauthenticated("missing or invalid API token (Authorization: Bearer ...)")
+        raise Unauthenticated(NO_CREDENTIAL)
     row = await session.scalar(select(ApiToken).where(ApiToken.token_hash == secret_hash(token)))
     now = utcnow()
     if row is None:

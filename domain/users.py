@@ -15,7 +15,15 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.models import Invitation, Membership, Project, User, new_id, utcnow
-from domain.actors import INVITATION_PREFIX, Actor, PlatformRole, ProjectRole, new_secret, secret_hash
+from domain.actors import (
+    INVITATION_PREFIX,
+    Actor,
+    PlatformRole,
+    ProjectRole,
+    control_plane,
+    new_secret,
+    secret_hash,
+)
 from domain.errors import Conflict, Forbidden, Invalid, NotFound, Unauthenticated
 from domain.passwords import check_new_password, generated_password, hash_password, verify_password
 from domain.store import audit
@@ -238,7 +246,7 @@ async def ensure_first_admin(session: AsyncSession, state_dir: Path) -> Path | N
         created_at=utcnow(),
     )
     session.add(user)
-    audit(session, "dockyard-up", "user.create", user.id, email=user.email, role=user.role)
+    audit(session, control_plane("first-admin"), "user.create", user.id, email=user.email, role=user.role)
     await session.commit()
     path = state_dir / FIRST_ADMIN_PASSWORD_FILE
     path.touch(mode=0o600)

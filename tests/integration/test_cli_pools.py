@@ -13,6 +13,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from core.db import Database
 from core.pools import PoolNodeState
+from domain.authentication import NO_CREDENTIAL
 from tests.integration.test_cli_link import Served, cli_env, dockyard, serving
 from tests.integration.test_pools_api import add_guest, pool_settings
 from tests.support.components import TemporalDevServer
@@ -198,7 +199,6 @@ def test_a_wrong_token_is_reported(served: Served, env: dict[str, str], tmp_path
     result = dockyard(cli_env(served, tmp_path, DOCKYARD_API_TOKEN="wrong"), "pools", "list", exit_code=1)
 
     assert result.stderr == (
-        f"the API at {served.url} refused the token (missing or invalid API token (Authorization: Bearer "
-        "...)): set DOCKYARD_API_TOKEN (a local installation keeps it in secrets.env in its state "
-        "directory)\n"
+        f"the API at {served.url} refused the token ({NO_CREDENTIAL}): `dockyard login`, or set "
+        "DOCKYARD_API_TOKEN (a local installation keeps it in secrets.env in its state directory)\n"
     )

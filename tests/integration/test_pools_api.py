@@ -23,6 +23,7 @@ from core.naming import pool_workflow_id
 from core.pools import PoolNodeState, PoolPolicy
 from core.proxmox.spec import NodePoolSpec
 from core.settings import Settings
+from domain.authentication import NO_CREDENTIAL
 from tests.support.api import TOKEN, api_settings, running_api
 from tests.support.components import TemporalDevServer
 from tests.support.process import free_port
@@ -379,7 +380,7 @@ async def test_every_pool_route_requires_the_api_token(
 
     assert response.status_code == 401, response.text
     assert response.headers["WWW-Authenticate"] == "Bearer"
-    assert response.json()["detail"] == "missing or invalid API token (Authorization: Bearer ...)"
+    assert response.json()["detail"] == NO_CREDENTIAL
     assert ok(await api.get(f"/v1/node-pools/{pool['id']}")) == before
     assert [p["name"] for p in ok(await api.get("/v1/node-pools"))] == ["web"]
     assert await audit_actions(database, pool["id"]) == ["node_pool.create"]

@@ -132,7 +132,9 @@ def platform_env(state_dir: Path) -> dict[str, str]:
     }
 
 
-def run_dockyard(env: dict[str, str], *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+def run_dockyard(
+    env: dict[str, str], *args: str, timeout: float = 300, input: str | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [*DOCKYARD, *args],
         env={**os.environ, **env},
@@ -140,6 +142,7 @@ def run_dockyard(env: dict[str, str], *args: str, timeout: float = 300) -> subpr
         capture_output=True,
         text=True,
         timeout=timeout,
+        input=input,
     )
 
 
