@@ -17,6 +17,7 @@ from core.limits import control_character
 from core.settings import Settings
 from domain.actors import Actor
 from domain.authentication import NO_CREDENTIAL, actor_for_session, actor_for_token
+from domain.authorization import require_admin
 from domain.errors import Forbidden, Unauthenticated
 from domain.releases import TemporalConnection
 
@@ -117,5 +118,14 @@ def _control_character_error(kind: str, name: str, value: str) -> dict[str, obje
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
 TemporalDep = Annotated[TemporalConnection, Depends(get_temporal)]
+
+
+def current_admin(actor: Annotated[Actor, Depends(current_actor)]) -> Actor:
+    """Platform operations (nodes, pools, people): an admin's only."""
+    require_admin(actor)
+    return actor
+
+
 RedisDep = Annotated[Redis, Depends(get_redis)]
 CurrentActor = Annotated[Actor, Depends(current_actor)]
+AdminActor = Annotated[Actor, Depends(current_admin)]

@@ -18,6 +18,7 @@ from api.routes import (
     auth,
     build_logs,
     deployments,
+    members,
     nodes,
     pools,
     projects,
@@ -92,6 +93,7 @@ def create_app(settings: Settings, *, run_migrations: bool = True) -> FastAPI:
         users.router,
         users.invitations_router,
         users.tokens_router,
+        members.router,
     ):
         app.include_router(router)
 

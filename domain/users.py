@@ -24,7 +24,8 @@ from domain.actors import (
     new_secret,
     secret_hash,
 )
-from domain.errors import Conflict, Forbidden, Invalid, NotFound, Unauthenticated
+from domain.authorization import require_admin
+from domain.errors import Conflict, Invalid, NotFound, Unauthenticated
 from domain.passwords import check_new_password, generated_password, hash_password, verify_password
 from domain.store import audit
 
@@ -34,11 +35,6 @@ FIRST_ADMIN_PASSWORD_FILE = "admin-password"
 
 def normalized_email(email: str) -> str:
     return email.strip().lower()
-
-
-def require_admin(actor: Actor) -> None:
-    if not actor.is_admin:
-        raise Forbidden("only an admin may do this")
 
 
 async def create_user(

@@ -16,7 +16,7 @@ from core.build_logs import follow_build_log, read_build_log
 from core.contracts import DeploymentStatus
 from core.db import Database
 from core.models import Deployment
-from domain.store import get_or_404
+from domain.authorization import Permission, deployment_for
 
 router = APIRouter(prefix="/v1/deployments", tags=["deployments"])
 
@@ -35,12 +35,12 @@ async def get_build_logs(
     request: Request,
     session: SessionDep,
     settings: SettingsDep,
-    _: CurrentActor,
+    actor: CurrentActor,
     follow: bool = False,
 ) -> BuildLog | StreamingResponse:
     """The build output, line by line. With `follow=true`, a `text/event-stream` of the lines so far
     and then each new one as the builder prints it, ending with an `end` event."""
-    deployment = await get_or_404(session, Deployment, deployment_id)
+    deployment = await deployment_for(session, actor, Permission.READ, deployment_id)
     if deployment.source.get("kind", "image") == "image":  # a prebuilt image: nothing was built
         return BuildLog(deployment_id=deployment.id, lines=[], complete=True)
     if deployment.build_log is not None and not follow:

@@ -10,9 +10,10 @@ from api.deps import CurrentActor, SessionDep, SettingsDep, TemporalDep
 from api.schemas.deployments import DeploymentCreate, DeploymentRead, RollbackCreate, ScaleCreate
 from api.uploads import store_upload
 from core.contracts import SourceSpec
-from core.models import Deployment, Service
+from core.models import Deployment
 from domain import deployments
-from domain.store import environment_by_name, get_or_404
+from domain.authorization import Permission, deployment_for, service_for
+from domain.store import environment_by_name
 
 router = APIRouter(prefix="/v1/deployments", tags=["deployments"])
 service_router = APIRouter(prefix="/v1/services/{service_id}", tags=["deployments"])
@@ -35,7 +36,7 @@ async def create_deployment(
     image), or its repository at `ref` (default: the service's branch), built first.
 
     Answers at once with the QUEUED deployment; follow it with `GET /v1/deployments/{id}`."""
-    service = await get_or_404(session, Service, service_id)
+    service = await service_for(session, actor, Permission.DEPLOY, service_id)
     environment = await environment_by_name(session, service.project_id, body.environment)
     if body.image:
         service.image, service.repo_url, service.repo_branch = body.image, None, None
@@ -66,7 +67,7 @@ async def upload_deployment(
 ) -> DeploymentRead:
     """Deploy a directory (a gzipped tarball in the body), built like a repository: what
     `dockyard deploy PATH` does, like `railway up`."""
-    service = await get_or_404(session, Service, service_id)
+    service = await service_for(session, actor, Permission.DEPLOY, service_id)
     env = await environment_by_name(session, service.project_id, environment)
     upload = await store_upload(request, settings, service.id)
     session.add(upload)
@@ -90,7 +91,7 @@ async def rollback_service(
 ) -> DeploymentRead:
     """Release an earlier deployment again in its environment: its image by digest and its
     configuration snapshot, no build (Railway's rollback). The service's current variables apply."""
-    service = await get_or_404(session, Service, service_id)
+    service = await service_for(session, actor, Permission.DEPLOY, service_id)
     deployment = await deployments.rollback(session, settings, temporal, actor, service, body.deployment_id)
     return DeploymentRead.model_validate(deployment)
 
@@ -110,7 +111,7 @@ async def scale_service(
     (the scale runs on; its replica count changes when it is done), and later deploys keep the count.
     Refused (409) while a release of the service is in progress. A deployment recorded before scaling
     in place existed is released again with the new count instead (a new deployment is answered)."""
-    service = await get_or_404(session, Service, service_id)
+    service = await service_for(session, actor, Permission.DEPLOY, service_id)
     environment = await environment_by_name(session, service.project_id, body.environment)
     deployment = await deployments.scale(
         session, settings, temporal, actor, service, environment, body.replicas
@@ -120,10 +121,10 @@ async def scale_service(
 
 @service_router.get("/deployments", operation_id="list_deployments")
 async def list_deployments(
-    service_id: str, session: SessionDep, _: CurrentActor, environment: str | None = None
+    service_id: str, session: SessionDep, actor: CurrentActor, environment: str | None = None
 ) -> list[DeploymentRead]:
     """The service's deployments, newest first."""
-    service = await get_or_404(session, Service, service_id)
+    service = await service_for(session, actor, Permission.READ, service_id)
     query = select(Deployment).where(Deployment.service_id == service.id)
     if environment is not None:
         env = await environment_by_name(session, service.project_id, environment)
@@ -133,5 +134,5 @@ async def list_deployments(
 
 
 @router.get("/{deployment_id}", operation_id="get_deployment")
-async def get_deployment(deployment_id: str, session: SessionDep, _: CurrentActor) -> DeploymentRead:
-    return DeploymentRead.model_validate(await get_or_404(session, Deployment, deployment_id))
+async def get_deployment(deployment_id: str, session: SessionDep, actor: CurrentActor) -> DeploymentRead:
+    return DeploymentRead.model_validate(await deployment_for(session, actor, Permission.READ, deployment_id))

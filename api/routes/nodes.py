@@ -11,7 +11,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request, status
 from sqlalchemy import select
 
-from api.deps import CurrentActor, SessionDep, SettingsDep, TemporalDep
+from api.deps import AdminActor, SessionDep, SettingsDep, TemporalDep
 from api.schemas.common import ErrorBody
 from api.schemas.nodes import JoinTokenCreate, JoinTokenCreated, NodeEnroll, NodeEnrolled, NodeRead
 from core import pki
@@ -50,7 +50,7 @@ AuthorityDep = Annotated[pki.Authority, Depends(get_authority)]
 async def create_join_token(
     body: JoinTokenCreate,
     session: SessionDep,
-    actor: CurrentActor,
+    actor: AdminActor,
     settings: SettingsDep,
     authority: AuthorityDep,
 ) -> JoinTokenCreated:
@@ -104,7 +104,7 @@ async def enroll_node(
 
 
 @router.get("", operation_id="list_nodes")
-async def list_nodes(session: SessionDep, _: CurrentActor, include_removed: bool = False) -> list[NodeRead]:
+async def list_nodes(session: SessionDep, actor: AdminActor, include_removed: bool = False) -> list[NodeRead]:
     query = select(Node).order_by(Node.created_at, Node.id)
     if not include_removed:
         query = query.where(Node.removed_at.is_(None))
@@ -112,25 +112,25 @@ async def list_nodes(session: SessionDep, _: CurrentActor, include_removed: bool
 
 
 @router.get("/{node_id}", operation_id="get_node")
-async def get_node(node_id: str, session: SessionDep, _: CurrentActor) -> NodeRead:
+async def get_node(node_id: str, session: SessionDep, actor: AdminActor) -> NodeRead:
     return NodeRead.model_validate(await get_or_404(session, Node, node_id))
 
 
 @router.post("/{node_id}/cordon", operation_id="cordon_node")
-async def cordon_node(node_id: str, session: SessionDep, actor: CurrentActor) -> NodeRead:
+async def cordon_node(node_id: str, session: SessionDep, actor: AdminActor) -> NodeRead:
     """No new replicas on this node; the ones it runs stay."""
     return NodeRead.model_validate(await nodes.change_state(session, node_id, NodeAction.CORDON, actor))
 
 
 @router.post("/{node_id}/uncordon", operation_id="uncordon_node")
-async def uncordon_node(node_id: str, session: SessionDep, actor: CurrentActor) -> NodeRead:
+async def uncordon_node(node_id: str, session: SessionDep, actor: AdminActor) -> NodeRead:
     """The node takes new replicas again (and stops draining)."""
     return NodeRead.model_validate(await nodes.change_state(session, node_id, NodeAction.UNCORDON, actor))
 
 
 @router.post("/{node_id}/drain", operation_id="drain_node")
 async def drain_node(
-    node_id: str, session: SessionDep, settings: SettingsDep, temporal: TemporalDep, actor: CurrentActor
+    node_id: str, session: SessionDep, settings: SettingsDep, temporal: TemporalDep, actor: AdminActor
 ) -> NodeRead:
     """No new replicas, and the ones it runs move elsewhere: every ACTIVE deployment with a replica
     here is released again, so its replicas start on other nodes before these drain and stop."""
@@ -138,9 +138,7 @@ async def drain_node(
 
 
 @router.delete("/{node_id}", operation_id="remove_node")
-async def remove_node(
-    node_id: str, session: SessionDep, actor: CurrentActor, force: bool = False
-) -> NodeRead:
+async def remove_node(node_id: str, session: SessionDep, actor: AdminActor, force: bool = False) -> NodeRead:
     """Forget the node and revoke its certificate: the control plane refuses it from now on. A node
     that still runs replicas of active deployments is refused (409): drain it first, so they move
     without a failed request; `force=true` removes it anyway (its replicas are lost with it). Removing

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.service import RPCError
 
-from api.deps import CurrentActor, SessionDep, SettingsDep, TemporalDep
+from api.deps import AdminActor, SessionDep, SettingsDep, TemporalDep
 from api.schemas.common import ErrorBody
 from api.schemas.pools import NodePoolCreate, NodePoolRead, NodePoolUpdate, PoolNodeRead
 from core.models import Node, NodePool, PoolNode, new_id, utcnow
@@ -42,7 +42,7 @@ async def create_node_pool(
     session: SessionDep,
     settings: SettingsDep,
     temporal: TemporalDep,
-    actor: CurrentActor,
+    actor: AdminActor,
 ) -> NodePoolRead:
     """A pool of guests cloned from a Proxmox template; its workflow starts provisioning `size` of them."""
     if not settings.proxmox_hosts:
@@ -85,7 +85,7 @@ async def create_node_pool(
 
 @router.get("", operation_id="list_node_pools")
 async def list_node_pools(
-    session: SessionDep, _: CurrentActor, include_removed: bool = False, include_destroyed: bool = False
+    session: SessionDep, actor: AdminActor, include_removed: bool = False, include_destroyed: bool = False
 ) -> list[NodePoolRead]:
     query = select(NodePool).order_by(NodePool.created_at, NodePool.id)
     if not include_removed:
@@ -95,7 +95,7 @@ async def list_node_pools(
 
 @router.get("/{pool_id}", operation_id="get_node_pool", responses=ERRORS)
 async def get_node_pool(
-    pool_id: str, session: SessionDep, _: CurrentActor, include_destroyed: bool = False
+    pool_id: str, session: SessionDep, actor: AdminActor, include_destroyed: bool = False
 ) -> NodePoolRead:
     """The pool and its guests: node id, state, PVE node, vmid, address, and why one FAILED."""
     return await _read(session, await _pool(session, pool_id), include_destroyed)
@@ -108,7 +108,7 @@ async def update_node_pool(
     session: SessionDep,
     settings: SettingsDep,
     temporal: TemporalDep,
-    actor: CurrentActor,
+    actor: AdminActor,
 ) -> NodePoolRead:
     """Resize: `size` (guests wanted now), `min_size`, `max_size`. The pool reacts at once."""
     pool = await _current(session, pool_id)
@@ -142,7 +142,7 @@ async def update_node_pool(
     "/{pool_id}", status_code=status.HTTP_202_ACCEPTED, operation_id="delete_node_pool", responses=ERRORS
 )
 async def delete_node_pool(
-    pool_id: str, session: SessionDep, settings: SettingsDep, temporal: TemporalDep, actor: CurrentActor
+    pool_id: str, session: SessionDep, settings: SettingsDep, temporal: TemporalDep, actor: AdminActor
 ) -> NodePoolRead:
     """Scale the pool to 0 (each guest drained, stopped, destroyed), then remove it."""
     pool = await _pool(session, pool_id)
@@ -169,7 +169,7 @@ async def decommission_pool_node(
     session: SessionDep,
     settings: SettingsDep,
     temporal: TemporalDep,
-    actor: CurrentActor,
+    actor: AdminActor,
     replace: bool = False,
 ) -> NodePoolRead:
     """Drain one guest's node and destroy the guest. The pool shrinks by one, unless `replace=true`: then a

@@ -16,16 +16,16 @@ from api.schemas.services import (
     credential_kind,
     is_ssh_url,
 )
-from core.models import Environment, Project, Service
+from core.models import Environment, Service
 from core.secrets import secret_box
 from core.settings import Settings
+from domain.authorization import Permission, project_for, service_for
 from domain.errors import Conflict
 from domain.hostnames import refuse_hostname_clash
 from domain.store import (
     allocate_slug,
     audit,
     environment_by_name,
-    get_or_404,
     routed_deployment,
     service_url,
     service_urls,
@@ -103,7 +103,7 @@ def _update_credential(
 async def create_service(
     project_id: str, body: ServiceCreate, session: SessionDep, settings: SettingsDep, actor: CurrentActor
 ) -> ServiceRead:
-    project = await get_or_404(session, Project, project_id)
+    project = await project_for(session, actor, Permission.CONFIGURE, project_id)
     if await session.scalar(
         select(Service.id).where(Service.project_id == project_id, Service.name == body.name)
     ):
@@ -134,9 +134,9 @@ def _name_taken(name: str) -> Conflict:
 
 @project_router.get("", operation_id="list_services")
 async def list_services(
-    project_id: str, session: SessionDep, settings: SettingsDep, _: CurrentActor
+    project_id: str, session: SessionDep, settings: SettingsDep, actor: CurrentActor
 ) -> list[ServiceRead]:
-    await get_or_404(session, Project, project_id)
+    await project_for(session, actor, Permission.READ, project_id)
     services = await session.scalars(
         select(Service).where(Service.project_id == project_id).order_by(Service.created_at)
     )
@@ -145,9 +145,9 @@ async def list_services(
 
 @router.get("/{service_id}", operation_id="get_service")
 async def get_service(
-    service_id: str, session: SessionDep, settings: SettingsDep, _: CurrentActor
+    service_id: str, session: SessionDep, settings: SettingsDep, actor: CurrentActor
 ) -> ServiceRead:
-    return await _read(session, settings, await get_or_404(session, Service, service_id))
+    return await _read(session, settings, await service_for(session, actor, Permission.READ, service_id))
 
 
 @router.patch("/{service_id}", operation_id="update_service")
@@ -155,7 +155,7 @@ async def update_service(
     service_id: str, body: ServiceUpdate, session: SessionDep, settings: SettingsDep, actor: CurrentActor
 ) -> ServiceRead:
     """Change the service's configuration; it takes effect with the next deployment."""
-    service = await get_or_404(session, Service, service_id)
+    service = await service_for(session, actor, Permission.CONFIGURE, service_id)
     changes = body.model_dump(exclude_unset=True, exclude=set(CREDENTIAL_FIELDS))
     redacted = _update_credential(service, body, changes, settings)
     if changes.get("repo_url"):
@@ -174,10 +174,10 @@ async def get_service_url(
     service_id: str,
     session: SessionDep,
     settings: SettingsDep,
-    _: CurrentActor,
+    actor: CurrentActor,
     environment: str = "production",
 ) -> ServiceUrl:
-    service = await get_or_404(session, Service, service_id)
+    service = await service_for(session, actor, Permission.READ, service_id)
     env = await environment_by_name(session, service.project_id, environment)
     return ServiceUrl(
         service_id=service.id,

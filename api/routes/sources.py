@@ -10,6 +10,7 @@ from api.schemas.services import credential_kind
 from api.schemas.sources import RepoCredential
 from core.models import Service, SourceUpload
 from core.secrets import secret_box
+from domain.authorization import require_admin
 from domain.errors import NotFound
 from domain.store import get_or_404
 
@@ -18,8 +19,9 @@ router = APIRouter(prefix="/internal", tags=["internal"])
 
 @router.get("/sources/{upload_id}", operation_id="download_source", response_class=FileResponse)
 async def download_source(
-    upload_id: str, session: SessionDep, settings: SettingsDep, _: CurrentActor
+    upload_id: str, session: SessionDep, settings: SettingsDep, actor: CurrentActor
 ) -> FileResponse:
+    require_admin(actor, "the control plane's internal routes")
     upload = await get_or_404(session, SourceUpload, upload_id)
     path = settings.sources_dir / f"{upload.id}.tar.gz"
     if not path.exists():
@@ -29,9 +31,10 @@ async def download_source(
 
 @router.get("/services/{service_id}/repo-credential", operation_id="get_repo_credential")
 async def get_repo_credential(
-    service_id: str, session: SessionDep, settings: SettingsDep, _: CurrentActor
+    service_id: str, session: SessionDep, settings: SettingsDep, actor: CurrentActor
 ) -> RepoCredential:
     """The decrypted repository credential, for the builder that clones the service's repository."""
+    require_admin(actor, "the control plane's internal routes")
     service = await get_or_404(session, Service, service_id)
     if service.repo_credential is None:
         raise NotFound("repository credential of service", service_id)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, status
 
-from api.deps import CurrentActor, RedisDep, SessionDep, SettingsDep
+from api.deps import AdminActor, CurrentActor, RedisDep, SessionDep, SettingsDep
 from api.schemas.common import ErrorBody
 from api.schemas.people import (
     InvitationAccept,
@@ -41,8 +41,7 @@ async def create_user(body: UserCreate, actor: CurrentActor, session: SessionDep
 
 
 @router.get("/{user_id}", operation_id="get_user")
-async def get_user(user_id: str, actor: CurrentActor, session: SessionDep) -> UserRead:
-    users.require_admin(actor)
+async def get_user(user_id: str, actor: AdminActor, session: SessionDep) -> UserRead:
     return UserRead.model_validate(await users.get_user(session, user_id))
 
 
@@ -63,9 +62,8 @@ async def update_user(
 @router.delete(
     "/{user_id}/sessions", status_code=status.HTTP_204_NO_CONTENT, operation_id="end_user_sessions"
 )
-async def end_user_sessions(user_id: str, actor: CurrentActor, session: SessionDep, redis: RedisDep) -> None:
+async def end_user_sessions(user_id: str, actor: AdminActor, session: SessionDep, redis: RedisDep) -> None:
     """End every session of the account (its tokens keep working: revoke them, or disable the account)."""
-    users.require_admin(actor)
     await users.get_user(session, user_id)
     await sessions.revoke_all_sessions(redis, user_id)
 

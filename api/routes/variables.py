@@ -17,8 +17,10 @@ from api.deps import CurrentActor, SessionDep, SettingsDep
 from api.schemas.variables import VariablesRead, VariablesUpdate
 from core.models import Environment, Service, Variable
 from core.secrets import SecretBox, secret_box
+from domain.actors import Actor
+from domain.authorization import Permission, service_for
 from domain.errors import Conflict
-from domain.store import audit, environment_by_name, get_or_404
+from domain.store import audit, environment_by_name
 from domain.variables import invalid_variables, variable_layers
 
 router = APIRouter(prefix="/v1/services/{service_id}/variables", tags=["variables"])
@@ -33,8 +35,10 @@ async def _read(
     )
 
 
-async def _target(session: SessionDep, service_id: str, environment: str) -> tuple[Service, Environment]:
-    service = await get_or_404(session, Service, service_id)
+async def _target(
+    session: SessionDep, actor: Actor, permission: Permission, service_id: str, environment: str
+) -> tuple[Service, Environment]:
+    service = await service_for(session, actor, permission, service_id)
     return service, await environment_by_name(session, service.project_id, environment)
 
 
@@ -50,11 +54,12 @@ async def get_variables(
     service_id: str,
     session: SessionDep,
     settings: SettingsDep,
-    _: CurrentActor,
+    actor: CurrentActor,
     environment: str = "production",
 ) -> VariablesRead:
-    """The service's variables in `environment`, and those it inherits from its base environments."""
-    service, env = await _target(session, service_id, environment)
+    """The service's variables in `environment`, and those it inherits from its base environments
+    (their values: a project's viewers may not read them)."""
+    service, env = await _target(session, actor, Permission.READ_SECRETS, service_id, environment)
     return await _read(session, secret_box(settings), service, env)
 
 
@@ -78,7 +83,7 @@ async def update_variables(
                 for name, reason in problems.items()
             ]
         )
-    service, env = await _target(session, service_id, environment)
+    service, env = await _target(session, actor, Permission.WRITE_VARIABLES, service_id, environment)
     box = secret_box(settings)
     stored = await _stored(session, service, env)
     written, deleted = [], []
@@ -122,7 +127,7 @@ async def delete_variable(
 
     Nothing is redeployed: the change is staged, and the next deployment picks it up.
     """
-    service, env = await _target(session, service_id, environment)
+    service, env = await _target(session, actor, Permission.WRITE_VARIABLES, service_id, environment)
     row = (await _stored(session, service, env)).get(name)
     if row is None:
         raise HTTPException(404, f"variable {name!r} is not set in environment {env.name!r}")

@@ -32,6 +32,7 @@ from core.webhooks import (
     parse_events,
     verify_signature,
 )
+from domain.authorization import Permission, project_for
 from domain.deploys import submit
 from domain.errors import DomainError
 from domain.releases import start_teardown
@@ -150,10 +151,10 @@ async def receive_webhook(
 
 @project_router.get("/webhook", operation_id="get_webhook_settings")
 async def get_webhook_settings(
-    project_id: str, request: Request, session: SessionDep, settings: SettingsDep, _: CurrentActor
+    project_id: str, request: Request, session: SessionDep, settings: SettingsDep, actor: CurrentActor
 ) -> WebhookSettings:
     """The secret and URL to configure at the git provider (the secret is created on first call)."""
-    project = await get_or_404(session, Project, project_id)
+    project = await project_for(session, actor, Permission.READ_SECRETS, project_id)
     secret = webhook_secret(project, secret_box(settings))
     await session.commit()
     return _settings_of(project, secret, request)
@@ -164,7 +165,7 @@ async def rotate_webhook_secret(
     project_id: str, request: Request, session: SessionDep, settings: SettingsDep, actor: CurrentActor
 ) -> WebhookSettings:
     """A new secret; deliveries signed with the old one are refused from now on."""
-    project = await get_or_404(session, Project, project_id)
+    project = await project_for(session, actor, Permission.CONFIGURE, project_id)
     secret = new_webhook_secret()
     project.webhook_secret = secret_box(settings).encrypt(secret)
     audit(session, actor, "project.webhook.rotate", project.id)
@@ -174,11 +175,11 @@ async def rotate_webhook_secret(
 
 @project_router.get("/webhook-deliveries", operation_id="list_webhook_deliveries")
 async def list_webhook_deliveries(
-    project_id: str, session: SessionDep, _: CurrentActor, limit: int = 100
+    project_id: str, session: SessionDep, actor: CurrentActor, limit: int = 100
 ) -> list[DeliveryRead]:
     """The project's webhook deliveries, newest first: provider, event, delivery id, verdict and
     reason, and the deployments each started."""
-    await get_or_404(session, Project, project_id)
+    await project_for(session, actor, Permission.READ, project_id)
     deliveries = await session.scalars(
         select(WebhookDelivery)
         .where(WebhookDelivery.project_id == project_id)

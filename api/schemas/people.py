@@ -136,3 +136,25 @@ class TokenCreated(TokenRead):
     """`token` is answered this once: it is stored hashed."""
 
     token: str
+
+
+class MemberRead(BaseModel):
+    user_id: str
+    email: str
+    name: str
+    role: ProjectRole
+    since: datetime
+
+
+class MemberSet(Body):
+    role: ProjectRole
+
+
+class DeployTokenRead(TokenRead):
+    project_id: str
+
+
+class DeployTokenCreated(DeployTokenRead):
+    """`token` is answered this once: it is stored hashed."""
+
+    token: str
