@@ -18,6 +18,7 @@ from core.settings import Settings
 from domain.actors import Actor
 from domain.authentication import NO_CREDENTIAL, actor_for_session, actor_for_token
 from domain.authorization import require_admin
+from domain.context import note_actor
 from domain.errors import Forbidden, Unauthenticated
 from domain.releases import TemporalConnection
 
@@ -86,6 +87,7 @@ async def current_actor(
                 )
     else:
         raise Unauthenticated(NO_CREDENTIAL)
+    note_actor(actor)
     if actor.password_change_required and request.url.path not in PASSWORD_CHANGE_PATHS:
         raise Forbidden("change your password first (POST /v1/auth/password): it was chosen for you")
     return actor

@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from core.secrets import SecretKeyMissing
+from domain.audit import record_refusal
 from domain.errors import (
     Conflict,
     DomainError,
@@ -68,8 +69,10 @@ async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
     )
 
 
-async def _domain_error(_: Request, exc: DomainError) -> JSONResponse:
+async def _domain_error(request: Request, exc: DomainError) -> JSONResponse:
     status = next((code for kind, code in STATUS.items() if isinstance(exc, kind)), 400)
+    if isinstance(exc, Forbidden) and request.method not in ("GET", "HEAD", "OPTIONS"):
+        await record_refusal(request.app.state.db, request.method, request.url.path, status, exc.detail)
     errors = [{"field": exc.field, "reason": exc.reason}] if isinstance(exc, Invalid) else []
     response = _error(status, exc.detail, errors)
     if isinstance(exc, RateLimited):

@@ -31,7 +31,7 @@ from core.fleet import mark_missing
 from core.models import Node, Replica, RevokedCertificate
 from core.scheduler import NodeState
 from core.settings import Settings
-from domain.store import audit
+from domain.audit import audit
 
 
 def create_gateway_app(settings: Settings) -> FastAPI:

@@ -9,12 +9,14 @@ from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
 from redis.asyncio import Redis
+from starlette.types import ASGIApp, Receive, Scope, Send
 from uvicorn import server as uvicorn_server
 
 from api.deps import printable_parameters
 from api.errors import install_error_handlers
 from api.gateway import create_gateway_app
 from api.routes import (
+    audit,
     auth,
     build_logs,
     deployments,
@@ -32,6 +34,7 @@ from api.routes import (
 from core import mtls, pki
 from core.db import Database, migrate_async
 from core.settings import Settings
+from domain.context import begin
 from domain.releases import TemporalConnection
 from domain.submissions import relay_forever
 from domain.users import ensure_first_admin
@@ -75,6 +78,7 @@ def create_app(settings: Settings, *, run_migrations: bool = True) -> FastAPI:
     app.state.temporal = TemporalConnection(settings)
     app.state.redis = Redis.from_url(settings.redis_url)  # sessions, login rate limits, build logs
     install_error_handlers(app)
+    app.add_middleware(RequestNotesMiddleware)
     for router in (
         projects.router,
         services.project_router,
@@ -94,6 +98,7 @@ def create_app(settings: Settings, *, run_migrations: bool = True) -> FastAPI:
         users.invitations_router,
         users.tokens_router,
         members.router,
+        audit.router,
     ):
         app.include_router(router)
 
@@ -102,6 +107,19 @@ def create_app(settings: Settings, *, run_migrations: bool = True) -> FastAPI:
         return {"status": "ok"}
 
     return app
+
+
+class RequestNotesMiddleware:
+    """Each request's audit notes begin with its address (domain/context.py)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            client = scope.get("client")
+            begin(client[0] if client else None)
+        await self.app(scope, receive, send)
 
 
 def run(settings: Settings) -> None:

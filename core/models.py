@@ -254,6 +254,9 @@ class AuditEvent(Base):
     action: Mapped[str] = mapped_column(String(64))
     target: Mapped[str] = mapped_column(String(255))
     detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    project_id: Mapped[str | None] = mapped_column(String(32), default=None, index=True)
+    address: Mapped[str | None] = mapped_column(String(64), default=None)
+    result: Mapped[str] = mapped_column(String(16), default="ok", server_default="ok")
 
 
 # --- people --------------------------------------------------------------------------------------

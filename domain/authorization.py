@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.models import Deployment, Environment, Membership, Project, Service
 from domain.actors import Actor, ActorKind, ProjectRole
+from domain.context import note_project
 from domain.errors import Forbidden, NotFound
 
 
@@ -74,6 +75,7 @@ async def project_role(session: AsyncSession, actor: Actor, project_id: str) -> 
 async def authorize(session: AsyncSession, actor: Actor, permission: Permission, project_id: str) -> None:
     """Raise unless the actor may do `permission` in the project (NotFound when it may not even know
     that the project exists)."""
+    note_project(project_id)
     if actor.kind is ActorKind.DEPLOY:
         if actor.project_id != project_id:
             raise NotFound("project", project_id)

@@ -13,11 +13,12 @@ from core.contracts import DeploymentConfig, DeploymentStatus, SourceSpec
 from core.models import Deployment, Environment, Service
 from core.settings import Settings
 from domain.actors import Actor
+from domain.audit import audit
 from domain.deploys import new_deployment, release_again, service_variables, submit
 from domain.errors import Conflict, Invalid
 from domain.releases import TemporalConnection
 from domain.scaling import NoServiceWorkflow, submit_scale
-from domain.store import audit, get_or_404
+from domain.store import get_or_404
 from workflows.service import ScaleRequest
 
 

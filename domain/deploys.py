@@ -29,10 +29,10 @@ from core.naming import deploy_workflow_id, service_hostname
 from core.secrets import secret_box
 from core.settings import Settings
 from domain.actors import Actor
+from domain.audit import audit
 from domain.crash_points import crash_point
 from domain.errors import Unavailable
 from domain.releases import DeployRefused, DeployUnconfirmed, TemporalConnection, submit_deploy, within
-from domain.store import audit
 from domain.submissions import SUBMIT_TIMEOUT_SECONDS, mark_refused, mark_submitted, mark_unconfirmed
 from domain.variables import build_variables, effective_variables
 

@@ -13,9 +13,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.models import ApiToken, Membership, User, new_id, utcnow
 from domain.actors import DEPLOY_TOKEN_PREFIX, Actor, ProjectRole, new_secret, secret_hash
+from domain.audit import audit
 from domain.authorization import Permission, authorize
 from domain.errors import Conflict, NotFound
-from domain.store import audit
 from domain.tokens import TOKEN_PREFIX_SHOWN
 
 

@@ -29,10 +29,11 @@ from core.node_states import NodeAction, applies_when_back, next_state, state_wh
 from core.scheduler import NodeState
 from core.settings import Settings
 from domain.actors import Actor
+from domain.audit import audit
 from domain.deploys import release_again
 from domain.errors import Conflict, Unauthenticated
 from domain.releases import TemporalConnection
-from domain.store import audit, get_or_404
+from domain.store import get_or_404
 
 JOIN_TOKEN_PREFIX = "dyj_"
 

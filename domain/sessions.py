@@ -25,9 +25,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core.models import User, new_id, utcnow
 from core.settings import Settings
 from domain.actors import secret_hash
+from domain.audit import audit
 from domain.errors import NotFound, RateLimited, Unauthenticated
 from domain.passwords import hash_password, needs_rehash, verify_password
-from domain.store import audit
 
 SESSION_PREFIX = "dys_"
 _SESSION = "dockyard:session:"

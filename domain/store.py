@@ -1,17 +1,18 @@
-"""Lookups and writes the routes share: 404s with the kind and id, audit events."""
+"""Lookups the routes and operations share: 404s with the kind and id, service URLs and slugs.
+
+The audit log is domain/audit.py."""
 
 from __future__ import annotations
 
 import secrets
-from typing import Any, TypeVar
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.models import AuditEvent, Base, Environment, Route, Service
+from core.models import Base, Environment, Route, Service
 from core.naming import service_hostname, service_slug_candidates
-from domain.actors import Actor
 from domain.errors import NotFound
 
 M = TypeVar("M", bound=Base)
@@ -58,9 +59,3 @@ async def allocate_slug(session: AsyncSession, service_name: str, project_name: 
 async def routed_deployment(session: AsyncSession, service_id: str, environment_id: str) -> str | None:
     route = await session.get(Route, (service_id, environment_id))
     return route.deployment_id if route else None
-
-
-def audit(session: AsyncSession, actor: Actor | str, action: str, target: str, **detail: Any) -> None:
-    """Record a change: who (an Actor, or the name of one: a webhook's provider, a join token), what, which
-    object, with details (never a secret)."""
-    session.add(AuditEvent(actor=str(actor), action=action, target=target, detail=detail))

@@ -14,8 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.models import ApiToken, new_id, utcnow
 from domain.actors import PERSONAL_TOKEN_PREFIX, Actor, ActorKind, new_secret, secret_hash
+from domain.audit import audit
 from domain.errors import Forbidden, NotFound
-from domain.store import audit
 
 TOKEN_PREFIX_SHOWN = 8  # "dyp_" and four characters: enough to tell tokens apart, useless to guess
 

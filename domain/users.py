@@ -24,10 +24,10 @@ from domain.actors import (
     new_secret,
     secret_hash,
 )
+from domain.audit import audit
 from domain.authorization import require_admin
 from domain.errors import Conflict, Invalid, NotFound, Unauthenticated
 from domain.passwords import check_new_password, generated_password, hash_password, verify_password
-from domain.store import audit
 
 FIRST_ADMIN_EMAIL = "admin@localhost"
 FIRST_ADMIN_PASSWORD_FILE = "admin-password"

@@ -22,9 +22,9 @@ from core.naming import pool_workflow_id
 from core.pools import PoolNodeState, PoolPolicy, check_sizes
 from core.proxmox.spec import NodePoolSpec
 from core.settings import Settings
+from domain.audit import audit
 from domain.errors import Conflict, NotFound, Unavailable
 from domain.releases import TemporalConnection
-from domain.store import audit
 from workflows.pools import RECONCILE_SIGNAL, NodePoolInput, NodePoolWorkflow
 
 router = APIRouter(prefix="/v1/node-pools", tags=["node-pools"])

@@ -8,10 +8,11 @@ from api.deps import CurrentActor, SessionDep, SettingsDep
 from api.schemas.projects import EnvironmentCreate, EnvironmentRead, ProjectCreate, ProjectRead, ProjectUpdate
 from core.models import Environment, Membership, Project, Service
 from domain.actors import ActorKind, ProjectRole
+from domain.audit import audit
 from domain.authorization import Permission, project_for, visible_project_ids
 from domain.errors import Conflict, Forbidden
 from domain.hostnames import refuse_hostname_clash
-from domain.store import audit, environment_by_name
+from domain.store import environment_by_name
 
 router = APIRouter(prefix="/v1/projects", tags=["projects"])
 
@@ -32,7 +33,7 @@ async def create_project(body: ProjectCreate, session: SessionDep, actor: Curren
     session.add(Environment(project_id=project.id, name=DEFAULT_ENVIRONMENT))
     if actor.user_id is not None:
         session.add(Membership(project_id=project.id, user_id=actor.user_id, role=ProjectRole.OWNER.value))
-    audit(session, actor, "project.create", project.id, name=project.name)
+    audit(session, actor, "project.create", project.id, name=project.name, project_id=project.id)
     await session.commit()
     return ProjectRead.model_validate(project)
 

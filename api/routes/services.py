@@ -19,17 +19,11 @@ from api.schemas.services import (
 from core.models import Environment, Service
 from core.secrets import secret_box
 from core.settings import Settings
+from domain.audit import audit
 from domain.authorization import Permission, project_for, service_for
 from domain.errors import Conflict
 from domain.hostnames import refuse_hostname_clash
-from domain.store import (
-    allocate_slug,
-    audit,
-    environment_by_name,
-    routed_deployment,
-    service_url,
-    service_urls,
-)
+from domain.store import allocate_slug, environment_by_name, routed_deployment, service_url, service_urls
 
 router = APIRouter(prefix="/v1/services", tags=["services"])
 project_router = APIRouter(prefix="/v1/projects/{project_id}/services", tags=["services"])

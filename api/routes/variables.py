@@ -18,9 +18,10 @@ from api.schemas.variables import VariablesRead, VariablesUpdate
 from core.models import Environment, Service, Variable
 from core.secrets import SecretBox, secret_box
 from domain.actors import Actor
+from domain.audit import audit
 from domain.authorization import Permission, service_for
 from domain.errors import Conflict
-from domain.store import audit, environment_by_name
+from domain.store import environment_by_name
 from domain.variables import invalid_variables, variable_layers
 
 router = APIRouter(prefix="/v1/services/{service_id}/variables", tags=["variables"])

@@ -32,11 +32,12 @@ from core.webhooks import (
     parse_events,
     verify_signature,
 )
+from domain.audit import audit
 from domain.authorization import Permission, project_for
 from domain.deploys import submit
 from domain.errors import DomainError
 from domain.releases import start_teardown
-from domain.store import audit, get_or_404
+from domain.store import get_or_404
 from domain.webhooks import (
     Outcome,
     apply_pull_request,

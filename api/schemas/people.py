@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import BaseModel, Field, StringConstraints, computed_field
 
@@ -158,3 +158,15 @@ class DeployTokenCreated(DeployTokenRead):
     """`token` is answered this once: it is stored hashed."""
 
     token: str
+
+
+class AuditEventRead(Read):
+    id: int
+    at: datetime
+    actor: str
+    action: str
+    target: str
+    project_id: str | None
+    address: str | None
+    result: str
+    detail: dict[str, Any]

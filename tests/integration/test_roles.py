@@ -137,6 +137,7 @@ class Row:
     # Path parameters filled with an object made for the request (one it may use up): a personal
     # token, a project member, a deploy token, a session, a variable.
     fresh: dict[str, str] = field(default_factory=dict)
+    params: dict[str, str] = field(default_factory=dict)
 
 
 def tarball() -> bytes:
@@ -241,6 +242,8 @@ TABLE: dict[tuple[str, str], Row] = {
     ("POST", "/v1/services/{service_id}/scale"): Row(project(Permission.DEPLOY), body={"replicas": 2}),
     ("GET", "/v1/deployments/{deployment_id}"): Row(project(Permission.READ)),
     ("GET", "/v1/deployments/{deployment_id}/build-logs"): Row(project(Permission.READ)),
+    # the audit log: a project's owners read their project's
+    ("GET", "/v1/audit"): Row(project(Permission.MANAGE), params={"project_id": "{project_id}"}),
     # the control plane's own
     ("GET", "/internal/sources/{upload_id}"): Row(admin),
     ("GET", "/internal/services/{service_id}/repo-credential"): Row(admin),
@@ -503,7 +506,9 @@ async def test_every_route_answers_every_caller_as_the_table_says(
                     k: (v.format(**state.ids) if isinstance(v, str) and "{" in v else v)
                     for k, v in body.items()
                 }
+            params = {key: value.format(**state.ids) for key, value in row.params.items()}
             async with client_of(transport, **headers) as client:
+                client.params = httpx.QueryParams(params)
                 if row.content is not None:
                     response = await client.request(
                         method, path, content=row.content, headers={"Content-Type": "application/gzip"}
