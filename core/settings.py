@@ -84,6 +84,11 @@ class Settings(BaseSettings):
     # Nodes enroll with a join token and get a certificate from Dockyard's CA (kept in `pki_dir`).
     node_certificate_days: int = Field(default=30, ge=1, le=397)
 
+    # Repositories (domain/repositories.py): file:// URLs (a directory on the builder) are refused unless
+    # enabled; a credential goes over http:// only to the hosts listed (a git server on a trusted network).
+    allow_file_repositories: bool = False
+    insecure_repository_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
     # Redis: log fan-out, caches, people's sessions and login rate limits.
     redis_url: str = "redis://127.0.0.1:6379/0"
 
@@ -163,9 +168,9 @@ class Settings(BaseSettings):
     pool_replace_down_after_seconds: float = Field(default=300.0, gt=0)
     pool_enroll_timeout_seconds: float = Field(default=600.0, gt=0)
 
-    @field_validator("proxmox_hosts", mode="before")
+    @field_validator("proxmox_hosts", "insecure_repository_hosts", mode="before")
     @classmethod
-    def _proxmox_hosts_list(cls, value: object) -> object:
+    def _comma_separated(cls, value: object) -> object:
         if isinstance(value, str):
             return [host.strip() for host in value.split(",") if host.strip()]
         return value

@@ -23,6 +23,7 @@ from domain.audit import audit
 from domain.authorization import Permission, project_for, service_for
 from domain.errors import Conflict
 from domain.hostnames import refuse_hostname_clash
+from domain.repositories import check_repository, credential_follows, repository_host
 from domain.store import allocate_slug, environment_by_name, routed_deployment, service_url, service_urls
 
 router = APIRouter(prefix="/v1/services", tags=["services"])
@@ -31,10 +32,17 @@ project_router = APIRouter(prefix="/v1/projects/{project_id}/services", tags=["s
 CREDENTIAL_FIELDS = ("repo_token", "repo_deploy_key")
 
 
-async def _read(session: SessionDep, settings: Settings, service: Service) -> ServiceRead:
+async def _read(
+    session: SessionDep, settings: Settings, service: Service, notices: list[str] | None = None
+) -> ServiceRead:
     urls = await service_urls(session, service, settings.apps_domain, settings.edge_http_url)
     return ServiceRead.model_validate(
-        {**_columns(service), "urls": urls, "has_repo_credential": service.repo_credential is not None}
+        {
+            **_columns(service),
+            "urls": urls,
+            "has_repo_credential": service.repo_credential is not None,
+            "notices": notices or [],
+        }
     )
 
 
@@ -75,18 +83,31 @@ def _check_deploy_key_url(repo_url: str | None, credential: str | None) -> None:
 
 
 def _update_credential(
-    service: Service, body: ServiceUpdate, changes: dict[str, Any], settings: Settings
+    service: Service, body: ServiceUpdate, changes: dict[str, Any], settings: Settings, notices: list[str]
 ) -> dict[str, str | None]:
     """Store the body's token or deploy key (one credential per service: either replaces the other,
-    "" removes it), checked against the URL the service will have; answer them redacted."""
+    "" removes it), checked against the URL the service will have; answer them redacted. A stored
+    credential does not follow the service to another host (domain/repositories.py): it is dropped,
+    and `notices` says so."""
     given = [field for field in CREDENTIAL_FIELDS if field in body.model_fields_set]
+    new_url = changes.get("repo_url")
     if given:
         credential = _given_credential(body)
-    elif "repo_url" in changes:
+    elif new_url:
         credential = _stored_credential(service, settings)
+        if credential is not None and not credential_follows(service.repo_url, new_url):
+            credential, service.repo_credential = None, None
+            notices.append(
+                f"repo_credential: dropped; it was given for {repository_host(service.repo_url or '')}, "
+                f"and the repository is now on {repository_host(new_url)}: give repo_token (or "
+                "repo_deploy_key) for it"
+            )
+            return {"repo_credential": "dropped: another host"}
     else:
         return {}
     repo_url = None if changes.get("image") else changes.get("repo_url", service.repo_url)
+    if repo_url:
+        check_repository(repo_url, settings, with_credential=bool(credential))
     _check_deploy_key_url(repo_url, credential)
     if given:
         service.repo_credential = secret_box(settings).encrypt(credential) if credential else None
@@ -107,6 +128,8 @@ async def create_service(
     await refuse_hostname_clash(
         session, [(slug, name) for name in environments], settings.apps_domain, "name", body.name
     )
+    if body.repo_url:
+        check_repository(body.repo_url, settings, with_credential=_given_credential(body) is not None)
     fields = body.model_dump(exclude=set(CREDENTIAL_FIELDS))
     service = Service(project_id=project_id, slug=slug, **fields)
     if (credential := _given_credential(body)) is not None:
@@ -151,7 +174,10 @@ async def update_service(
     """Change the service's configuration; it takes effect with the next deployment."""
     service = await service_for(session, actor, Permission.CONFIGURE, service_id)
     changes = body.model_dump(exclude_unset=True, exclude=set(CREDENTIAL_FIELDS))
-    redacted = _update_credential(service, body, changes, settings)
+    notices: list[str] = []
+    if changes.get("repo_url") and not any(field in body.model_fields_set for field in CREDENTIAL_FIELDS):
+        check_repository(changes["repo_url"], settings, with_credential=False)
+    redacted = _update_credential(service, body, changes, settings, notices)
     if changes.get("repo_url"):
         service.image = None  # one source: the repository replaces the image
     if changes.get("image"):
@@ -160,7 +186,7 @@ async def update_service(
         setattr(service, field, value)
     audit(session, actor, "service.update", service.id, **changes, **redacted)
     await session.commit()
-    return await _read(session, settings, service)
+    return await _read(session, settings, service, notices)
 
 
 @router.get("/{service_id}/url", operation_id="get_service_url")

@@ -319,6 +319,10 @@ class ServiceRead(Read):
     draining_seconds: int | None
     created_at: datetime
     urls: dict[str, str] = Field(default_factory=dict, description="URL per environment name")
+    notices: list[str] = Field(
+        default_factory=list,
+        description="what the change did besides what was asked (a credential dropped with a new host)",
+    )
 
 
 class ServiceUrl(BaseModel):

@@ -123,6 +123,9 @@ def platform_env(state_dir: Path) -> dict[str, str]:
         "DOCKYARD_EDGE_HTTPS_URL": f"https://127.0.0.1:{ports['https']}",
         "DOCKYARD_TRAEFIK_API_URL": f"http://127.0.0.1:{ports['traefik']}",
         "DOCKYARD_AGENT_URL": f"http://127.0.0.1:{ports['agent']}",
+        # The tests' git repositories: directories (file://) and a plain-HTTP git server on loopback.
+        "DOCKYARD_ALLOW_FILE_REPOSITORIES": "true",
+        "DOCKYARD_INSECURE_REPOSITORY_HOSTS": "127.0.0.1",
         "DOCKYARD_HEALTH_TIMEOUT_SECONDS": "30",
         # Shorter than the default 10 s: every release keeps its previous replicas through the window,
         # and many tests wait for them to go. Tests of the window itself set their own.
