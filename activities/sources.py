@@ -175,8 +175,9 @@ class SourceActivities:
         return RepoCredential(kind="token", secret=str(answer["token"]))
 
     def _auth(self) -> dict[str, str]:
-        token = self.settings.api_token.get_secret_value() if self.settings.api_token else ""
-        return {"Authorization": f"Bearer {token}"}
+        """The builders' service identity (an installation from before it exists: the API token)."""
+        secret = self.settings.builder_token or self.settings.api_token
+        return {"Authorization": f"Bearer {secret.get_secret_value() if secret else ''}"}
 
     async def _fetch_upload(self, source: SourceSpec, workdir: Path, source_dir: Path) -> None:
         url = f"{self.settings.public_api_url}/internal/sources/{source.upload_id}"

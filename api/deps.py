@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core.db import Database
 from core.limits import control_character
 from core.settings import Settings
-from domain.actors import Actor
+from domain.actors import SERVICE_ROUTES, Actor, ActorKind
 from domain.authentication import NO_CREDENTIAL, actor_for_session, actor_for_token
 from domain.authorization import require_admin
 from domain.context import note_actor
@@ -88,6 +88,11 @@ async def current_actor(
     else:
         raise Unauthenticated(NO_CREDENTIAL)
     note_actor(actor)
+    if actor.kind is ActorKind.SERVICE:
+        route = request.scope.get("route")
+        allowed = SERVICE_ROUTES.get(actor.label.removeprefix("service:"), frozenset())
+        if (request.method, getattr(route, "path", "")) not in allowed:
+            raise Forbidden(f"{actor.label} may call only its own routes")
     if actor.password_change_required and request.url.path not in PASSWORD_CHANGE_PATHS:
         raise Forbidden("change your password first (POST /v1/auth/password): it was chosen for you")
     return actor

@@ -26,6 +26,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 INFRA = REPO_ROOT / "infra"
 SECRET_NAMES = (
     "DOCKYARD_API_TOKEN",
+    "DOCKYARD_TRAEFIK_TOKEN",
+    "DOCKYARD_BUILDER_TOKEN",
     "DOCKYARD_AGENT_TOKEN",
     "DOCKYARD_REGISTRY_PASSWORD",
     "DOCKYARD_SECRET_KEY",
@@ -89,8 +91,14 @@ def render_registry_config(settings: Settings, run_dir: Path) -> Path:
     )
 
 
+def _traefik_token(settings: Settings) -> str:
+    """Traefik's service identity (an installation from before it exists: the API token)."""
+    secret = settings.traefik_token or settings.api_token
+    return secret.get_secret_value() if secret else ""
+
+
 def render_traefik_config(settings: Settings, run_dir: Path) -> Path:
-    token = settings.api_token.get_secret_value() if settings.api_token else ""
+    token = _traefik_token(settings)
     http_host, http_port = _hostport(settings.edge_http_url)
     https_host, https_port = _hostport(settings.edge_https_url)
     api_host, api_port = _hostport(settings.traefik_api_url)
@@ -110,7 +118,7 @@ def traefik_serves_the_routes(settings: Settings) -> Callable[[int], bool]:
     """Whether the Traefik whose "instance" entrypoint is on this port may take traffic: it has loaded
     every router the API publishes (/internal/traefik/config), or, while the API is away, every router
     the active Traefik serves. With neither to compare with, its API answering is all there is to ask."""
-    token = settings.api_token.get_secret_value() if settings.api_token else ""
+    token = _traefik_token(settings)
     published = urllib.request.Request(
         f"{settings.public_api_url}/internal/traefik/config", headers={"Authorization": f"Bearer {token}"}
     )

@@ -45,6 +45,10 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=7800, ge=1, le=65535)
     api_token: SecretStr | None = None
+    # Service identities: Traefik's (reads its configuration, nothing else) and the builders' (read an
+    # uploaded source and a repository credential, nothing else). `dockyard up` generates both.
+    traefik_token: SecretStr | None = None
+    builder_token: SecretStr | None = None
     # Encrypts secrets at rest (a Fernet key: `dockyard up` generates one).
     secret_key: SecretStr | None = None
     public_api_url: str = ""

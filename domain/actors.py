@@ -5,6 +5,8 @@
     user        a person, through a session cookie (the dashboard) or one of their personal tokens
     deploy      a project's deploy token (CI): deploys and reads that project only
     control     the control plane's own work (the fleet watch, node pools), audited under its name
+    service     a service identity: Traefik (its configuration) or a builder (an uploaded source, a
+                repository credential); each may call only its own routes (SERVICE_ROUTES)
 
 Every audit event names the actor by `label`.
 """
@@ -33,6 +35,16 @@ class ActorKind(StrEnum):
     USER = "user"
     DEPLOY = "deploy"
     CONTROL = "control"
+    SERVICE = "service"
+
+
+# The routes (method, path template) each service identity may call; nothing else.
+SERVICE_ROUTES: dict[str, frozenset[tuple[str, str]]] = {
+    "traefik": frozenset({("GET", "/internal/traefik/config")}),
+    "builder": frozenset(
+        {("GET", "/internal/sources/{upload_id}"), ("GET", "/internal/services/{service_id}/repo-credential")}
+    ),
+}
 
 
 @dataclass(frozen=True)
@@ -56,6 +68,10 @@ class Actor:
 
 
 BOOTSTRAP = Actor(ActorKind.BOOTSTRAP, "admin", role=PlatformRole.ADMIN)
+
+
+def service_identity(name: str) -> Actor:
+    return Actor(ActorKind.SERVICE, f"service:{name}")
 
 
 def control_plane(part: str) -> Actor:

@@ -24,6 +24,7 @@ from domain.actors import (
     ActorKind,
     PlatformRole,
     secret_hash,
+    service_identity,
 )
 from domain.errors import Unauthenticated
 from domain.sessions import SessionInfo, session_of
@@ -37,6 +38,9 @@ async def actor_for_token(session: AsyncSession, settings: Settings, token: str)
     bootstrap = settings.api_token.get_secret_value() if settings.api_token else ""
     if bootstrap and hmac.compare_digest(token.encode(), bootstrap.encode()):
         return BOOTSTRAP
+    for name, secret in (("traefik", settings.traefik_token), ("builder", settings.builder_token)):
+        if secret is not None and hmac.compare_digest(token.encode(), secret.get_secret_value().encode()):
+            return service_identity(name)
     if not token.startswith((PERSONAL_TOKEN_PREFIX, DEPLOY_TOKEN_PREFIX)):
         raise Unauthenticated(NO_CREDENTIAL)
     row = await session.scalar(select(ApiToken).where(ApiToken.token_hash == secret_hash(token)))

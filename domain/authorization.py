@@ -52,6 +52,13 @@ ROLE_PERMISSIONS: dict[ProjectRole, frozenset[Permission]] = {
 DEPLOY_TOKEN_PERMISSIONS = frozenset({Permission.READ, Permission.DEPLOY})
 
 
+def require_internal(actor: Actor, service: str) -> None:
+    """The control plane's internal routes: the service identity they are for, or an admin."""
+    if actor.is_admin or (actor.kind is ActorKind.SERVICE and actor.label == f"service:{service}"):
+        return
+    raise Forbidden(f"only the {service} service identity (or an admin) may call this")
+
+
 def require_admin(actor: Actor, what: str = "this") -> None:
     """Platform operations: nodes, pools, people."""
     if not actor.is_admin:

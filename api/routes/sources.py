@@ -10,7 +10,7 @@ from api.schemas.services import credential_kind
 from api.schemas.sources import RepoCredential
 from core.models import Service, SourceUpload
 from core.secrets import secret_box
-from domain.authorization import require_admin
+from domain.authorization import require_internal
 from domain.errors import NotFound
 from domain.store import get_or_404
 
@@ -21,7 +21,7 @@ router = APIRouter(prefix="/internal", tags=["internal"])
 async def download_source(
     upload_id: str, session: SessionDep, settings: SettingsDep, actor: CurrentActor
 ) -> FileResponse:
-    require_admin(actor, "the control plane's internal routes")
+    require_internal(actor, "builder")
     upload = await get_or_404(session, SourceUpload, upload_id)
     path = settings.sources_dir / f"{upload.id}.tar.gz"
     if not path.exists():
@@ -34,7 +34,7 @@ async def get_repo_credential(
     service_id: str, session: SessionDep, settings: SettingsDep, actor: CurrentActor
 ) -> RepoCredential:
     """The decrypted repository credential, for the builder that clones the service's repository."""
-    require_admin(actor, "the control plane's internal routes")
+    require_internal(actor, "builder")
     service = await get_or_404(session, Service, service_id)
     if service.repo_credential is None:
         raise NotFound("repository credential of service", service_id)

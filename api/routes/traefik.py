@@ -11,14 +11,14 @@ from api.deps import CurrentActor, SessionDep
 from core.models import Route
 from core.naming import route_name
 from core.routing import RouteView, render_traefik_config
-from domain.authorization import require_admin
+from domain.authorization import require_internal
 
 router = APIRouter(prefix="/internal", tags=["internal"])
 
 
 @router.get("/traefik/config", operation_id="traefik_config")
 async def traefik_config(session: SessionDep, actor: CurrentActor) -> dict[str, Any]:
-    require_admin(actor, "the control plane's internal routes")
+    require_internal(actor, "traefik")
     routes = await session.scalars(select(Route))
     return render_traefik_config(
         RouteView(

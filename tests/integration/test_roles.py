@@ -19,6 +19,7 @@ from typing import Any
 
 import httpx
 import pytest
+from pydantic import SecretStr
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.routing import BaseRoute
@@ -29,7 +30,7 @@ from core.models import Deployment, Membership, Variable, new_id, utcnow
 from core.secrets import secret_box
 from core.settings import Settings
 from domain import members, sessions, tokens
-from domain.actors import BOOTSTRAP, Actor, ActorKind, PlatformRole
+from domain.actors import BOOTSTRAP, SERVICE_ROUTES, Actor, ActorKind, PlatformRole
 from domain.authentication import NO_CREDENTIAL
 from domain.authorization import Permission
 from domain.users import create_user
@@ -49,7 +50,11 @@ ROLES = (
     "outsider",
     "deploy-token",
     "deploy-token-elsewhere",
+    "traefik",
+    "builder",
 )
+SERVICES = ("traefik", "builder")
+SERVICE_TOKENS = {"traefik": "traefik-identity-secret", "builder": "builder-identity-secret"}
 PEOPLE = ("admin", "owner", "developer", "viewer", "outsider")
 
 
@@ -319,6 +324,8 @@ class World:
             return {}
         if role == "bootstrap":
             return {"Authorization": f"Bearer {TOKEN}"}
+        if role in SERVICES:
+            return {"Authorization": f"Bearer {SERVICE_TOKENS[role]}"}
         if role.startswith("deploy-token"):
             project_id = self.ids["project_id"] if role == "deploy-token" else self.ids["other_project_id"]
             secret, _ = await members.create_deploy_token(
@@ -460,6 +467,8 @@ async def world(
             "redis_url": redis_server.url,
             "login_failures_per_address": 1000,
             "login_failures_per_user": 1000,
+            "traefik_token": SecretStr(SERVICE_TOKENS["traefik"]),
+            "builder_token": SecretStr(SERVICE_TOKENS["builder"]),
         }
     )
     async with (
@@ -467,6 +476,13 @@ async def world(
         client_of(transport, Authorization=f"Bearer {TOKEN}") as admin,
     ):
         yield await build_world(database, settings, redis_server.url, admin), transport
+
+
+def expectation(row: Row, role: str, method: str, template: str) -> str | int:
+    """A service identity may call its own routes (and the public ones), nothing else: 403."""
+    if role in SERVICES and row.expect is not public:
+        return ALLOWED if (method, template) in SERVICE_ROUTES[role] else 403
+    return row.expect(role)
 
 
 # What a caller who may not see it is told is not found.
@@ -515,7 +531,7 @@ async def test_every_route_answers_every_caller_as_the_table_says(
                     )
                 else:
                     response = await client.request(method, path, json=body)
-            expected, got = row.expect(role), outcome(response)
+            expected, got = expectation(row, role, method, template), outcome(response)
             if expected != got:
                 wrong.append(
                     f"{method} {template} as {role}: expected {expected}, got {got} "
