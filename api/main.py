@@ -6,8 +6,10 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
+from urllib.parse import urlsplit
 
 from fastapi import Depends, FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from redis.asyncio import Redis
 from starlette.types import ASGIApp, Receive, Scope, Send
 from uvicorn import server as uvicorn_server
@@ -19,6 +21,7 @@ from api.routes import (
     audit,
     auth,
     build_logs,
+    codec,
     deployments,
     members,
     nodes,
@@ -79,6 +82,7 @@ def create_app(settings: Settings, *, run_migrations: bool = True) -> FastAPI:
     app.state.redis = Redis.from_url(settings.redis_url)  # sessions, login rate limits, build logs
     install_error_handlers(app)
     app.add_middleware(RequestNotesMiddleware)
+    allow_temporal_ui(app, settings)
     for router in (
         projects.router,
         services.project_router,
@@ -99,6 +103,7 @@ def create_app(settings: Settings, *, run_migrations: bool = True) -> FastAPI:
         users.tokens_router,
         members.router,
         audit.router,
+        codec.router,
     ):
         app.include_router(router)
 
@@ -106,6 +111,40 @@ def create_app(settings: Settings, *, run_migrations: bool = True) -> FastAPI:
     async def health() -> dict[str, str]:
         return {"status": "ok"}
 
+    return app
+
+
+def allow_temporal_ui(app: FastAPI, settings: Settings) -> None:
+    """The Temporal Web UI calls the payload codec from the browser, with the session cookie."""
+    parts = urlsplit(settings.temporal_ui_url)
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=[f"{parts.scheme}://{parts.netloc}"],
+        allow_credentials=True,
+        allow_methods=["POST"],
+        allow_headers=["Content-Type", "Authorization", "X-Namespace"],
+    )
+
+
+def create_codec_app(settings: Settings) -> FastAPI:
+    """`dockyard codec-server`: the payload codec alone (its callers authenticated as by the API)."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.db = Database(settings.database_url)
+        try:
+            yield
+        finally:
+            await app.state.db.dispose()
+            await app.state.redis.aclose()
+
+    app = FastAPI(title="Dockyard payload codec", lifespan=lifespan)
+    app.state.settings = settings
+    app.state.redis = Redis.from_url(settings.redis_url)
+    install_error_handlers(app)
+    app.add_middleware(RequestNotesMiddleware)
+    allow_temporal_ui(app, settings)
+    app.include_router(codec.router)
     return app
 
 

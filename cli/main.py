@@ -110,6 +110,20 @@ def api() -> None:
     run(_settings())
 
 
+@app.command("codec-server")
+def codec_server(
+    host: Annotated[str, typer.Option(help="Listen on this address.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Listen on this port.")] = 7803,
+) -> None:
+    """Serve Temporal's remote codec protocol alone, so that a Temporal Web UI shows Dockyard's
+    encrypted payloads decoded to admins (the API serves the same at /v1/codec)."""
+    import uvicorn
+
+    from api.main import create_codec_app
+
+    uvicorn.run(create_codec_app(_settings()), host=host, port=port, log_level="warning")
+
+
 @app.command()
 def worker(
     role: Annotated[str, typer.Option(help="all | orchestrator | builder")] = "all",

@@ -17,6 +17,7 @@ from pydantic import SecretStr
 
 from cli.sockets import Listen
 from cli.supervisor import ProcessSpec, Standby
+from core.codec import new_payload_key
 from core.programs import how_to_install
 from core.restarts import RestartPolicy
 from core.secrets import SecretBox
@@ -31,6 +32,7 @@ SECRET_NAMES = (
     "DOCKYARD_AGENT_TOKEN",
     "DOCKYARD_REGISTRY_PASSWORD",
     "DOCKYARD_SECRET_KEY",
+    "DOCKYARD_PAYLOAD_KEY",
 )
 DOCKER_SOCKET = Path("/var/run/docker.sock")
 
@@ -49,6 +51,8 @@ def load_or_create_secrets(state_dir: Path) -> dict[str, str]:
         values.update({name: secrets.token_urlsafe(32) for name in missing})
         if "DOCKYARD_SECRET_KEY" in missing:
             values["DOCKYARD_SECRET_KEY"] = SecretBox.generate_key()
+        if "DOCKYARD_PAYLOAD_KEY" in missing:
+            values["DOCKYARD_PAYLOAD_KEY"] = new_payload_key()
         state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         path.touch(mode=0o600)
         path.write_text("".join(f"{name}={values[name]}\n" for name in SECRET_NAMES))
@@ -189,6 +193,8 @@ def platform_processes(settings: Settings, run_dir: Path, *, start_docker: bool)
                 "TEMPORAL_PORT": str(temporal_port),
                 "TEMPORAL_UI_PORT": str(ui_port),
                 "TEMPORAL_DB_FILE": str(settings.state_dir / "temporal.db"),
+                # The Web UI decodes Dockyard's encrypted payloads through the API (api/routes/codec.py).
+                "TEMPORAL_UI_CODEC_ENDPOINT": f"{settings.public_api_url}/v1/codec",
             },
             ready_tcp=(temporal_host, temporal_port),
             ready_url=settings.temporal_ui_url,

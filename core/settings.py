@@ -58,6 +58,16 @@ class Settings(BaseSettings):
     temporal_namespace: str = "default"
     temporal_ui_url: str = "http://127.0.0.1:8233"
     temporal_task_queue: str = "dockyard"
+    # A cluster over TLS: the CA to trust (default: the system's), and a client certificate and key for
+    # mutual TLS; or an API key (Temporal Cloud). The dev server of `dockyard up` needs none.
+    temporal_tls: bool = False
+    temporal_tls_ca_file: Path | None = None
+    temporal_tls_cert_file: Path | None = None
+    temporal_tls_key_file: Path | None = None
+    temporal_api_key: SecretStr | None = None
+    # Encrypts every payload in Temporal's histories (core/codec.py); `dockyard up` generates it. Every
+    # API, worker and builder process needs the same one.
+    payload_key: SecretStr | None = None
 
     # The OCI registry images are stored in and pulled from (Docker Distribution, htpasswd auth).
     registry_host: str = "127.0.0.1:5000"

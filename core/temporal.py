@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from temporalio.client import Client
 from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
-from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.service import TLSConfig
 
+from core.codec import data_converter
 from core.settings import Settings
 
 # Registered on the dev server by infra/temporal/dev-server.sh and on a cluster by `temporal operator`.
@@ -30,8 +33,26 @@ def search_attributes(**values: str) -> TypedSearchAttributes:
 
 
 async def connect(settings: Settings) -> Client:
+    """A client whose payloads are encrypted (core/codec.py), over TLS (or mutual TLS) and with an API
+    key when the settings say so (a Temporal cluster or Temporal Cloud)."""
     return await Client.connect(
         settings.temporal_address,
         namespace=settings.temporal_namespace,
-        data_converter=pydantic_data_converter,
+        data_converter=data_converter(settings),
+        tls=tls_config(settings),
+        api_key=settings.temporal_api_key.get_secret_value() if settings.temporal_api_key else None,
+    )
+
+
+def tls_config(settings: Settings) -> TLSConfig | bool:
+    if not settings.temporal_tls:
+        return False
+
+    def read(path: Path | None) -> bytes | None:
+        return path.read_bytes() if path is not None else None
+
+    return TLSConfig(
+        server_root_ca_cert=read(settings.temporal_tls_ca_file),
+        client_cert=read(settings.temporal_tls_cert_file),
+        client_private_key=read(settings.temporal_tls_key_file),
     )

