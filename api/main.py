@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
+from typing import Any
 from urllib.parse import urlsplit
 
 from fastapi import Depends, FastAPI
@@ -34,6 +35,7 @@ from api.routes import (
     variables,
     webhooks,
 )
+from api.schemas.common import ErrorItem
 from core import mtls, pki
 from core.db import Database, migrate_async
 from core.settings import Settings
@@ -81,6 +83,7 @@ def create_app(settings: Settings, *, run_migrations: bool = True) -> FastAPI:
     app.state.temporal = TemporalConnection(settings)
     app.state.redis = Redis.from_url(settings.redis_url)  # sessions, login rate limits, build logs
     install_error_handlers(app)
+    document_errors(app)
     app.add_middleware(RequestNotesMiddleware)
     allow_temporal_ui(app, settings)
     for router in (
@@ -112,6 +115,32 @@ def create_app(settings: Settings, *, run_migrations: bool = True) -> FastAPI:
         return {"status": "ok"}
 
     return app
+
+
+def document_errors(app: FastAPI) -> None:
+    """FastAPI documents its 422 answers as {"detail": [...]}; Dockyard answers every error as ErrorBody
+    ({"detail": "...", "errors": [{"field", "reason"}]}, api/errors.py): the document says so."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            document = generate()
+            schemas = document.setdefault("components", {}).setdefault("schemas", {})
+            schemas["ErrorItem"] = ErrorItem.model_json_schema()
+            schemas["HTTPValidationError"] = {
+                "title": "ErrorBody",
+                "type": "object",
+                "properties": {
+                    "detail": {"type": "string", "title": "Detail"},
+                    "errors": {"type": "array", "items": {"$ref": "#/components/schemas/ErrorItem"}},
+                },
+                "required": ["detail"],
+            }
+            schemas.pop("ValidationError", None)
+            app.openapi_schema = document
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def allow_temporal_ui(app: FastAPI, settings: Settings) -> None:

@@ -6,9 +6,11 @@
 #   scripts/test.sh -q -k rollback   the whole suite, with any pytest options
 #   scripts/test.sh tests/unit -q    the tests named, in one pytest
 #
-# The whole suite runs in two lanes at once: tests/unit and tests/workflows (no component but a
-# Temporal dev server of their own, mostly waiting on timers) beside everything else (the platform,
-# nodes, builds). The first lane's output follows the second's; either lane failing fails the run.
+# The whole suite runs in two lanes at once: tests/unit, tests/workflows and tests/integration/api (no
+# Docker, no platform: PostgreSQL, Redis and a Temporal dev server of their own) beside everything else
+# (the platform, nodes, builds), which starts with its integration tests and the sample builds so that
+# the quiet lane is mostly done before the zero-downtime tests begin. The first lane's output follows
+# the second's; either lane failing fails the run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install.sh --dev
@@ -16,7 +18,9 @@ scripts/install.sh --dev
 .venv/bin/ruff format --check .
 .venv/bin/mypy core domain api workflows activities agent cli
 
-QUIET_LANE=(tests/unit tests/workflows)
+QUIET_LANE=(tests/unit tests/workflows tests/integration/api)
+# The other lane, in this order (pytest runs its arguments in order).
+PLATFORM_LANE=(tests/integration tests/e2e tests/bench)
 
 # Arguments naming tests (a path under tests/, a file, a node id) run as given, in one pytest.
 names_tests() {
@@ -60,7 +64,7 @@ trap 'rm -f "$quiet_log"' EXIT
 quiet_pid=$!
 ignores=()
 for path in "${QUIET_LANE[@]}"; do ignores+=("--ignore=$path"); done
-.venv/bin/pytest tests "${ignores[@]}" "$@"
+.venv/bin/pytest "${PLATFORM_LANE[@]}" "${ignores[@]}" "$@"
 main=$?
 wait "$quiet_pid"
 quiet=$?

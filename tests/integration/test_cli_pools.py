@@ -14,8 +14,8 @@ from temporalio.service import RPCError, RPCStatusCode
 from core.db import Database
 from core.pools import PoolNodeState
 from domain.authentication import NO_CREDENTIAL
+from tests.integration.api.test_pools_api import add_guest, pool_settings
 from tests.integration.test_cli_link import Served, cli_env, dockyard, serving
-from tests.integration.test_pools_api import add_guest, pool_settings
 from tests.support.components import TemporalDevServer
 
 LXC_WEB = ("pools", "create", "web", "--template", "9000", "--min", "1", "--max", "5", "--size", "2")

@@ -1,7 +1,7 @@
 """How api/releases.submit_deploy reads the end of a call to Temporal: refused (nothing runs: FAILED at
 submit), accepted (the ServiceWorkflow already has the deployment counts), or unconfirmed (it may run:
 the relay asks again). The call's outcome is given by a stand-in for the client; the real server's
-answers are in tests/integration/test_submissions.py and tests/workflows/test_service.py."""
+answers are in tests/integration/api/test_submissions.py and tests/workflows/test_service.py."""
 
 from __future__ import annotations
 

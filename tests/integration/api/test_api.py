@@ -151,6 +151,7 @@ async def test_service_create_list_get_patch(api: httpx.AsyncClient) -> None:
         "draining_seconds": None,
         "created_at": "",
         "urls": {"production": "http://web-production.apps.test:18080"},
+        "notices": [],
     }
     assert ok(await api.get(f"/v1/projects/{project['id']}/services")) == [service]
     assert ok(await api.get(f"/v1/services/{service['id']}")) == service

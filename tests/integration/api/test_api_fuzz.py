@@ -79,13 +79,16 @@ def test_no_request_the_schema_allows_gets_a_server_error_or_an_answer_off_the_s
                 "--request-timeout",
                 "30",
                 "--no-color",
+                # A gzipped tarball body: schemathesis cannot make one (the upload has tests of its own).
+                "--exclude-operation-id",
+                "upload_deployment",
             ],
             capture_output=True,
             text=True,
             timeout=800,
             cwd=tmp_path,
         )
-        print(run.stdout[-6000:])
+        print(run.stdout[-20000:])
         assert run.returncode == 0, run.stdout[-20000:] + run.stderr[-3000:]
     finally:
         api.terminate()
