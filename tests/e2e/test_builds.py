@@ -139,10 +139,11 @@ def build_log(platform: Platform, deployment_id: str) -> dict[str, Any]:
 
 
 def containers_of(client: docker.DockerClient, deployment_id: str) -> list[str]:
-    return [
-        c.name
-        for c in client.containers.list(all=True, filters={"label": f"dockyard.deployment={deployment_id}"})
-    ]
+    """Names from the list answer alone (sparse): a container removed meanwhile is no error."""
+    listed = client.containers.list(
+        all=True, sparse=True, filters={"label": f"dockyard.deployment={deployment_id}"}
+    )
+    return [c.attrs["Names"][0].lstrip("/") for c in listed]
 
 
 def eventually_gone(client: docker.DockerClient, deployment_id: str, timeout: float = 30) -> bool:

@@ -125,10 +125,11 @@ def served(platform: Platform, service: dict[str, Any]) -> str:
 
 
 def containers_of(client: docker.DockerClient, deployment_id: str) -> list[str]:
-    return [
-        c.name
-        for c in client.containers.list(all=True, filters={"label": f"dockyard.deployment={deployment_id}"})
-    ]
+    """Names from the list answer alone (sparse): a container removed meanwhile is no error."""
+    listed = client.containers.list(
+        all=True, sparse=True, filters={"label": f"dockyard.deployment={deployment_id}"}
+    )
+    return [c.attrs["Names"][0].lstrip("/") for c in listed]
 
 
 def wait_for_build_line(platform: Platform, deployment_id: str, text: str, timeout: float) -> None:

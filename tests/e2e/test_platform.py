@@ -21,7 +21,9 @@ pytestmark = pytest.mark.timeout(300)
 
 def containers_of(client: docker.DockerClient, **labels: str) -> list[str]:
     filters = [f"dockyard.{key}={value}" for key, value in labels.items()]
-    return [c.name for c in client.containers.list(all=True, filters={"label": filters})]
+    # Names from the list answer alone (sparse): a container removed meanwhile is no error.
+    listed = client.containers.list(all=True, sparse=True, filters={"label": filters})
+    return [c.attrs["Names"][0].lstrip("/") for c in listed]
 
 
 def eventually(check, timeout: float = 30) -> bool:  # type: ignore[no-untyped-def]
