@@ -243,7 +243,11 @@ async def ensure_first_admin(session: AsyncSession, state_dir: Path) -> Path | N
     )
     session.add(user)
     audit(session, control_plane("first-admin"), "user.create", user.id, email=user.email, role=user.role)
-    await session.commit()
+    try:
+        await session.commit()
+    except IntegrityError:  # another API process, starting at the same time, made it
+        await session.rollback()
+        return None
     path = state_dir / FIRST_ADMIN_PASSWORD_FILE
     path.touch(mode=0o600)
     path.chmod(0o600)

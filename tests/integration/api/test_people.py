@@ -19,7 +19,7 @@ from sqlalchemy import select, update
 from core.db import Database
 from core.models import ApiToken, AuditEvent, Invitation, User, utcnow
 from core.settings import Settings
-from domain.users import FIRST_ADMIN_EMAIL, FIRST_ADMIN_PASSWORD_FILE
+from domain.users import FIRST_ADMIN_EMAIL, FIRST_ADMIN_PASSWORD_FILE, ensure_first_admin
 from tests.support.api import TOKEN, api_settings, api_transport, client_of
 from tests.support.redis_server import RedisServer
 from tests.support.registry import free_port
@@ -386,3 +386,18 @@ async def test_requests_without_a_credential_are_told_how_to_authenticate(
         assert response.headers["WWW-Authenticate"] == "Bearer"
         bogus = await stranger.get("/v1/projects", headers={"Authorization": "Bearer dyp_not-a-token"})
         assert bogus.status_code == 401 and bogus.json()["detail"] == "unknown API token"
+
+
+async def test_two_api_processes_starting_at_once_make_one_first_admin(
+    database: Database, tmp_path: Path
+) -> None:
+    async def start(name: str) -> Path | None:
+        state_dir = tmp_path / name
+        state_dir.mkdir()
+        async with database.session() as session:
+            return await ensure_first_admin(session, state_dir)
+
+    made = await asyncio.gather(start("a"), start("b"))
+    assert len([path for path in made if path is not None]) == 1
+    async with database.session() as session:
+        assert [u.email for u in await session.scalars(select(User))] == [FIRST_ADMIN_EMAIL]
