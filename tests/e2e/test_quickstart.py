@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from tests.support.components import REPO_ROOT, TESTS_CACHE_ENV, wait_until
-from tests.support.platform import DOCKYARD, assert_nothing_left_running, platform_env
+from tests.support.platform import DOCKYARD, assert_nothing_left_running, platform_env, process_env
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -31,7 +31,7 @@ def test_up_deploys_the_example_prints_urls_and_ctrl_c_stops_everything(
     with output.open("w") as out:
         up = subprocess.Popen(
             [*DOCKYARD, "up", "--example"],
-            env={**os.environ, **env},
+            env=process_env(env),
             cwd=REPO_ROOT,
             stdout=out,
             stderr=subprocess.STDOUT,

@@ -24,6 +24,8 @@ from api.main import create_app
 from cli.deploy import pack
 from cli.link import valid_name
 from cli.main import app
+from cli.platform import SECRET_NAMES
+from core.codec import new_payload_key
 from core.db import Database
 from core.settings import Settings
 from tests.support.api import SECRET_KEY, TOKEN, api_settings
@@ -81,15 +83,20 @@ def served_with_temporal(
 
 
 def cli_env(served: Served, tmp_path: Path, **overrides: str) -> dict[str, str]:
-    # Every secret `dockyard` would otherwise generate and export: CliRunner restores exactly these.
-    return {
-        "DOCKYARD_STATE_DIR": str(tmp_path / "cli-state"),
-        "DOCKYARD_PUBLIC_API_URL": served.url,
-        "DOCKYARD_API_TOKEN": TOKEN,
-        "DOCKYARD_AGENT_TOKEN": "agent-test-token",
-        "DOCKYARD_REGISTRY_PASSWORD": "registry-test-password",
-        "DOCKYARD_SECRET_KEY": SECRET_KEY,
-    } | overrides
+    # Every secret `dockyard` would otherwise generate and export (cli/platform.py's SECRET_NAMES):
+    # CliRunner restores exactly the variables it was given, so none leaks into this process.
+    generated = {name: f"{name.lower()}-test" for name in SECRET_NAMES}
+    return (
+        generated
+        | {
+            "DOCKYARD_STATE_DIR": str(tmp_path / "cli-state"),
+            "DOCKYARD_PUBLIC_API_URL": served.url,
+            "DOCKYARD_API_TOKEN": TOKEN,
+            "DOCKYARD_SECRET_KEY": SECRET_KEY,
+            "DOCKYARD_PAYLOAD_KEY": new_payload_key(),
+        }
+        | overrides
+    )
 
 
 @pytest.fixture

@@ -39,6 +39,10 @@ TABLES = {
     "revoked_certificates",
     "node_pools",
     "pool_nodes",
+    "users",
+    "invitations",
+    "api_tokens",
+    "memberships",
 }
 
 

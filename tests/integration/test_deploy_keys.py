@@ -369,9 +369,18 @@ async def test_a_deploy_key_keeps_its_service_on_ssh(api: httpx.AsyncClient) -> 
         f"/v1/services/{https['id']}", json={"repo_url": SSH_URL, "repo_deploy_key": DEPLOY_KEY.private}
     )
     assert moved.status_code == 200, moved.text
-    back = await api.patch(f"/v1/services/{https['id']}", json={"repo_url": "https://git.test/x.git"})
+    # On the same host, the key stays with the service, and a key clones over SSH only.
+    back = await api.patch(f"/v1/services/{https['id']}", json={"repo_url": "https://github.com/acme/x.git"})
     assert back.status_code == 422
-    assert "(got 'https://git.test/x.git'), or replace the key with repo_token" in back.json()["detail"]
+    assert (
+        "(got 'https://github.com/acme/x.git'), or replace the key with repo_token" in back.json()["detail"]
+    )
     assert (await api.get(f"/v1/services/{https['id']}")).json()["repo_url"] == SSH_URL
-    other_ssh = await api.patch(f"/v1/services/{https['id']}", json={"repo_url": "ssh://git@git.test/x.git"})
-    assert other_ssh.status_code == 200, other_ssh.text
+    same_host = await api.patch(
+        f"/v1/services/{https['id']}", json={"repo_url": "ssh://git@github.com/acme/x.git"}
+    )
+    assert same_host.status_code == 200 and same_host.json()["has_repo_credential"] is True, same_host.text
+    # On another host, the key is dropped (domain/repositories.py), and the answer says so.
+    other_host = await api.patch(f"/v1/services/{https['id']}", json={"repo_url": "ssh://git@git.test/x.git"})
+    assert other_host.status_code == 200, other_host.text
+    assert other_host.json()["has_repo_credential"] is False and other_host.json()["notices"]

@@ -145,12 +145,19 @@ def platform_env(state_dir: Path) -> dict[str, str]:
     }
 
 
+def process_env(env: dict[str, str]) -> dict[str, str]:
+    """The environment of a `dockyard` process a test starts: the test's own without its DOCKYARD_*
+    variables (an in-process CLI test may have exported a local installation's secrets there, which
+    would win over the platform's own secrets.env), then `env`."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("DOCKYARD_")} | env
+
+
 def run_dockyard(
     env: dict[str, str], *args: str, timeout: float = 300, input: str | None = None
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [*DOCKYARD, *args],
-        env={**os.environ, **env},
+        env=process_env(env),
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
