@@ -6,17 +6,15 @@ A project always keeps an owner: the last one can be neither removed nor demoted
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.models import ApiToken, Membership, User, new_id, utcnow
-from domain.actors import DEPLOY_TOKEN_PREFIX, Actor, ProjectRole, new_secret, secret_hash
+from core.models import ApiToken, Membership, User, utcnow
+from domain.actors import DEPLOY_TOKEN_PREFIX, Actor, ProjectRole
 from domain.audit import audit
 from domain.authorization import Permission, authorize
 from domain.errors import Conflict, NotFound
-from domain.tokens import TOKEN_PREFIX_SHOWN
+from domain.tokens import new_token
 
 
 async def members(session: AsyncSession, actor: Actor, project_id: str) -> list[tuple[Membership, User]]:
@@ -78,18 +76,13 @@ async def create_deploy_token(
 ) -> tuple[str, ApiToken]:
     """A token for CI that deploys and reads this project only; the secret is answered this once."""
     await authorize(session, actor, Permission.MANAGE, project_id)
-    secret = new_secret(DEPLOY_TOKEN_PREFIX)
-    now = utcnow()
-    token = ApiToken(
-        id=new_id("tok"),
-        kind="deploy",
+    secret, token = new_token(
+        "deploy",
+        DEPLOY_TOKEN_PREFIX,
+        actor,
         name=name,
-        token_hash=secret_hash(secret),
-        prefix=secret[:TOKEN_PREFIX_SHOWN],
+        expires_in_days=expires_in_days,
         project_id=project_id,
-        created_by=str(actor),
-        created_at=now,
-        expires_at=now + timedelta(days=expires_in_days) if expires_in_days else None,
     )
     session.add(token)
     audit(session, actor, "deploy_token.create", token.id, project_id=project_id, name=name)

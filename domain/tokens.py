@@ -20,6 +20,34 @@ from domain.errors import Forbidden, NotFound
 TOKEN_PREFIX_SHOWN = 8  # "dyp_" and four characters: enough to tell tokens apart, useless to guess
 
 
+def new_token(
+    kind: str,
+    prefix: str,
+    actor: Actor,
+    *,
+    name: str,
+    expires_in_days: int | None,
+    user_id: str | None = None,
+    project_id: str | None = None,
+) -> tuple[str, ApiToken]:
+    """A token (the secret, answered once) and its row (stored hashed), not yet added to a session."""
+    secret = new_secret(prefix)
+    now = utcnow()
+    token = ApiToken(
+        id=new_id("tok"),
+        kind=kind,
+        name=name,
+        token_hash=secret_hash(secret),
+        prefix=secret[:TOKEN_PREFIX_SHOWN],
+        user_id=user_id,
+        project_id=project_id,
+        created_by=str(actor),
+        created_at=now,
+        expires_at=now + timedelta(days=expires_in_days) if expires_in_days else None,
+    )
+    return secret, token
+
+
 def _require_person(actor: Actor) -> str:
     if actor.kind is not ActorKind.USER or actor.user_id is None:
         raise Forbidden("personal tokens belong to people: log in as one (the bootstrap token has none)")
@@ -31,18 +59,8 @@ async def create_personal_token(
 ) -> tuple[str, ApiToken]:
     """A token that acts as the person asking; the secret is answered this once. Committed."""
     user_id = _require_person(actor)
-    secret = new_secret(PERSONAL_TOKEN_PREFIX)
-    now = utcnow()
-    token = ApiToken(
-        id=new_id("tok"),
-        kind="personal",
-        name=name,
-        token_hash=secret_hash(secret),
-        prefix=secret[:TOKEN_PREFIX_SHOWN],
-        user_id=user_id,
-        created_by=str(actor),
-        created_at=now,
-        expires_at=now + timedelta(days=expires_in_days) if expires_in_days else None,
+    secret, token = new_token(
+        "personal", PERSONAL_TOKEN_PREFIX, actor, name=name, expires_in_days=expires_in_days, user_id=user_id
     )
     session.add(token)
     audit(session, str(actor), "token.create", token.id, name=name, expires_at=_at(token))
