@@ -6,8 +6,6 @@ from __future__ import annotations
 import io
 import json
 import tarfile
-import threading
-import time
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,10 +15,8 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from typer.testing import CliRunner, Result
 
-from api.main import create_app
 from cli.deploy import pack
 from cli.link import valid_name
 from cli.main import app
@@ -31,6 +27,7 @@ from core.settings import Settings
 from tests.support.api import SECRET_KEY, TOKEN, api_settings
 from tests.support.components import TemporalDevServer
 from tests.support.registry import free_port
+from tests.support.served_api import served_api
 
 
 @dataclass
@@ -46,24 +43,12 @@ class Served:
 
 @contextmanager
 def serving(settings: Settings) -> Iterator[Served]:
-    """The API app over HTTP on a loopback port, in a thread of this process."""
-    port = free_port()
-    config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning", ws="none")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name="api", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the API did not start"
-        time.sleep(0.02)
-    url = f"http://127.0.0.1:{port}"
-    headers = {"Authorization": f"Bearer {TOKEN}"}
-    try:
-        with httpx.Client(base_url=url, headers=headers, timeout=30) as api:
-            yield Served(url, api)
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
+    """The API app over HTTP on a loopback port, in a process of its own (tests/support/served_api.py)."""
+    with (
+        served_api(settings, settings.state_dir / "api.log") as url,
+        httpx.Client(base_url=url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30) as api,
+    ):
+        yield Served(url, api)
 
 
 @pytest.fixture

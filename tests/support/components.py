@@ -47,24 +47,34 @@ class DockerEngine:
         self.process: subprocess.Popen[bytes] | None = None
 
     def ensure(self) -> docker.DockerClient:
-        if not self._responds():
+        if not self._listens():
             dockerd = shutil.which("dockerd")
             if dockerd is None:
                 unavailable("dockerd is not installed (apt-get install docker.io)")
             log = open(Path(tempfile.gettempdir()) / "dockyard-test-dockerd.log", "ab")
             self.process = subprocess.Popen([dockerd], stdout=log, stderr=subprocess.STDOUT)
             log.close()
-            wait_until(self._responds, 60, "dockerd")
+        # A dockerd that is starting (or busy restoring its containers) accepts connections before
+        # it answers: it is waited for, never started twice.
+        wait_until(self._answers, 120, "dockerd", interval=0.5)
         return docker.from_env(timeout=120)
 
-    def _responds(self) -> bool:
-        # A raw connect first: the SDK leaks the socket of a failed unix connect (a ResourceWarning).
+    def _listens(self) -> bool:
+        # A raw connect: the SDK leaks the socket of a failed unix connect (a ResourceWarning).
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
             try:
                 sock.connect(str(self.SOCKET))
             except OSError:
                 return False
-        client = docker.from_env(timeout=5)
+        return True
+
+    def _answers(self) -> bool:
+        if not self._listens():
+            return False
+        try:
+            client = docker.from_env(timeout=5)  # the constructor already asks for /version
+        except docker.errors.DockerException:
+            return False
         try:
             return bool(client.ping())
         except docker.errors.DockerException:
