@@ -14,12 +14,12 @@ from temporalio.exceptions import ApplicationError
 
 from activities.agent_client import AgentCallError, AgentClient, AgentTLS
 from activities.contracts import NodeRef, OrphanQuery, ReplicaBatch, ReplicaIds, ReplicaSet, StabilityWatch
+from activities.deploy_workflows import closed_deploys
 from activities.heartbeat import heartbeating
-from activities.releases import closed_releases
 from core.contracts import DeploymentStatus, ReplicaSpec, ReplicaState, ReplicaStatus
 from core.db import Database
 from core.models import Deployment, Node, RevokedCertificate
-from core.reconcile import DeploymentFacts, releases_to_check, unowned_replicas
+from core.reconcile import DeploymentFacts, deploys_to_check, unowned_replicas
 from core.scheduler import NodeState
 from core.secrets import SecretKeyMissing, secret_box
 from core.settings import Settings
@@ -188,7 +188,7 @@ class AgentActivities:
         left = started + self.settings.stability_window_seconds - time.time()
         if left <= 0:
             # A retry after the window (the worker, its agent or the platform was down meanwhile): what
-            # the replicas do now is no longer the release's window, and a replica stopped with the
+            # the replicas do now is no longer the deploy's window, and a replica stopped with the
             # platform is started again by the fleet watch.
             return
         deadline = loop.time() + left
@@ -263,7 +263,7 @@ class AgentActivities:
     @activity.defn
     async def remove_unowned_replicas(self) -> list[str]:
         """On every enrolled node that answers, remove the replicas no deployment owns any more
-        (core/reconcile.py): those a release's own sweep missed, e.g. on a node that was DOWN meanwhile.
+        (core/reconcile.py): those a deploy's own sweep missed, e.g. on a node that was DOWN meanwhile.
         Answers their ids. Not on the local agent: its Docker Engine may be shared (a developer's own)."""
         nodes = [node for node in await self._nodes() if node.node_id is not None]
         async with heartbeating():
@@ -277,8 +277,8 @@ class AgentActivities:
                 deployments = await self._deployment_facts({r.deployment_id or "" for r in owned})
                 now = datetime.now(UTC)
                 grace = RECONCILE_GRACE + timedelta(seconds=self.settings.stability_window_seconds)
-                releases = releases_to_check(owned, deployments, now, grace)
-                closed = await closed_releases(activity.client(), releases) if releases else set()
+                releases = deploys_to_check(owned, deployments, now, grace)
+                closed = await closed_deploys(activity.client(), releases) if releases else set()
                 unowned = unowned_replicas(owned, deployments, now, grace, closed)
                 for replica in unowned:
                     activity.logger.info(

@@ -85,7 +85,7 @@ class StabilityWatch(Contract):
 
 
 class Rollback(Contract):
-    """A release that was ACTIVE and is rolled back: it becomes FAILED with the step and the reason, and
+    """A deploy that was ACTIVE and is rolled back: it becomes FAILED with the step and the reason, and
     the deployment it replaced (if any) ACTIVE again, with its replicas."""
 
     failed_deployment_id: str

@@ -115,7 +115,7 @@ class DeploymentActivities:
 
     @activity.defn
     async def roll_back_deployment(self, rollback: Rollback) -> None:
-        """Undo activate_deployment: the rolled-back release FAILED (although it was ACTIVE: a final
+        """Undo activate_deployment: the rolled-back deploy FAILED (although it was ACTIVE: a final
         status is rewritten here, and only here), the one it replaced ACTIVE again with its replicas
         live (they were kept running through the stability window). Idempotent."""
         async with self.db.transaction() as session:

@@ -3,7 +3,7 @@ the replicas a DOWN node ran back on the others.
 
 Agents send heartbeats to the agent gateway (api/gateway.py); a node with none for
 `node_down_after_seconds` is DOWN: it takes no new replicas, and every service that had a replica there
-is released again, so the scheduler places its replicas on the nodes left."""
+is redeployed, so the scheduler places its replicas on the nodes left."""
 
 from __future__ import annotations
 
@@ -25,9 +25,9 @@ from core.settings import Settings
 from domain import deployments
 from domain.actors import control_plane
 from domain.errors import Conflict, NotFound
-from domain.releases import TemporalConnection
+from domain.temporal import TemporalConnection
 
-# Who the audit log names for the releases the fleet watch makes.
+# Who the audit log names for the redeploys the fleet watch makes.
 ACTOR = control_plane("fleet-watch")
 
 
@@ -76,7 +76,7 @@ class FleetActivities:
 
     @activity.defn
     async def heal_node(self, node_id: str) -> list[str]:
-        """Release again every ACTIVE deployment that had a replica on the DOWN node (as a rollback
+        """Redeploy every ACTIVE deployment that had a replica on the DOWN node (as a rollback
         to itself would): its replicas land on the nodes left. The
         lost replicas are marked so. Answers the new deployments' ids."""
         async with self.db.session() as session:
@@ -84,9 +84,9 @@ class FleetActivities:
                 (service_id, environment_id)
                 for _, service_id, environment_id in await session.execute(active_deployments_on(node_id))
             ]
-        started = await self._release_again(affected)
-        # Last: a retry after a partial run finds the same replicas and releases again (harmless:
-        # the newer release supersedes the older one).
+        started = await self._redeploy(affected)
+        # Last: a retry after a partial run finds the same replicas and redeploys (harmless:
+        # the newer deploy supersedes the older one).
         async with self.db.transaction() as session:
             await session.execute(
                 update(Replica)
@@ -97,7 +97,7 @@ class FleetActivities:
 
     @activity.defn
     async def replace_missing_replicas(self) -> list[str]:
-        """Release again every ACTIVE deployment one of whose replicas its node no longer has (its
+        """Redeploy every ACTIVE deployment one of whose replicas its node no longer has (its
         container removed behind Dockyard's back), as for a DOWN node: a full set of replicas replaces
         it, with no failed request. Enrolled nodes' heartbeats mark such replicas missing
         (api/gateway.py); the local agent, which sends none, is asked here. The missing replicas are
@@ -111,7 +111,7 @@ class FleetActivities:
             activity.logger.warning(
                 "replica %s of service %s is missing: replacing it", replica_id, service_id
             )
-        started = await self._release_again(sorted({(service, env) for _, service, env in missing}))
+        started = await self._redeploy(sorted({(service, env) for _, service, env in missing}))
         async with self.db.transaction() as session:  # last, as in heal_node
             await session.execute(
                 update(Replica)
@@ -135,8 +135,8 @@ class FleetActivities:
         async with self.db.transaction() as session:
             await session.execute(mark_missing(LOCAL_NODE, reported, now))
 
-    async def _release_again(self, services: list[tuple[str, str]]) -> list[str]:
-        """Release the ACTIVE deployment of each (service, environment) again; the new ids."""
+    async def _redeploy(self, services: list[tuple[str, str]]) -> list[str]:
+        """Redeploy the ACTIVE deployment of each (service, environment); the new ids."""
         started = []
         for service_id, environment_id in services:
             async with self.db.session() as session:

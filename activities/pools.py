@@ -33,7 +33,7 @@ from core.settings import Settings
 from domain import nodes
 from domain.actors import control_plane
 from domain.errors import Conflict, DomainError, NotFound
-from domain.releases import TemporalConnection
+from domain.temporal import TemporalConnection
 
 POOL_LABEL = "pool"
 # Who the audit log names for what a pool's workflows do to nodes.
@@ -267,7 +267,7 @@ class PoolActivities:
 
     @activity.defn
     async def check_node_drained(self, node_id: str) -> NodeDrainState:
-        """No live replica left on the node (its deployments were released elsewhere), or the node is
+        """No live replica left on the node (its deployments were redeployed elsewhere), or the node is
         DOWN (what it ran is lost already); until then a retryable NodeNotDrained."""
         async with self.db.session() as session:
             node = await session.get(Node, node_id)

@@ -38,7 +38,7 @@ class RouteOwner(Contract):
 
 
 class RouteFallback(Contract):
-    """The servers a deployment's route falls back on during its release's stability window: the
+    """The servers a deployment's route falls back on during its deploy's stability window: the
     previous deployment's replicas."""
 
     owner: RouteOwner
@@ -172,7 +172,7 @@ class RoutingActivities:
     ) -> tuple[list[tuple[Route, datetime]], dict[str, list[ObservedReplica]], dict[str, NodeRef]]:
         """The routes of ACTIVE deployments (with the version they were read at), the live replicas of
         those deployments as last recorded, by deployment, and the agents of the nodes they are on.
-        Replicas on DOWN or removed nodes are left out: the fleet watch releases them elsewhere."""
+        Replicas on DOWN or removed nodes are left out: the fleet watch redeploys them elsewhere."""
         async with self.db.session() as session:
             routes = [
                 (route, route.updated_at)
@@ -244,7 +244,7 @@ class RoutingActivities:
         return ObservedReplica(replica.replica_id, replica.node, status.state.value, status.address)
 
     async def _republish(self, route: Route, read_at: datetime, repair: RouteRepair) -> bool:
-        """Conditional on the route being as it was read: a release that moved it meanwhile wins."""
+        """Conditional on the route being as it was read: a deploy that moved it meanwhile wins."""
         async with self.db.transaction() as session:
             changed = await session.execute(
                 update(Route)

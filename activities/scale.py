@@ -55,7 +55,7 @@ class ScaleActivities:
     @activity.defn
     async def load_scale_state(self, target: ScaleTarget) -> ScaleState:
         """Raises a non-retryable NotScalable when the deployment is no longer ACTIVE or keeps no
-        release request (recorded before scaling in place existed)."""
+        deploy request (recorded before scaling in place existed)."""
         async with self.db.session() as session:
             deployment = await session.get(Deployment, target.deployment_id)
             if deployment is None or deployment.status != DeploymentStatus.ACTIVE.value:
@@ -65,13 +65,13 @@ class ScaleActivities:
                     type="NotScalable",
                     non_retryable=True,
                 )
-            if deployment.release_request is None or deployment.image_ref is None:
+            if deployment.deploy_request is None or deployment.image_ref is None:
                 raise ApplicationError(
-                    f"deployment {target.deployment_id} keeps no release request: release it again instead",
+                    f"deployment {target.deployment_id} keeps no deploy request: redeploy it instead",
                     type="NotScalable",
                     non_retryable=True,
                 )
-            request = DeployRequest.model_validate(deployment.release_request)
+            request = DeployRequest.model_validate(deployment.deploy_request)
             image = deployment.image_ref
             rows = list(
                 await session.scalars(
@@ -110,7 +110,7 @@ class ScaleActivities:
     async def place_added_replicas(self, request: PlacementRequest) -> Placement:
         """Like place_replicas, but the deployment's own running replicas count: the added ones spread
         beside them and the resources the kept ones reserve stay reserved. place_replicas leaves out
-        the replicas of `deployment_id` (a release replaces them all); no deployment has the empty id."""
+        the replicas of `deployment_id` (a deploy replaces them all); no deployment has the empty id."""
         return await self._nodes.place_replicas(request.model_copy(update={"deployment_id": ""}))
 
     @activity.defn
@@ -127,13 +127,13 @@ class ScaleActivities:
 
     @activity.defn
     async def record_scale(self, target: ScaleTarget) -> None:
-        """The deployment runs `replicas` replicas now: its configuration snapshot and release request
+        """The deployment runs `replicas` replicas now: its configuration snapshot and deploy request
         say so (a rollback to it, or a scale after this one, starts from there). Idempotent."""
         async with self.db.transaction() as session:
             deployment = await session.get(Deployment, target.deployment_id, with_for_update=True)
             if deployment is None:
                 raise LookupError(f"deployment {target.deployment_id} does not exist")
             deployment.config = {**deployment.config, "replicas": target.replicas}
-            if deployment.release_request is not None:
-                deployment.release_request = {**deployment.release_request, "replicas": target.replicas}
+            if deployment.deploy_request is not None:
+                deployment.deploy_request = {**deployment.deploy_request, "replicas": target.replicas}
             deployment.message = f"scaled to {target.replicas} replica{'s' if target.replicas != 1 else ''}"

@@ -20,7 +20,7 @@ from domain.authentication import NO_CREDENTIAL, actor_for_session, actor_for_to
 from domain.authorization import require_admin
 from domain.context import note_actor
 from domain.errors import Forbidden, Unauthenticated
-from domain.releases import TemporalConnection
+from domain.temporal import TemporalConnection
 
 SESSION_COOKIE = "dockyard_session"
 CSRF_COOKIE = "dockyard_csrf"

@@ -40,8 +40,8 @@ from core import mtls, pki
 from core.db import Database, migrate_async
 from core.settings import Settings
 from domain.context import begin
-from domain.releases import TemporalConnection
 from domain.submissions import relay_forever
+from domain.temporal import TemporalConnection
 from domain.users import ensure_first_admin
 
 

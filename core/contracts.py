@@ -8,7 +8,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
 from core import limits
 
@@ -157,8 +157,11 @@ class SourceSpec(Contract):
     credential: bool = Field(
         default=False, description="the builder asks the API for the repository's token or deploy key"
     )
-    release_of: str | None = Field(
-        default=None, description="an earlier deployment released again (rollback, scale): its image"
+    redeploy_of: str | None = Field(
+        default=None,
+        # Named `release_of` in histories and outboxes recorded before 2026-12: still read.
+        validation_alias=AliasChoices("redeploy_of", "release_of"),
+        description="an earlier deployment deployed again (rollback, scale, heal): its image",
     )
 
 
@@ -184,7 +187,7 @@ class PlacementSettings(Contract):
 class DeploymentConfig(BaseModel):
     """The configuration a deployment runs with, kept with it (Deployment.config, JSON): what a
     rollback to it runs again, what its replicas reserve on their nodes. Snapshots recorded by
-    older versions may lack keys (domain/deploys.py fills them); keys this version does not know
+    older versions may lack keys (domain/deployments.py fills them); keys this version does not know
     are ignored."""
 
     model_config = ConfigDict(extra="ignore", frozen=True)
@@ -211,7 +214,7 @@ class DeploymentConfig(BaseModel):
 
 
 class DeployRequest(Contract):
-    """A request to release one deployment of a service in an environment."""
+    """A request to deploy one deployment of a service in an environment."""
 
     deployment_id: str
     service_id: str

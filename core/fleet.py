@@ -19,7 +19,7 @@ _SETTLED_STATES = ("removed", "lost", ReplicaState.MISSING.value)
 
 def active_deployments_on(node_id: str) -> Select[str, str, str]:
     """(deployment id, service id, environment id) of every ACTIVE deployment with a live replica on
-    the node: what must be released again elsewhere when the node drains, goes DOWN or is removed."""
+    the node: what must be redeployed elsewhere when the node drains, goes DOWN or is removed."""
     return (
         select(Deployment.id, Deployment.service_id, Deployment.environment_id)
         .join(Replica, Replica.deployment_id == Deployment.id)

@@ -186,11 +186,11 @@ class Deployment(Base):
     failed_step: Mapped[str | None] = mapped_column(String(32), default=None)
     message: Mapped[str | None] = mapped_column(Text, default=None)
     workflow_id: Mapped[str] = mapped_column(String(255))
-    # What the replicas of this deployment run: the DeployRequest that releases it (variables sealed as
+    # What the replicas of this deployment run: the DeployRequest that deploys it (variables sealed as
     # they were at its creation), kept for good. Until `submitted_at` is set the deployment is in the
     # outbox: domain/submissions.py hands the request to Temporal again after a crash, keyed by the
-    # deployment id, so it is released once; a scale in place starts more replicas of exactly it.
-    release_request: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True), default=None)
+    # deployment id, so it is deployed once; a scale in place starts more replicas of exactly it.
+    deploy_request: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True), default=None)
     # When it left the outbox: Temporal confirmed it has it, refused it, or a newer one overtook it.
     submitted_at: Mapped[datetime | None] = mapped_column(default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -1,6 +1,6 @@
 """Which containers on a node no deployment owns any more (pure; the fleet watch removes them).
 
-A release removes what it replaces itself (its sweep), so what is left here was missed: a node that was
+A deploy removes what it replaces itself (its sweep), so what is left here was missed: a node that was
 DOWN or unreachable during that sweep, a worker that died between steps, a deployment whose records
 were deleted. A replica is unowned when
 
@@ -10,12 +10,12 @@ were deleted. A replica is unowned when
 
 and, in both cases, Temporal says the deployment's release (its DeployWorkflow) is not running: closed,
 or never started. The database alone is not enough: a deployment recorded FAILED (or never recorded)
-while its release runs is being deployed, and its replicas may be the ones about to serve. The caller
-asks Temporal about `releases_to_check` and passes the closed ones; one Temporal did not answer for
+while its deploy runs is being deployed, and its replicas may be the ones about to serve. The caller
+asks Temporal about `deploys_to_check` and passes the closed ones; one Temporal did not answer for
 stays.
 
 Replicas of deployments still in progress or ACTIVE are never touched, not even those marked lost with
-a node that was DOWN: if releasing them elsewhere failed, they may be all the service has.
+a node that was DOWN: if redeploying them elsewhere failed, they may be all the service has.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ ENDED = frozenset(
 class DeploymentFacts:
     status: DeploymentStatus
     ended_at: datetime | None  # when it reached its status (finished_at, else its last update)
-    workflow_id: str | None = None  # its release: deploy/<service>/<environment>/<deployment>
+    workflow_id: str | None = None  # its deploy: deploy/<service>/<environment>/<deployment>
 
 
 @dataclass(frozen=True)
@@ -50,14 +50,14 @@ class Unowned:
     reason: str
 
 
-def releases_to_check(
+def deploys_to_check(
     replicas: Iterable[ReplicaStatus],
     deployments: Mapping[str, DeploymentFacts],
     now: datetime,
     grace: timedelta,
 ) -> dict[str, str]:
-    """The deployments whose replicas the database calls unowned, each with the id of its release:
-    Temporal must say that release is not running before those replicas go."""
+    """The deployments whose replicas the database calls unowned, each with the id of its deploy:
+    Temporal must say that deploy is not running before those replicas go."""
     releases = {}
     for replica in replicas:
         deployment_id = replica.deployment_id
@@ -84,7 +84,7 @@ def unowned_replicas(
         deployment_id = replica.deployment_id
         checkable = deployment_id and _release_of(replica, deployments.get(deployment_id))
         if checkable and deployment_id not in closed:
-            continue  # its release runs, or Temporal did not say: keep it
+            continue  # its deploy runs, or Temporal did not say: keep it
         found.append(Unowned(replica.replica_id, reason))
     return found
 

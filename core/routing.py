@@ -27,7 +27,7 @@ RETRY_MIDDLEWARE = "dockyard-retry"
 MIDDLEWARES = {RETRY_MIDDLEWARE: {"retry": {"attempts": 3, "initialInterval": "50ms"}}}
 
 
-# During a release's stability window the route is a failover service: the new replicas, and the previous
+# During a deploy's stability window the route is a failover service: the new replicas, and the previous
 # deployment's (still running then) for when none of the new ones can answer. Traefik's passive health
 # check sets aside a server as soon as a request to it fails (a refused connection, or a 5xx answer), for
 # FAILURE_WINDOW; once every new server is set aside, the failover answers from the previous deployment.

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from core.contracts import DeployRequest, ReplicaSpec
 from core.naming import replica_id
-from core.release import replica_specs
+from core.replica_specs import replica_specs
 
 
 @dataclass(frozen=True)

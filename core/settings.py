@@ -157,7 +157,7 @@ class Settings(BaseSettings):
     # same restart count (a process that accepts and then dies does not).
     health_stable_seconds: float = Field(default=2.0, ge=0, le=300)
     # After the cut-over, how long the new replicas are watched (restarts, exits, failing probes) while
-    # the previous deployment's replicas are kept; an unstable release is rolled back on its own.
+    # the previous deployment's replicas are kept; an unstable deploy is rolled back on its own.
     stability_window_seconds: float = Field(default=10.0, ge=0, le=3600)
 
     # Proxmox VE, where node pools' guests are cloned. Every cluster member serves the API: `proxmox_hosts`

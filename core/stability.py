@@ -100,7 +100,7 @@ def judge_stability(
     if status.state is ReplicaState.EXITED:
         # Docker restarts a replica that crashes (its policy: unless-stopped), which shows as a restart
         # above. One that stays exited was stopped: `dockyard down`, `docker stop`, its engine shutting
-        # down. That says nothing of the release; the fleet watch starts it again.
+        # down. That says nothing of the deploy; the fleet watch starts it again.
         return replace(watch, unhealthy_since=None), None
     if status.healthy and status.state is ReplicaState.RUNNING:
         return replace(watch, unhealthy_since=None), None

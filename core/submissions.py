@@ -10,9 +10,9 @@ and, once it is older than `after` (the API that recorded it is done with it by 
 the other):
 
 - it is the newest deployment of its service and environment: submit it (keyed by its id, so a
-  deployment Temporal already has is not released twice);
+  deployment Temporal already has is not deployed twice);
 - a newer deployment of its service and environment exists: supersede it. Submitting it would make
-  it supersede the newer one in the ServiceWorkflow, and release an older version over a newer.
+  it supersede the newer one in the ServiceWorkflow, and deploy an older version over a newer.
 
 Before acting on either, the relay asks Temporal whether the deployment's release ever started: one
 that did is only marked submitted.

@@ -1,5 +1,5 @@
 """Nodes: single-use join tokens, enrollment (Dockyard's CA signs the node's CSR), cordon / uncordon /
-drain (its replicas released again elsewhere) and removal (the certificate is revoked).
+drain (its replicas redeployed elsewhere) and removal (the certificate is revoked).
 
 The API's routes (api/routes/nodes.py) and the node-pool activities (activities/pools.py) both do
 these through here, so a pool decommissioning a guest does exactly what an admin's call does.
@@ -30,10 +30,10 @@ from core.scheduler import NodeState
 from core.settings import Settings
 from domain.actors import Actor
 from domain.audit import audit
-from domain.deploys import release_again
+from domain.deployments import redeploy
 from domain.errors import Conflict, Unauthenticated
-from domain.releases import TemporalConnection
 from domain.store import get_or_404
+from domain.temporal import TemporalConnection
 
 JOIN_TOKEN_PREFIX = "dyj_"
 
@@ -224,13 +224,13 @@ async def drain(
     session: AsyncSession, settings: Settings, temporal: TemporalConnection, node_id: str, actor: Actor
 ) -> Node:
     """No new replicas, and the ones the node runs move elsewhere: every ACTIVE deployment with a
-    replica there is released again, so its replicas start on other nodes before these drain and stop."""
+    replica there is redeployed, so its replicas start on other nodes before these drain and stop."""
     node = await change_state(session, node_id, NodeAction.DRAIN, actor)
-    await release_elsewhere(session, settings, temporal, actor, node_id, "deployment.drain")
+    await redeploy_elsewhere(session, settings, temporal, actor, node_id, "deployment.drain")
     return node
 
 
-async def release_elsewhere(
+async def redeploy_elsewhere(
     session: AsyncSession,
     settings: Settings,
     temporal: TemporalConnection,
@@ -238,7 +238,7 @@ async def release_elsewhere(
     node_id: str,
     action: str,
 ) -> list[Deployment]:
-    """Release again every ACTIVE deployment with a replica on the node: the scheduler places the new
+    """Redeploy every ACTIVE deployment with a replica on the node: the scheduler places the new
     replicas on the other READY nodes, and they serve before the ones here are stopped."""
     affected = [
         deployment_id for deployment_id, _, _ in (await session.execute(active_deployments_on(node_id)))
@@ -249,7 +249,7 @@ async def release_elsewhere(
         service = await get_or_404(session, Service, deployment.service_id)
         environment = await get_or_404(session, Environment, deployment.environment_id)
         released.append(
-            await release_again(
+            await redeploy(
                 session, settings, temporal, actor, service, environment, deployment, action=action
             )
         )

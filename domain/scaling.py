@@ -31,7 +31,7 @@ class NoServiceWorkflow(Exception):
 
 async def submit_scale(client: Client, request: ScaleRequest) -> None:
     """Returns once the entity has accepted the scale (it runs on in the background). Raises Conflict
-    with the entity's reason when it refuses (a release or another scale in progress), 503 when no
+    with the entity's reason when it refuses (a deploy or another scale in progress), 503 when no
     worker answers, NoServiceWorkflow when the entity is not running."""
     handle = client.get_workflow_handle(service_workflow_id(request.service_id, request.environment_id))
     try:

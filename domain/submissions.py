@@ -1,18 +1,19 @@
-"""The outbox of deployments for Temporal, and the relay that empties it after a crash.
+"""Handing deployments to Temporal: `submit` at once, the outbox, and the relay that empties it
+after a crash.
 
-A deployment is recorded QUEUED with its DeployRequest (`release_request`) in the transaction that
+A deployment is recorded QUEUED with its DeployRequest (`deploy_request`) in the transaction that
 creates it (with the webhook delivery that caused it, if any); the route then submits it and marks
 it submitted. What a crash or a lost answer leaves in between, the relay finishes:
 
-    route:  commit(QUEUED + release_request) ──▶ submit ──▶ mark_submitted
+    route:  commit(QUEUED + deploy_request) ──▶ submit ──▶ mark_submitted
                                    │ crash, or no answer (mark_unconfirmed)
                                    ▼
     relay:  every RELAY_INTERVAL_SECONDS in the API process (the first at start):
-            plan_relay (core/submissions.py) ─▶ did its release start? ─▶ yes: mark_submitted
+            plan_relay (core/submissions.py) ─▶ did its deploy start? ─▶ yes: mark_submitted
                                                                       └─▶ no: submit again / supersede
 
-Submission is keyed by the deployment id (api/releases.submit_deploy), so submitting a deployment
-Temporal already has releases nothing twice. A deployment is FAILED at `submit` only when Temporal
+Submission is keyed by the deployment id (domain/temporal.submit_deploy), so submitting a deployment
+Temporal already has deploys nothing twice. A deployment is FAILED at `submit` only when Temporal
 answered no; one whose fate Temporal did not tell stays QUEUED until it does.
 """
 
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
@@ -31,8 +33,9 @@ from core.db import Database
 from core.models import Deployment, utcnow
 from core.settings import Settings
 from core.submissions import RelayPlan, Unsubmitted, plan_relay
+from domain.crash_points import crash_point
 from domain.errors import Unavailable
-from domain.releases import (
+from domain.temporal import (
     DeployRefused,
     DeployUnconfirmed,
     TemporalConnection,
@@ -52,6 +55,40 @@ SUBMIT_TIMEOUT_SECONDS = 10.0
 RELAY_AFTER = timedelta(seconds=15)
 UNCONFIRMED = "not yet confirmed by Temporal"
 QUEUED = DeploymentStatus.QUEUED.value
+
+
+@dataclass
+class PendingDeployment:
+    deployment: Deployment
+    request: DeployRequest
+
+
+async def submit(
+    session: AsyncSession, settings: Settings, temporal: TemporalConnection, pending: PendingDeployment
+) -> None:
+    """Hand a committed deployment to its service's workflow and record that Temporal has it.
+
+    Temporal refuses it, or cannot be reached before anything is sent: it ends FAILED at `submit`
+    with the reason (raised as a DomainError). Temporal does not say (a timeout, a connection lost
+    mid-call): it stays QUEUED, noted unconfirmed, and the relay (domain/submissions.py) asks Temporal
+    and submits it again if need be. It is never FAILED while Temporal may be running it."""
+    deployment_id = pending.deployment.id
+    try:
+        client = await temporal.get()
+    except Unavailable as exc:
+        await mark_refused(session, deployment_id, exc.detail)
+        raise
+    crash_point("before-submit")
+    try:
+        await within(SUBMIT_TIMEOUT_SECONDS, submit_deploy(client, settings, pending.request))
+    except DeployRefused as exc:
+        await mark_refused(session, deployment_id, exc.reason)
+        raise exc.error from None
+    except DeployUnconfirmed as exc:
+        await mark_unconfirmed(session, deployment_id, str(exc))
+        return
+    crash_point("after-submit")
+    await mark_submitted(session, deployment_id)
 
 
 async def mark_submitted(session: AsyncSession, deployment_id: str) -> None:
@@ -103,7 +140,7 @@ async def relay_once(
     db: Database, settings: Settings, temporal: TemporalConnection, now: datetime | None = None
 ) -> dict[str, str]:
     """One pass over the outbox. Answers what it did, per deployment: `submitted`, `confirmed`
-    (Temporal had it: its release started, or its status moved on), `superseded`, `refused`,
+    (Temporal had it: its deploy started, or its status moved on), `superseded`, `refused`,
     `unconfirmed` (asked again next pass)."""
     rows, newest = await _outbox(db)
     plan = plan_relay(
@@ -150,7 +187,7 @@ async def _outbox(db: Database) -> tuple[list[Deployment], dict[tuple[str, str],
         rows = list(
             await session.scalars(
                 select(Deployment).where(
-                    Deployment.submitted_at.is_(None), Deployment.release_request.is_not(None)
+                    Deployment.submitted_at.is_(None), Deployment.deploy_request.is_not(None)
                 )
             )
         )
@@ -175,7 +212,7 @@ async def _relay(db: Database, settings: Settings, client: Client, row: Deployme
         if row.id in plan.supersede:
             await _supersede(session, row.id, plan.supersede[row.id])
             return "superseded"
-        request = DeployRequest.model_validate(row.release_request)
+        request = DeployRequest.model_validate(row.deploy_request)
         try:
             await within(SUBMIT_TIMEOUT_SECONDS, submit_deploy(client, settings, request))
         except DeployRefused as exc:

@@ -18,9 +18,10 @@ from core.models import Environment, Project, Service, WebhookDelivery
 from core.secrets import SecretBox
 from core.settings import Settings
 from core.webhooks import Commit, DeployCommit, PullRequest, PullRequestAction, Push, Repository, decide_push
-from domain.deploys import CommitInfo, PendingDeployment, new_deployment, service_variables
+from domain.deployments import CommitInfo, new_deployment, service_variables
 from domain.hostnames import services_with_free_hostnames
 from domain.store import environment_by_name
+from domain.submissions import PendingDeployment
 from workflows.teardown import TeardownRequest
 
 

@@ -1,4 +1,4 @@
-"""DeployWorkflow: one release of one deployment, as a saga.
+"""DeployWorkflow: one deploy of one deployment, as a saga.
 
     resolve image → start replicas → wait healthy → publish route → wait until Traefik serves it
     → mark ACTIVE → stability window → drain → remove the replicas of every other deployment
@@ -8,7 +8,7 @@ and the deployment ends FAILED with the step and the reason; on cancellation (a 
 supersedes this one) they run too and it ends SUPERSEDED. Until the route switches, the previous
 deployment keeps serving. After it switches, the new replicas are watched through the stability
 window while the previous deployment's replicas keep running, and the route falls back on these whenever
-none of the new ones can answer: a release that crash-loops then is rolled back (the previous route and
+none of the new ones can answer: a deploy that crash-loops then is rolled back (the previous route and
 deployment restored, the new replicas removed; FAILED at `stability`) failing only the requests in flight
 inside a replica as it died.
 Once the window has passed there is nothing left to undo.
@@ -55,16 +55,16 @@ with workflow.unsafe.imports_passed_through():
     from activities.sources import DiscardSource, PreparedSource, PrepareSource, SourceActivities
     from core.build import BuildRequest, BuiltImage
     from core.contracts import DeploymentStatus, DeployRequest, DeployResult, ReplicaSpec
-    from core.release import replica_specs
+    from core.replica_specs import replica_specs
 
 
-# Releases begun after this change place replicas on enrolled nodes (see _place).
+# Deploys begun after this change place replicas on enrolled nodes (see _place).
 PLACE_ON_NODES = "place-replicas-on-nodes"
 
-# Releases begun after this change watch the new replicas after the cut-over and roll back (see _settle).
+# Deploys begun after this change watch the new replicas after the cut-over and roll back (see _settle).
 STABILITY_WINDOW = "stability-window"
 
-# Releases begun after this change route onto the previous deployment's replicas whenever none of the new
+# Deploys begun after this change route onto the previous deployment's replicas whenever none of the new
 # ones can answer, until the stability window has passed (see _publish_fallback).
 ROUTE_FALLBACK = "route-fallback-in-window"
 
@@ -113,7 +113,7 @@ def on_queue(task_queue: str, config: workflow.ActivityConfig) -> workflow.Activ
 
 
 class DeployParams(DeployRequest):
-    """A DeployRequest plus the platform settings the release depends on, fixed at start."""
+    """A DeployRequest plus the platform settings the deploy depends on, fixed at start."""
 
     drain_seconds: float
     build_task_queue: str = "dockyard-builds"
@@ -143,7 +143,7 @@ class DeployWorkflow:
         self._step = "queued"
         self._saga = Saga()
         self._background: list[asyncio.Future[None]] = []
-        self._reason = ""  # why the release failed, for a rollback
+        self._reason = ""  # why the deploy failed, for a rollback
         self._fallback: RouteOwner | None = None  # the route falls back on the previous replicas
 
     @workflow.query
@@ -249,7 +249,7 @@ class DeployWorkflow:
             await asyncio.shield(cutover)
         except asyncio.CancelledError:
             await cutover
-            self._saga.done()  # traffic is on this release: the newer deploy takes over from it
+            self._saga.done()  # traffic is on this deploy: the newer deploy takes over from it
             await to_the_end(self._clear_fallback())
             raise
         return workflow.now()
@@ -279,8 +279,8 @@ class DeployWorkflow:
     async def _settle(self, batches: list[ReplicaBatch], healthy: list[ReplicaSet]) -> None:
         """The stability window: the new replicas serve, the previous deployment's are kept. A replica
         that restarts, exits or keeps failing its probe fails this step, and the compensations registered
-        at the cut-over roll the release back. A newer deploy arriving now takes over from here: it
-        supersedes nothing (this release is ACTIVE) and its own cleanup removes what this one leaves."""
+        at the cut-over roll the deploy back. A newer deploy arriving now takes over from here: it
+        supersedes nothing (this deploy is ACTIVE) and its own cleanup removes what this one leaves."""
         self._step = "stability"
         try:
             await asyncio.gather(
@@ -296,14 +296,14 @@ class DeployWorkflow:
         except BaseException as exc:
             if is_cancelled_exception(exc):
                 self._saga.done()
-                # Nobody watches this release any more: its route stops leaning on the previous one.
+                # Nobody watches this deploy any more: its route stops leaning on the previous one.
                 await to_the_end(self._clear_fallback())
             raise
         self._saga.done()  # stable: nothing to undo from here on
 
     async def _place(self, params: DeployParams, specs: list[ReplicaSpec]) -> list[ReplicaBatch]:
         """The replicas grouped by the node each runs on: the scheduler's spread over the enrolled
-        nodes, or the local agent when none is enrolled (and in releases begun before nodes existed)."""
+        nodes, or the local agent when none is enrolled (and in deploys begun before nodes existed)."""
         if not workflow.patched(PLACE_ON_NODES):
             return [ReplicaBatch(specs=specs)]
         self._step = "place"
@@ -445,7 +445,7 @@ class DeployWorkflow:
 
     async def _publish_fallback(self, route: RouteSpec, previous: RouteSpec | None) -> None:
         """Until the window has passed, the previous deployment's replicas (still running) answer whenever
-        none of the new ones can: while a release whose every replica crash-loops is rolled back, only
+        none of the new ones can: while a deploy whose every replica crash-loops is rolled back, only
         the requests in flight inside a replica as it died fail. Published right after the route: the
         new replicas have just passed their health check. A rollback's publish of the previous route
         (or any other deployment's) drops it."""
@@ -465,7 +465,7 @@ class DeployWorkflow:
         )
 
     async def _clear_fallback(self) -> None:
-        """The window is over: the route serves from this release's replicas alone (the previous ones
+        """The window is over: the route serves from this deploy's replicas alone (the previous ones
         are drained next)."""
         if self._fallback is None:
             return
@@ -473,7 +473,7 @@ class DeployWorkflow:
         await workflow.execute_activity_method(RoutingActivities.clear_route_fallback, owner, **QUICK)
 
     async def _roll_back(self, key: RouteKey, previous: RouteSpec | None, failed: RouteSpec) -> None:
-        """Serve the previous deployment again, then record it: the failed release FAILED at this step,
+        """Serve the previous deployment again, then record it: the failed deploy FAILED at this step,
         the previous one ACTIVE again."""
         rollback = Rollback(
             failed_deployment_id=failed.deployment_id,
@@ -486,7 +486,7 @@ class DeployWorkflow:
             if previous is not None:
                 await workflow.execute_activity_method(RoutingActivities.wait_route_live, previous, **SLOW)
         finally:
-            # Recorded whatever Traefik did: the release is being removed, it must not stay ACTIVE.
+            # Recorded whatever Traefik did: the deploy is being removed, it must not stay ACTIVE.
             await workflow.execute_activity_method(
                 DeploymentActivities.roll_back_deployment, rollback, **QUICK
             )

@@ -1,9 +1,9 @@
 """FleetWatchWorkflow: the control plane's watch over its nodes, one per installation (`fleet-watch`).
 
-    every few seconds: mark DOWN the nodes without heartbeats → for each, release again what it ran
+    every few seconds: mark DOWN the nodes without heartbeats → for each, redeploy what it ran
                        → routes follow the replicas of ACTIVE deployments (start the stopped ones,
                          publish the addresses they run at now)
-                       → release again the ACTIVE deployments a replica of which went missing
+                       → redeploy the ACTIVE deployments a replica of which went missing
     every RECONCILE_EVERY rounds: remove, on every node, the replicas no deployment owns any more
 
 It continues as new every few hundred rounds (its history stays small) and, being a workflow, resumes

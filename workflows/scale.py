@@ -3,7 +3,7 @@
     up:   place the added ids → start → wait healthy → record them → route kept + added → Traefik serves it
     down: record the removed ones removed → route the kept → Traefik serves it → overlap → remove them
 
-Added replicas run exactly what the others run: the deployment's own release request (its variables
+Added replicas run exactly what the others run: the deployment's own deploy request (its variables
 sealed as they were at its creation) and image by digest, at the next indexes; a scale down removes
 the highest indexes, each with its draining grace, once Traefik no longer sends them anything. The
 kept replicas are never restarted and the route never lacks a healthy server. A failure before the

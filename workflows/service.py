@@ -1,12 +1,12 @@
 """ServiceWorkflow: the entity workflow of one service in one environment (`service/<id>/<env>`).
 
-Operations arrive as validated updates and run one at a time, each release as a child
+Operations arrive as validated updates and run one at a time, each deploy as a child
 DeployWorkflow. A newer deploy supersedes an in-flight one by cancelling it (its compensations
 run, it ends SUPERSEDED); queued deploys that were never started are superseded directly.
 
 A scale (more or fewer replicas of the ACTIVE deployment) runs as a child ScaleWorkflow. It is
-refused while a release is queued or running (the deployment it names is about to be replaced: the
-user scales once the release is done), and a deploy arriving during a scale waits for it to end.
+refused while a deploy is queued or running (the deployment it names is about to be replaced: the
+user scales once the deploy is done), and a deploy arriving during a scale waits for it to end.
 
     update deploy ─▶ queue ─▶ [run loop] ─▶ child DeployWorkflow ─▶ result
                        ▲                           │
@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 
-from pydantic import Field
+from pydantic import AliasChoices, Field
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError, is_cancelled_exception
 
@@ -32,7 +32,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.scale import ScaleParams, ScaleResult, ScaleWorkflow
 
 
-RELEASED_IDS_KEPT = 200
+DEPLOYED_IDS_KEPT = 200
 
 
 class ScaleRequest(Contract):
@@ -50,7 +50,12 @@ class ServiceWorkflowInput(Contract):
     build_timeout_seconds: float = 1800
     build_memory_limit_bytes: int | None = None
     queue: list[DeployRequest] = Field(default_factory=list)
-    released: list[str] = Field(default_factory=list, description="ids of the latest releases, oldest first")
+    # Named `released` in histories recorded before 2026-12: still read.
+    deployed: list[str] = Field(
+        default_factory=list,
+        validation_alias=AliasChoices("deployed", "released"),
+        description="ids of the latest deployments deployed, oldest first",
+    )
 
 
 @workflow.defn
@@ -59,9 +64,9 @@ class ServiceWorkflow:
         self._queue: list[DeployRequest] = []
         self._current: workflow.ChildWorkflowHandle | None = None
         self._current_id: str | None = None
-        self._superseding = False  # this entity cancelled its current release for a newer deploy
-        # Deployment ids already released, so a replayed request can never move traffic back.
-        self._released: deque[str] = deque(maxlen=RELEASED_IDS_KEPT)
+        self._superseding = False  # this entity cancelled its current deploy for a newer one
+        # Deployment ids already deployed, so a replayed request can never move traffic back.
+        self._deployed: deque[str] = deque(maxlen=DEPLOYED_IDS_KEPT)
         self._args: ServiceWorkflowInput | None = None
         self._scaling: ScaleRequest | None = None
 
@@ -69,7 +74,7 @@ class ServiceWorkflow:
     async def run(self, args: ServiceWorkflowInput) -> None:
         self._args = args
         self._queue.extend(args.queue)
-        self._released.extend(args.released)
+        self._deployed.extend(args.deployed)
         while True:
             await workflow.wait_condition(
                 lambda: bool(self._queue) or workflow.info().is_continue_as_new_suggested()
@@ -77,7 +82,7 @@ class ServiceWorkflow:
             if not self._queue:
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 workflow.continue_as_new(
-                    args.model_copy(update={"queue": list(self._queue), "released": list(self._released)})
+                    args.model_copy(update={"queue": list(self._queue), "deployed": list(self._deployed)})
                 )
             if self._scaling is not None:
                 await workflow.wait_condition(lambda: self._scaling is None)
@@ -88,7 +93,7 @@ class ServiceWorkflow:
             for older in list(self._queue):
                 await self._supersede(older.deployment_id)
                 self._queue.remove(older)
-            await self._release(args, request)
+            await self._run_deploy(args, request)
 
     @workflow.update
     async def deploy(self, request: DeployRequest) -> DeployAccepted:
@@ -111,8 +116,8 @@ class ServiceWorkflow:
             self._current_id == request.deployment_id
         ):
             raise ValueError(f"deployment {request.deployment_id} is already queued")
-        if request.deployment_id in self._released:
-            raise ValueError(f"deployment {request.deployment_id} was already released; deploy anew instead")
+        if request.deployment_id in self._deployed:
+            raise ValueError(f"deployment {request.deployment_id} was already deployed; deploy anew instead")
 
     @workflow.query
     def current_deployment(self) -> str | None:
@@ -159,11 +164,11 @@ class ServiceWorkflow:
                 f"a scale of {self._scaling.deployment_id} to {self._scaling.replicas} replicas is in "
                 "progress; scale again once it is done"
             )
-        releasing = self._current_id or (self._queue[-1].deployment_id if self._queue else None)
-        if releasing is not None:
-            raise ValueError(f"deployment {releasing} is being released; scale once its release is done")
+        deploying = self._current_id or (self._queue[-1].deployment_id if self._queue else None)
+        if deploying is not None:
+            raise ValueError(f"deployment {deploying} is being deployed; scale once its deploy is done")
 
-    async def _release(self, args: ServiceWorkflowInput, request: DeployRequest) -> None:
+    async def _run_deploy(self, args: ServiceWorkflowInput, request: DeployRequest) -> None:
         params = DeployParams(
             **request.model_dump(),
             drain_seconds=args.drain_seconds,
@@ -172,7 +177,7 @@ class ServiceWorkflow:
             build_memory_limit_bytes=args.build_memory_limit_bytes,
         )
         self._current_id = request.deployment_id
-        self._released.append(request.deployment_id)
+        self._deployed.append(request.deployment_id)
         try:
             self._current = await workflow.start_child_workflow(
                 DeployWorkflow.run,
@@ -192,7 +197,7 @@ class ServiceWorkflow:
         except ChildWorkflowError as exc:
             if is_cancelled_exception(exc) and not self._superseding:
                 # Nobody here cancelled it: the entity itself is being cancelled (say, from the
-                # Temporal UI), and Temporal passed that on to the release. End the entity too.
+                # Temporal UI), and Temporal passed that on to the deploy. End the entity too.
                 raise asyncio.CancelledError(
                     f"service workflow cancelled during {request.deployment_id}"
                 ) from exc

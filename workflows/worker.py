@@ -33,7 +33,7 @@ from core.naming import FLEET_WATCH_ID
 from core.planner import BaseImages
 from core.settings import Settings
 from core.temporal import connect
-from domain.releases import TemporalConnection
+from domain.temporal import TemporalConnection
 from workflows.deploy import DeployWorkflow
 from workflows.fleet import FleetWatchInput, FleetWatchWorkflow
 from workflows.pools import DecommissionNodeWorkflow, NodePoolWorkflow, ProvisionNodeWorkflow

@@ -89,7 +89,7 @@ async def rollback_service(
     temporal: TemporalDep,
     actor: CurrentActor,
 ) -> DeploymentRead:
-    """Release an earlier deployment again in its environment: its image by digest and its
+    """Redeploy an earlier deployment in its environment: its image by digest and its
     configuration snapshot, no build (Railway's rollback). The service's current variables apply."""
     service = await service_for(session, actor, Permission.DEPLOY, service_id)
     deployment = await deployments.rollback(session, settings, temporal, actor, service, body.deployment_id)
@@ -109,8 +109,8 @@ async def scale_service(
     ones (the same image, variables and configuration) or the highest-numbered ones are taken out of
     the route and drained; the others keep running untouched. Answers the ACTIVE deployment at once
     (the scale runs on; its replica count changes when it is done), and later deploys keep the count.
-    Refused (409) while a release of the service is in progress. A deployment recorded before scaling
-    in place existed is released again with the new count instead (a new deployment is answered)."""
+    Refused (409) while a deploy of the service is in progress. A deployment recorded before scaling
+    in place existed is redeployed with the new count instead (a new deployment is answered)."""
     service = await service_for(session, actor, Permission.DEPLOY, service_id)
     environment = await environment_by_name(session, service.project_id, body.environment)
     deployment = await deployments.scale(

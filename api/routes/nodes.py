@@ -133,7 +133,7 @@ async def drain_node(
     node_id: str, session: SessionDep, settings: SettingsDep, temporal: TemporalDep, actor: AdminActor
 ) -> NodeRead:
     """No new replicas, and the ones it runs move elsewhere: every ACTIVE deployment with a replica
-    here is released again, so its replicas start on other nodes before these drain and stop."""
+    here is redeployed, so its replicas start on other nodes before these drain and stop."""
     return NodeRead.model_validate(await nodes.drain(session, settings, temporal, node_id, actor))
 
 

@@ -24,7 +24,7 @@ from core.proxmox.spec import NodePoolSpec
 from core.settings import Settings
 from domain.audit import audit
 from domain.errors import Conflict, NotFound, Unavailable
-from domain.releases import TemporalConnection
+from domain.temporal import TemporalConnection
 from workflows.pools import RECONCILE_SIGNAL, NodePoolInput, NodePoolWorkflow
 
 router = APIRouter(prefix="/v1/node-pools", tags=["node-pools"])

@@ -34,10 +34,10 @@ from core.webhooks import (
 )
 from domain.audit import audit
 from domain.authorization import Permission, project_for
-from domain.deploys import submit
 from domain.errors import DomainError
-from domain.releases import start_teardown
 from domain.store import get_or_404
+from domain.submissions import submit
+from domain.temporal import start_teardown
 from domain.webhooks import (
     Outcome,
     apply_pull_request,

@@ -52,7 +52,7 @@ class DeploymentRead(Read):
 
 
 class RollbackCreate(Body):
-    deployment_id: str = Field(description="the earlier deployment to release again (its environment's)")
+    deployment_id: str = Field(description="the earlier deployment to redeploy (its environment's)")
 
 
 class ScaleCreate(Body):

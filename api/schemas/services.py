@@ -144,7 +144,7 @@ def _constraints(value: list[str] | None) -> list[str] | None:
 
 
 class PlacementFields(Body):
-    """Where replicas run and how a release replaces them; leave out for the platform's defaults."""
+    """Where replicas run and how a deploy replaces them; leave out for the platform's defaults."""
 
     cpu_millis: int | None = Field(
         default=None,

@@ -3,8 +3,8 @@ deploy of the same image, from the API call to ACTIVE):
 
 - seconds from a SIGKILL of the Temporal server (`dockyard up` starts it again on its own database) to a
   deploy made right after the kill being ACTIVE;
-- seconds from a release that crash-loops right after its cut-over to the previous version confirmed:
-  ACTIVE again, the release FAILED, the previous version answering through Traefik.
+- seconds from a deploy that crash-loops right after its cut-over to the previous version confirmed:
+  ACTIVE again, the deploy FAILED, the previous version answering through Traefik.
 
 Prints figures; asserts nothing about time. Run: scripts/bench.sh (or pytest tests/bench -m bench -s).
 """

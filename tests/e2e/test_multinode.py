@@ -148,7 +148,7 @@ def test_draining_a_node_moves_its_replicas_to_the_others_without_a_failed_reque
         assert response.status_code == 200, response.text
         assert response.json()["state"] == "DRAINING"
         moved = platform.api.get(f"/v1/services/{service['id']}/deployments").json()[0]
-        assert moved["id"] != first["id"] and moved["source"]["release_of"] == first["id"]
+        assert moved["id"] != first["id"] and moved["source"]["redeploy_of"] == first["id"]
         moved = platform.wait_final(moved["id"], timeout=120)
         deadline = time.monotonic() + 30
         while replicas_per_node(fleet, service["id"], first["id"]) != {n.name: 0 for n in fleet.nodes}:

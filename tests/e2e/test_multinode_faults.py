@@ -204,7 +204,7 @@ def test_a_restarted_agent_re_adopts_its_replicas_without_restarting_them(
     assert containers_on_nodes(fleet, service["id"]) == before  # same ids, same start times
     assert replicas_per_node(fleet, service["id"], first["id"]) == {node.name: 1 for node in fleet.nodes}
     assert fleet.listed()[restarted.name]["state"] == "READY"
-    assert deployments(platform, service["id"]) == {first["id"]: "ACTIVE"}  # nothing released again
+    assert deployments(platform, service["id"]) == {first["id"]: "ACTIVE"}  # nothing redeployed
     assert loop.failures == []
     assert dict(loop.answers) == {"readopt v1": loop.total}
 
@@ -262,7 +262,7 @@ def test_a_node_s_docker_engine_restarting_under_its_replicas_fails_no_request(
     assert len(servers) == 3, servers
     for server in servers:  # every replica answers where Traefik sends it
         assert httpx.get(server, timeout=5).text.strip() == "engine v1", server
-    assert deployments(platform, service["id"]) == {first["id"]: "ACTIVE"}  # nothing released again
+    assert deployments(platform, service["id"]) == {first["id"]: "ACTIVE"}  # nothing redeployed
     assert fleet.listed()[restarted.name]["state"] == "READY"
 
 
@@ -274,7 +274,7 @@ def test_a_replica_removed_behind_dockyard_s_back_is_replaced_with_no_failed_req
     retry sends the requests meant for it to the others meanwhile."""
     fleet = enrolled_fleet
     service, first = deployed_on_three_nodes(platform, app_images, fleet, "vanished")
-    platform.wait_released(first)  # inside its stability window the release would be rolled back
+    platform.wait_released(first)  # inside its stability window the deploy would be rolled back
     victim = fleet.nodes[0]
 
     with RequestLoop(platform.edge_url, hostname(service)) as loop:

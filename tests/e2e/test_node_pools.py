@@ -159,7 +159,7 @@ def test_decommissioning_a_guest_fails_no_request_destroys_it_and_refuses_its_ce
     refused = heartbeat_with(pool_env, certificate, key, victim["node_id"])
     assert refused.status_code == 403, refused.text
     assert "was removed" in refused.json()["detail"]
-    # Moved, not lost: the release the drain started keeps the previous replicas through its stability
+    # Moved, not lost: the deploy the drain started keeps the previous replicas through its stability
     # window, then removes them.
     deadline = time.monotonic() + 60
     while (running := sum(replicas_per_guest(pve_cluster, service_id).values())) != 3:

@@ -186,7 +186,7 @@ def test_a_replica_removed_behind_dockyard_s_back_on_the_local_node_is_replaced(
     service = platform.create_service("e2e-gone", "gone", image, replicas=2, health_check_path="/healthz")
     first = platform.wait_final(platform.deploy(service["id"])["id"])
     assert first["status"] == "ACTIVE", first
-    platform.wait_released(first)  # inside its stability window the release would be rolled back
+    platform.wait_released(first)  # inside its stability window the deploy would be rolled back
 
     with RequestLoop(platform.edge_url, hostname(service)) as loop:
         time.sleep(0.5)

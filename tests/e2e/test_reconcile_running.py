@@ -5,7 +5,7 @@ platform's Temporal.
 
 The release is held in its cleanup step by the service's overlap seconds (its replicas serve, its
 DeployWorkflow runs); the database is then made to say FAILED an hour ago, as a submission that failed
-while Temporal took it once did. Its replicas stay; once the release is closed (terminated, so nothing
+while Temporal took it once did. Its replicas stay; once the deploy is closed (terminated, so nothing
 of its own cleanup runs), reconciliation removes them.
 """
 
@@ -70,7 +70,7 @@ async def test_replicas_of_a_deployment_recorded_failed_while_its_release_runs_a
 
         assert not set(removed) & replicas
         assert await _on_node(fleet, deployment["id"]) == replicas
-        await client.get_workflow_handle(deployment["workflow_id"]).terminate("the release is over")
+        await client.get_workflow_handle(deployment["workflow_id"]).terminate("the deploy is over")
         removed = await ActivityEnvironment(client).run(reconcile)
         # The fleet watch of the platform reconciles every 30 s too: either may have removed them.
         assert set(removed) <= replicas
@@ -80,7 +80,7 @@ async def test_replicas_of_a_deployment_recorded_failed_while_its_release_runs_a
 
 
 async def _wait_serving(platform: Platform, fleet: EnrolledFleet, deployment_id: str) -> set[str]:
-    """Until the release has cut over (its replicas serve) and sleeps out its overlap."""
+    """Until the deploy has cut over (its replicas serve) and sleeps out its overlap."""
     for _ in range(600):
         current = platform.api.get(f"/v1/deployments/{deployment_id}").json()
         assert current["status"] not in ("FAILED", "SUPERSEDED", "CANCELLED"), current

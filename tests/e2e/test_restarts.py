@@ -129,7 +129,7 @@ def test_services_answer_again_after_down_up_and_after_a_reboot(
             f"e2e-{name}", name, v1, replicas=REPLICAS, health_check_path="/healthz"
         )
         versions[f"{name} v2"] = (v1, v2)
-    for release in (0, 1):  # released more than once: the route holds the second release's ports
+    for release in (0, 1):  # released more than once: the route holds the second deploy's ports
         started = [platform.deploy(services[body]["id"], image=versions[body][release]) for body in services]
         for deployment in started:
             final = platform.wait_final(deployment["id"], DEPLOY_TIMEOUT_SECONDS)

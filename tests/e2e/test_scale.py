@@ -30,7 +30,7 @@ def running_replicas(client: docker.DockerClient, deployment_id: str) -> dict[st
 
 
 def scale(platform: Platform, service: dict[str, Any], replicas: int) -> dict[str, Any]:
-    """POST scale; a release still finishing (its stability window) is answered 409: asked again."""
+    """POST scale; a deploy still finishing (its stability window) is answered 409: asked again."""
     deadline = time.monotonic() + SCALE_WITHIN_SECONDS
     while True:
         response = platform.api.post(f"/v1/services/{service['id']}/scale", json={"replicas": replicas})

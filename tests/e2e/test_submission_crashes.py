@@ -89,7 +89,7 @@ def wait_submitted(platform: Platform, deployment_id: str, timeout: float = 60) 
     while time.monotonic() < deadline:
         with sqlite3.connect(platform.state_dir / "dockyard.db") as db:
             row = db.execute(
-                "SELECT submitted_at, release_request FROM deployments WHERE id = ?", (deployment_id,)
+                "SELECT submitted_at, deploy_request FROM deployments WHERE id = ?", (deployment_id,)
             ).fetchone()
         if row[0] is not None:
             assert row[1] is not None, "a submitted deployment keeps its request: what its replicas run"

@@ -2,15 +2,29 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Column, Connection, MetaData, String, func, inspect, select
+from sqlalchemy import (
+    JSON,
+    Column,
+    Connection,
+    DateTime,
+    MetaData,
+    String,
+    column,
+    func,
+    inspect,
+    select,
+    table,
+)
 from temporalio.testing import ActivityEnvironment
 
 from activities.contracts import ReplicaSet, RouteKey, RouteSpec, StatusUpdate
@@ -129,12 +143,60 @@ async def test_models_match_migrations(database: Database) -> None:
 
 async def test_a_model_change_without_a_migration_is_detected(database: Database) -> None:
     changed = MetaData()
-    for table in Base.metadata.sorted_tables:
-        table.to_metadata(changed)
+    for model_table in Base.metadata.sorted_tables:
+        model_table.to_metadata(changed)
     changed.tables["services"].append_column(Column("icon_url", String(255), nullable=True))
     async with database.engine.connect() as connection:
         diff = await connection.run_sync(_diff(changed))
     assert [(op[0], op[2], op[3].name) for op in diff] == [("add_column", "services", "icon_url")]
+
+
+async def test_the_deploy_names_migration_renames_the_request_and_the_redeployed_source(
+    database: Database,
+) -> None:
+    """0014: `release_request` → `deploy_request`, a source's `release_of` → `redeploy_of`, both ways."""
+    ids = await seed(database)
+    config = alembic_config(database.url)
+    await asyncio.to_thread(command.downgrade, config, "0013")
+    old_source = {"kind": "image", "credential": False, "release_of": "dep_earlier"}
+    legacy = table(
+        "deployments",
+        column("id", String),
+        column("service_id", String),
+        column("environment_id", String),
+        column("status", String),
+        column("source", JSON),
+        column("config", JSON),
+        column("workflow_id", String),
+        column("release_request", JSON),
+        column("created_at", DateTime),
+        column("updated_at", DateTime),
+    )
+    now = datetime.now(UTC).replace(tzinfo=None)  # the columns' own form: UTC without a zone
+    async with database.engine.begin() as connection:
+        await connection.execute(
+            legacy.insert().values(
+                id="dep_redeployed",
+                service_id=ids["service"],
+                environment_id=ids["production"],
+                status="ACTIVE",
+                source=old_source,
+                config={},
+                workflow_id="deploy/x/y/dep_redeployed",
+                release_request={"deployment_id": "dep_redeployed", "source": old_source},
+                created_at=now,
+                updated_at=now,
+            )
+        )
+    await migrate_async(database.url)
+    deployment = await load(database, Deployment, "dep_redeployed")
+    assert deployment.source == {"kind": "image", "credential": False, "redeploy_of": "dep_earlier"}
+    assert deployment.deploy_request == {"deployment_id": "dep_redeployed", "source": deployment.source}
+    await asyncio.to_thread(command.downgrade, config, "0013")
+    async with database.engine.connect() as connection:
+        source, request = (await connection.execute(select(legacy.c.source, legacy.c.release_request))).one()
+    assert source == old_source and request["source"] == old_source
+    await migrate_async(database.url)
 
 
 # --- deployment status ---------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from core.db import Database
 from core.fleet import MISSING_AFTER_SECONDS, missing_replicas_of_active_deployments
 from core.models import Node, Replica
 from core.settings import load_settings
-from domain.releases import TemporalConnection
+from domain.temporal import TemporalConnection
 from tests.integration.test_database import add_deployment, seed
 from tests.integration.test_placement import add_node
 

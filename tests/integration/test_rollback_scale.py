@@ -29,7 +29,7 @@ PINNED = "127.0.0.1:5000/acme/web@sha256:" + "a" * 64
 async def api(
     database: Database, tmp_path: Path, temporal_server: TemporalDevServer, monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[httpx.AsyncClient]:
-    monkeypatch.setattr("domain.releases.ACCEPT_WAIT_SECONDS", 0.2)  # no worker: QUEUED after the wait
+    monkeypatch.setattr("domain.temporal.ACCEPT_WAIT_SECONDS", 0.2)  # no worker: QUEUED after the wait
     async with running_api(api_settings(database, tmp_path, temporal_server.address)) as client:
         yield client
 
@@ -86,7 +86,7 @@ async def test_a_rollback_releases_the_earlier_image_by_digest_with_its_configur
 
     assert rollback["id"] != earlier["id"] and rollback["status"] == "QUEUED"
     assert rollback["image"] == PINNED
-    assert rollback["source"] == {"kind": "image", "credential": False, "release_of": earlier["id"]}
+    assert rollback["source"] == {"kind": "image", "credential": False, "redeploy_of": earlier["id"]}
     assert rollback["environment_id"] == earlier["environment_id"]
     assert rollback["commit_sha"] == "c" * 40
     async with database.session() as session:
@@ -110,33 +110,33 @@ async def test_a_rollback_names_a_deployment_of_the_service(
     assert response.status_code == 404 and "dep_missing" in response.json()["detail"]
 
 
-async def test_scale_of_a_deployment_without_a_release_request_releases_it_again_with_the_count(
+async def test_scale_of_a_deployment_without_a_deploy_request_redeploys_it_with_the_count(
     api: httpx.AsyncClient, database: Database, service: dict[str, Any]
 ) -> None:
-    """Deployments recorded before scaling in place existed keep no release request."""
+    """Deployments recorded before scaling in place existed keep no deploy request."""
     active = await released(api, database, service, "ACTIVE")
     async with database.transaction() as session:
         await session.execute(
-            update(Deployment).where(Deployment.id == active["id"]).values(release_request=None)
+            update(Deployment).where(Deployment.id == active["id"]).values(deploy_request=None)
         )
 
     scaled = ok(await api.post(f"/v1/services/{service['id']}/scale", json={"replicas": 3}), 202)
 
-    assert scaled["source"]["release_of"] == active["id"] and scaled["image"] == PINNED
+    assert scaled["source"]["redeploy_of"] == active["id"] and scaled["image"] == PINNED
     async with database.session() as session:
         row = await session.get(Deployment, scaled["id"])
     assert row is not None and row.config["replicas"] == 3
     assert ok(await api.get(f"/v1/services/{service['id']}"))["replicas"] == 3
 
 
-async def test_a_deployment_keeps_its_release_request_after_submission(
+async def test_a_deployment_keeps_its_deploy_request_after_submission(
     api: httpx.AsyncClient, database: Database, service: dict[str, Any]
 ) -> None:
     active = await released(api, database, service, "ACTIVE")
     async with database.session() as session:
         row = await session.get(Deployment, active["id"])
-    assert row is not None and row.release_request is not None
-    assert row.release_request["deployment_id"] == active["id"] and row.release_request["port"] == 3000
+    assert row is not None and row.deploy_request is not None
+    assert row.deploy_request["deployment_id"] == active["id"] and row.deploy_request["port"] == 3000
 
 
 async def test_scale_to_the_current_count_answers_the_active_deployment(

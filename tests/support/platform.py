@@ -84,7 +84,7 @@ class Platform:
 
         async def result() -> None:
             client = await self.temporal()
-            with contextlib.suppress(WorkflowFailureError):  # a failed release is over too
+            with contextlib.suppress(WorkflowFailureError):  # a failed deploy is over too
                 await client.get_workflow_handle(deployment["workflow_id"]).result()
 
         asyncio.run(result())

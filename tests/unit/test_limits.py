@@ -156,7 +156,7 @@ def test_the_api_and_the_files_accept_the_same_values(
 
 @pytest.mark.parametrize("bound", ["minimum", "maximum"])
 def test_the_contracts_accept_whatever_the_files_accept(tmp_path: Path, bound: str) -> None:
-    """apply_deploy_config copies file values into the release's params without validating them:
+    """apply_deploy_config copies file values into the deploy's params without validating them:
     every value a file may give must be one the contracts take."""
     value = {key: getattr(limit, bound) for key, limit in NUMBERS.items()}
     write_repo(tmp_path, {"railway.toml": "[deploy]\n" + "".join(f"{k} = {v}\n" for k, v in value.items())})
@@ -218,7 +218,7 @@ def test_the_contracts_accept_whatever_the_files_accept(tmp_path: Path, bound: s
         pytest.param(
             {"railway.toml": "[deploy]\nhealthcheckTimeout = 86400\n"},
             "railway.toml: deploy.healthcheckTimeout: 86400 is above the limit of 3600 "
-            "(seconds a release waits for healthy replicas)",
+            "(seconds a deploy waits for healthy replicas)",
             id="healthcheck-timeout",
         ),
         pytest.param(

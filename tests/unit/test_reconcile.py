@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from core.contracts import DeploymentStatus, ReplicaState, ReplicaStatus
-from core.reconcile import DeploymentFacts, Unowned, releases_to_check, unowned_replicas
+from core.reconcile import DeploymentFacts, Unowned, deploys_to_check, unowned_replicas
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 GRACE = timedelta(seconds=60)
@@ -53,7 +53,7 @@ def test_a_replica_is_unowned_when(facts: DeploymentFacts | None, expected_reaso
     found = unowned_replicas([replica("dep-a")], deployments, NOW, GRACE, closed={"dep-a"})
     assert found == ([] if expected_reason is None else [Unowned("dep-a-0", expected_reason)])
     # Temporal is asked about exactly the deployments the database alone calls over.
-    asked = releases_to_check([replica("dep-a")], deployments, NOW, GRACE)
+    asked = deploys_to_check([replica("dep-a")], deployments, NOW, GRACE)
     assert asked == ({} if expected_reason is None else {"dep-a": "deploy/svc-a/env-a/dep-a"})
 
 
@@ -90,7 +90,7 @@ def test_a_replica_whose_release_temporal_still_runs_is_kept(
 def test_the_release_asked_about_is_the_recorded_workflow_else_the_labels_name_it() -> None:
     recorded = DeploymentFacts(DeploymentStatus.FAILED, NOW - timedelta(hours=1), "deploy/svc-x/env-x/dep-a")
     replicas = [replica("dep-a"), replica("dep-b"), replica("dep-c", labelled=False), replica(None)]
-    asked = releases_to_check(replicas, {"dep-a": recorded}, NOW, GRACE)
+    asked = deploys_to_check(replicas, {"dep-a": recorded}, NOW, GRACE)
     assert asked == {"dep-a": "deploy/svc-x/env-x/dep-a", "dep-b": "deploy/svc-a/env-a/dep-b"}
     # Neither recorded nor labelled, or no deployment at all: no release can be running it.
     found = unowned_replicas(replicas, {"dep-a": recorded}, NOW, GRACE, closed=set())

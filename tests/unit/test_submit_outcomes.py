@@ -1,4 +1,4 @@
-"""How api/releases.submit_deploy reads the end of a call to Temporal: refused (nothing runs: FAILED at
+"""How domain/temporal.submit_deploy reads the end of a call to Temporal: refused (nothing runs: FAILED at
 submit), accepted (the ServiceWorkflow already has the deployment counts), or unconfirmed (it may run:
 the relay asks again). The call's outcome is given by a stand-in for the client; the real server's
 answers are in tests/integration/api/test_submissions.py and tests/workflows/test_service.py."""
@@ -15,7 +15,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from core.contracts import DeployAccepted, DeployRequest
 from core.settings import load_settings
 from domain.errors import Conflict, DomainError, Unavailable
-from domain.releases import DeployRefused, DeployUnconfirmed, submit_deploy
+from domain.temporal import DeployRefused, DeployUnconfirmed, submit_deploy
 
 REQUEST = DeployRequest(
     deployment_id="dep-a",
@@ -57,7 +57,7 @@ async def submit(outcome: Any) -> DeployAccepted:
     [
         pytest.param(rejected("deployment dep-a is already queued"), id="already-queued"),
         pytest.param(
-            rejected("deployment dep-a was already released; deploy anew instead"), id="already-released"
+            rejected("deployment dep-a was already deployed; deploy anew instead"), id="already-deployed"
         ),
     ],
 )

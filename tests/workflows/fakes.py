@@ -100,7 +100,7 @@ class FakeActivities:
         self.updates: dict[str, list[StatusUpdate]] = defaultdict(list)  # every update, in order
         self.current: dict[str, DeploymentStatus] = {}  # what the real activities would have stored
         self.live_replicas: dict[str, str] = {}  # replica id -> deployment id
-        self.release_requests: dict[str, DeployRequest] = {}  # what load_scale_state answers
+        self.deploy_requests: dict[str, DeployRequest] = {}  # what load_scale_state answers
         self.replica_rows: dict[str, str] = {}  # replica id -> state, as set_replica_rows left it
         self.scaled: dict[str, int] = {}  # deployment id -> replica count record_scale recorded
         self._rules: list[Rule] = []
@@ -375,7 +375,7 @@ class FakeActivities:
     @activity.defn(name="load_scale_state")
     async def load_scale_state(self, target: ScaleTarget) -> ScaleState:
         await self._run("load_scale_state", target, target.deployment_id)
-        request = self.release_requests[target.deployment_id]
+        request = self.deploy_requests[target.deployment_id]
         digest = "sha256:" + hashlib.sha256((request.image or "").encode()).hexdigest()
         running = sorted(r for r, d in self.live_replicas.items() if d == target.deployment_id)
         return ScaleState(

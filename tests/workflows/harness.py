@@ -21,7 +21,7 @@ from temporalio.worker import Worker
 from core.contracts import DeployAccepted, DeployRequest, DeployResult
 from core.naming import deploy_workflow_id, service_workflow_id
 from core.settings import Settings, load_settings
-from domain.releases import submit_deploy
+from domain.temporal import submit_deploy
 from tests.workflows.fakes import FakeActivities, image_for
 from workflows.worker import WORKFLOWS
 

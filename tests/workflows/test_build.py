@@ -1,5 +1,5 @@
 """The build step of DeployWorkflow: code is fetched and planned on the builders' queue, built on
-the queue of the host that holds it, and the release goes on with the built image's digest."""
+the queue of the host that holds it, and the deploy goes on with the built image's digest."""
 
 from __future__ import annotations
 
@@ -57,7 +57,7 @@ async def test_the_release_goes_on_while_the_build_log_is_kept_and_ends_after_it
 
     await saving.entered.wait()
     async with asyncio.timeout(30):
-        await activating.entered.wait()  # the release reached the cut-over, the log still being saved
+        await activating.entered.wait()  # the deploy reached the cut-over, the log still being saved
     activating.release()
     await asyncio.sleep(0.5)
     running = await dockyard.child("dep-a").describe()

@@ -103,7 +103,7 @@ async def test_deploys_sent_while_the_entity_continues_as_new_are_not_lost(docky
     entity continues-as-new; within a burst, every deploy supersedes the one before.
 
     Whether a burst lands before, during or after the handover is a race: the bursts sweep that window
-    (0, 20, 40, 60 ms after the release ends) and go on until three runs have been seen (at most
+    (0, 20, 40, 60 ms after the deploy ends) and go on until three runs have been seen (at most
     MAX_BURSTS). Every deploy of every burst must have its final status."""
     fakes = dockyard.fakes
     bursts: list[list[str]] = []

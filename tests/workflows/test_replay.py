@@ -3,7 +3,7 @@ in flight (a step added, removed or reordered without `workflow.patched`) fails 
 
 The histories come from tests/workflows/record_histories.py (a happy path, a replacement, a supersede,
 failures at health and at routing, and the entity that ran them all; a deploy placed on three nodes;
-a release through its stability window and one rolled back in it;
+a deploy through its stability window and one rolled back in it;
 the fleet watch through a heal and a reconciliation; a node pool's guest provisioned to READY, one
 compensated after its clone failed, one decommissioned, and a pool growing by one).
 """

@@ -23,7 +23,7 @@ pytestmark = pytest.mark.timeout(120)
 async def active(dockyard: Dockyard, deployment_id: str) -> None:
     await dockyard.deploy(deployment_id)
     assert (await dockyard.result(deployment_id)).status is DeploymentStatus.ACTIVE
-    dockyard.fakes.release_requests[deployment_id] = dockyard.request(deployment_id)
+    dockyard.fakes.deploy_requests[deployment_id] = dockyard.request(deployment_id)
     # The entity learns of the child's end a moment after the child ends.
     for _ in range(200):  # 10 s
         if await dockyard.service.query(ServiceWorkflow.current_deployment) is None:
@@ -131,11 +131,11 @@ async def test_a_scale_is_refused_while_a_release_is_in_progress(dockyard: Docky
     with pytest.raises(WorkflowUpdateFailedError) as refused:
         await scale(dockyard, "dep-a", 3)
 
-    assert "deployment dep-b is being released; scale once its release is done" in str(refused.value.cause)
+    assert "deployment dep-b is being released; scale once its deploy is done" in str(refused.value.cause)
     with pytest.raises(Conflict) as answered:  # what the scale route answers: 409 with the reason
         await submit_scale(dockyard.client, scale_request(dockyard, "dep-a", 3))
     assert answered.value.detail == (
-        "scale refused: deployment dep-b is being released; scale once its release is done"
+        "scale refused: deployment dep-b is being released; scale once its deploy is done"
     )
     health.release()
     assert (await dockyard.result("dep-b")).status is DeploymentStatus.ACTIVE

@@ -1,5 +1,5 @@
 """The stability window after the cut-over (real Temporal dev server, activities replaced by fakes): the
-previous deployment's replicas are kept while the new ones are watched; a release that turns unstable
+previous deployment's replicas are kept while the new ones are watched; a deploy that turns unstable
 is rolled back on its own (the previous route and deployment restored, FAILED at `stability` with the
 reason); a newer deploy arriving in the window takes over without moving traffic back."""
 

@@ -17,9 +17,9 @@ from activities.agents import AgentActivities
 from core.contracts import SourceSpec
 from core.db import Database
 from core.models import AuditEvent, Environment, Service, Variable
-from core.release import replica_specs
+from core.replica_specs import replica_specs
 from core.secrets import SecretBox
-from domain.deploys import new_deployment, service_variables
+from domain.deployments import new_deployment, service_variables
 from domain.variables import MAX_BASE_LEVELS, build_variables, effective_variables, invalid_variables
 from tests.support.api import SECRET_KEY, api_settings, running_api
 from tests.support.registry import free_port

@@ -22,15 +22,15 @@ from sqlalchemy import select, update
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities.releases import closed_releases
+from activities.deploy_workflows import closed_deploys
 from core.contracts import DeploymentStatus, DeployRequest, SourceSpec
 from core.db import Database
 from core.models import Deployment, Service, utcnow
 from core.settings import Settings
-from domain.deploys import new_deployment
-from domain.releases import TemporalConnection, submit_deploy
+from domain.deployments import new_deployment
 from domain.store import environment_by_name
 from domain.submissions import UNCONFIRMED, relay_once
+from domain.temporal import TemporalConnection, submit_deploy
 from tests.support.api import api_settings, running_api
 from tests.support.components import TemporalDevServer
 from tests.support.tcp_proxy import TcpProxy, tcp_proxy
@@ -134,7 +134,7 @@ async def test_a_deployment_recorded_but_never_submitted_is_released_once_by_the
     assert api.dockyard.fakes.status(deployment_id) is DeploymentStatus.ACTIVE
     assert len(api.dockyard.fakes.args("ensure_replicas", deployment_id)) == 1
     row = await api.row(deployment_id)
-    assert row.submitted_at is not None and row.release_request is not None  # kept: what it runs
+    assert row.submitted_at is not None and row.deploy_request is not None  # kept: what it runs
     assert await api.relay() == {}  # nothing left to hand over
 
 
@@ -144,7 +144,7 @@ async def test_a_deployment_temporal_has_but_the_api_never_heard_of_is_confirmed
     """The API died after Temporal took the deployment, before it recorded that."""
     service = await api.new_service()
     deployment_id = await api.record_only(service)
-    request = DeployRequest.model_validate((await api.row(deployment_id)).release_request)
+    request = DeployRequest.model_validate((await api.row(deployment_id)).deploy_request)
     await submit_deploy(api.dockyard.client, api.settings, request)
     await api.dockyard.fakes.wait_final(deployment_id)
 
@@ -161,7 +161,7 @@ async def test_a_deployment_still_queued_in_its_service_workflow_is_not_queued_t
     first = await api.deploy(service)
     gate = fakes.block("wait_replicas_healthy", deployment=first["id"])
     second = await api.record_only(service)
-    request = DeployRequest.model_validate((await api.row(second)).release_request)
+    request = DeployRequest.model_validate((await api.row(second)).deploy_request)
     await submit_deploy(api.dockyard.client, api.settings, request)
 
     assert await api.relay() == {second: "submitted"}  # answered "already queued": nothing new
@@ -175,7 +175,7 @@ async def test_a_deployment_still_queued_in_its_service_workflow_is_not_queued_t
 async def test_a_submission_whose_answer_is_lost_stays_queued_and_the_relay_confirms_it(
     api: Api, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("domain.deploys.SUBMIT_TIMEOUT_SECONDS", 1.0)
+    monkeypatch.setattr("domain.submissions.SUBMIT_TIMEOUT_SECONDS", 1.0)
     service = await api.new_service()
     baseline = await api.deploy(service)  # connects the API through the proxy; answered at once
     assert (await api.row(baseline["id"])).submitted_at is not None
@@ -228,7 +228,7 @@ async def test_a_deployment_its_workflows_moved_on_from_queued_is_confirmed_at_o
     relay = TemporalConnection(api.settings.model_copy(update={"temporal_address": "127.0.0.1:9"}))
     assert await relay_once(api.database, api.settings, relay) == {deployment_id: "confirmed"}
     row = await api.row(deployment_id)
-    assert row.submitted_at is not None and row.release_request is not None
+    assert row.submitted_at is not None and row.deploy_request is not None
 
 
 async def test_a_recent_unsubmitted_deployment_is_left_to_the_api_submitting_it(api: Api) -> None:
@@ -239,7 +239,7 @@ async def test_a_recent_unsubmitted_deployment_is_left_to_the_api_submitting_it(
 
 
 async def test_closed_releases_are_those_temporal_says_are_not_running(temporal_client: Client) -> None:
-    """What the fleet's reconciliation asks before it removes replicas (activities/releases.py)."""
+    """What the fleet's reconciliation asks before it removes replicas (activities/deploy_workflows.py)."""
     key = uuid.uuid4().hex[:8]
     queue = f"nobody-polls-{key}"  # a started workflow stays RUNNING with no worker
     running = await temporal_client.start_workflow(
@@ -250,7 +250,7 @@ async def test_closed_releases_are_those_temporal_says_are_not_running(temporal_
     )
     await ended.terminate("over")
     try:
-        closed = await closed_releases(
+        closed = await closed_deploys(
             temporal_client,
             {"dep-running": running.id, "dep-ended": ended.id, "dep-never": f"deploy/s/e/never-{key}"},
         )

@@ -33,7 +33,7 @@ async def api(
     database: Database, tmp_path: Path, temporal_server: TemporalDevServer, monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[httpx.AsyncClient]:
     # No worker polls this test's queue: a deploy is answered QUEUED once the wait for one runs out.
-    monkeypatch.setattr("domain.releases.ACCEPT_WAIT_SECONDS", 0.2)
+    monkeypatch.setattr("domain.temporal.ACCEPT_WAIT_SECONDS", 0.2)
     async with running_api(api_settings(database, tmp_path, temporal_server.address)) as client:
         yield client
 

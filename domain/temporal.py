@@ -94,9 +94,9 @@ REFUSALS = frozenset(
 async def submit_deploy(client: Client, settings: Settings, request: DeployRequest) -> DeployAccepted:
     """Start the service's entity workflow if needed and send it the deploy, in one call.
 
-    Keyed by the deployment id: the ServiceWorkflow refuses a deployment it has queued or released,
+    Keyed by the deployment id: the ServiceWorkflow refuses a deployment it has queued or deployed,
     and that refusal is answered here as accepted, so submitting again (after a crash, or when an
-    earlier call's outcome is unknown) never releases twice.
+    earlier call's outcome is unknown) never deploys twice.
 
     A worker accepts the update within milliseconds. With no worker polling, the SDK would wait
     for acceptance forever; after ACCEPT_WAIT_SECONDS the deploy is left admitted on the started
@@ -164,16 +164,16 @@ def _forget(task: asyncio.Future[Any]) -> None:
 
 def already_has(error: WorkflowUpdateFailedError, deployment_id: str) -> bool:
     """Whether the ServiceWorkflow refused the deploy because it already has this deployment (its
-    validator's words: `deployment <id> is already queued` / `... was already released`)."""
+    validator's words: `deployment <id> is already queued` / `... was already deployed`; workers of
+    versions before 2026-12 said `released`)."""
     cause = error.cause
     message = cause.message if isinstance(cause, FailureError) else str(cause or "")
-    return message.startswith(
-        (f"deployment {deployment_id} is already queued", f"deployment {deployment_id} was already released")
-    )
+    known = ("is already queued", "was already deployed", "was already released")
+    return message.startswith(tuple(f"deployment {deployment_id} {words}" for words in known))
 
 
 async def deploy_workflow_started(client: Client, workflow_id: str) -> bool:
-    """Whether a release of the deployment (its DeployWorkflow, `deploy/<service>/<env>/<id>`) ever
+    """Whether a deploy of the deployment (its DeployWorkflow, `deploy/<service>/<env>/<id>`) ever
     started. Raises DeployUnconfirmed when Temporal does not say."""
     try:
         await client.get_workflow_handle(workflow_id).describe(rpc_timeout=DESCRIBE_TIMEOUT)
