@@ -59,6 +59,9 @@ class PoolNodeUpdate(Contract):
     vmid: int | None = None
     address: str | None = None
     message: str | None = None
+    decommission_undone: bool = Field(
+        default=False, description="a decommission failed and was undone: counted for the pool's backoff"
+    )
 
 
 class JoinTokenRequest(Contract):
@@ -123,6 +126,8 @@ class PoolActivities:
                 node_state=node.state if node is not None else None,
                 node_removed=node is not None and node.removed_at is not None,
                 last_heartbeat_at=node.last_heartbeat_at if node is not None else None,
+                decommission_failures=pool_node.decommission_failures,
+                decommission_failed_at=pool_node.decommission_failed_at,
             )
             for pool_node, node in rows
         ]
@@ -189,6 +194,9 @@ class PoolActivities:
                     row.ready_at = now
                 if state in ENDED:
                     row.finished_at = now
+            if change.decommission_undone:
+                row.decommission_failures += 1
+                row.decommission_failed_at = now
             row.updated_at = now
 
     # --- join tokens ---------------------------------------------------------------------------------
@@ -246,6 +254,14 @@ class PoolActivities:
         async with self.db.session() as session:
             return await _node_action(
                 node_id, "cordon", nodes.change_state(session, node_id, NodeAction.CORDON, ACTOR)
+            )
+
+    @activity.defn
+    async def uncordon_node(self, node_id: str) -> str:
+        """Undo cordon and drain: the node takes replicas again (a DOWN node does once it is back)."""
+        async with self.db.session() as session:
+            return await _node_action(
+                node_id, "uncordon", nodes.change_state(session, node_id, NodeAction.UNCORDON, ACTOR)
             )
 
     @activity.defn

@@ -449,8 +449,10 @@ class PoolNode(Base):
     """One guest of a node pool, from before it exists until it is destroyed. `node_id` is reserved
     first: the guest is named and tagged with it and its agent enrolls as that node.
 
-        PROVISIONING ─▶ ENROLLING ─▶ READY ─▶ DECOMMISSIONING ─▶ DESTROYED
-              └────────────┴──▶ FAILED (message: the step and PVE's reason)
+        PROVISIONING ─▶ ENROLLING ─▶ READY ⇄ DECOMMISSIONING ─▶ DESTROYED
+              └────────────┴──▶ FAILED ◀─────────────┘ (message: the step and the reason)
+
+    A decommission undone before its guest stopped goes back to READY (its node uncordoned).
     """
 
     __tablename__ = "pool_nodes"
@@ -468,3 +470,7 @@ class PoolNode(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     ready_at: Mapped[datetime | None] = mapped_column(default=None)
     finished_at: Mapped[datetime | None] = mapped_column(default=None)
+    # Decommissions that failed before the guest stopped and were undone (the node uncordoned, READY
+    # again): the pool waits before trying this guest again (core/pools.py).
+    decommission_failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    decommission_failed_at: Mapped[datetime | None] = mapped_column(default=None)

@@ -15,6 +15,11 @@ the pool's back, is replaced: decommissioned, and no longer counted, so a new on
 same round. Extras go newest first and only from the serving ones; a pool never goes below `min_size`
 (0 once it is being deleted). After provisioning failures with no READY guest since, the next attempt
 waits (exponential backoff), so a pool whose template cannot be cloned does not clone in a loop.
+
+A decommission that fails before its guest is stopped (say, the drain times out: the replicas found no
+other node) is undone: the node is uncordoned and serves again, READY, with the failure counted. That
+guest is held back from the next decommission by the same backoff, and another serving one is taken in
+its place when there is one, so a guest that cannot drain is not drained in a loop.
 """
 
 from __future__ import annotations
@@ -57,6 +62,8 @@ class PoolNodeView(Contract):
     node_state: str | None = Field(default=None, description="the enrolled node's state; None: not enrolled")
     node_removed: bool = False
     last_heartbeat_at: datetime | None = None
+    decommission_failures: int = Field(default=0, ge=0, description="undone decommissions since READY")
+    decommission_failed_at: datetime | None = None
 
 
 class PoolView(Contract):
@@ -109,11 +116,24 @@ def provisioning_backoff(nodes: list[PoolNodeView], now: datetime, policy: PoolP
     )
     if not failures:
         return None
+    return _backoff(len(failures), failures[-1], now, policy)
+
+
+def _backoff(failures: int, last: datetime, now: datetime, policy: PoolPolicy) -> float | None:
     delay = min(
-        policy.retry_after_failure_seconds * 2 ** (len(failures) - 1), policy.retry_after_failure_max_seconds
+        policy.retry_after_failure_seconds * 2 ** (failures - 1), policy.retry_after_failure_max_seconds
     )
-    remaining = delay - (now - failures[-1]).total_seconds()
+    remaining = delay - (now - last).total_seconds()
     return remaining if remaining > 0 else None
+
+
+def decommission_backoff(node: PoolNodeView, now: datetime, policy: PoolPolicy) -> float | None:
+    """Seconds before a READY guest whose decommission was undone may be decommissioned again; None: now."""
+    if node.state is not PoolNodeState.READY or not node.decommission_failures:
+        return None
+    if node.decommission_failed_at is None:
+        return None
+    return _backoff(node.decommission_failures, node.decommission_failed_at, now, policy)
 
 
 def plan_pool(view: PoolView, now: datetime, policy: PoolPolicy) -> PoolPlan:
@@ -127,6 +147,10 @@ def plan_pool(view: PoolView, now: datetime, policy: PoolPolicy) -> PoolPlan:
     serving = [n for n in view.nodes if n.state is PoolNodeState.READY and n.node_id not in replace]
     active = len(in_flight) + len(serving)
     reasons = [f"replace {node_id}: {why}" for node_id, why in replace.items()]
+    held = {n.node_id: wait for n in view.nodes if (wait := decommission_backoff(n, now, policy)) is not None}
+    reasons += [
+        f"{node_id}: its decommission was undone; next try in {wait:.0f} s" for node_id, wait in held.items()
+    ]
 
     extras: list[str] = []
     provision = 0
@@ -135,10 +159,16 @@ def plan_pool(view: PoolView, now: datetime, policy: PoolPolicy) -> PoolPlan:
         reasons.append(f"{active} guests for a size of {target}: remove once the new ones settle")
     elif active > target:
         removable = min(active - target, active - floor, len(serving))
-        newest_first = sorted(serving, key=lambda n: (n.created_at, n.node_id), reverse=True)
-        extras = [n.node_id for n in newest_first[: max(removable, 0)]]
+        # Newest first, those whose decommission was just undone last (held back while their backoff runs).
+        candidates = sorted(
+            serving, key=lambda n: (n.node_id not in held, n.created_at, n.node_id), reverse=True
+        )
+        chosen = candidates[: max(removable, 0)]
+        extras = [n.node_id for n in chosen if n.node_id not in held]
         if extras:
             reasons.append(f"{active} guests for a size of {target}: remove {len(extras)}")
+        waits = [held[n.node_id] for n in chosen if n.node_id in held]
+        wake_after = min(waits, default=None)
     elif active < target:
         wake_after = provisioning_backoff(view.nodes, now, policy) if not in_flight else None
         if wake_after is None:
@@ -147,7 +177,11 @@ def plan_pool(view: PoolView, now: datetime, policy: PoolPolicy) -> PoolPlan:
         else:
             reasons.append(f"{active} guests for a size of {target}: next try in {wake_after:.0f} s")
 
-    decommission = [*leaving, *replace, *extras]
+    decommission = [*leaving, *(node_id for node_id in replace if node_id not in held), *extras]
+    waits = [
+        wait for wait in (wake_after, *(held[node_id] for node_id in replace if node_id in held)) if wait
+    ]
+    wake_after = min(waits, default=None)
     finished = view.deleting and not decommission and not in_flight and not serving
     return PoolPlan(
         provision=provision,

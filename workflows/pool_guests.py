@@ -5,7 +5,9 @@ DecommissionNodeWorkflow takes it away (NodePoolWorkflow, workflows/pools.py, st
                              clone → join token → configure → start → join data (VMs) → address → enrolled
                              → READY
     decommission/<node id>   cordon → drain → no replica left → stop → destroy → remove the node (its
-                             certificate revoked) → DESTROYED
+                             certificate revoked) → DESTROYED; a failure before `stop` is undone (the
+                             node uncordoned, READY again, the pool tries later with backoff), one after
+                             it leaves the guest FAILED with the step and the reason
 
 The node id is reserved before the guest exists: the guest is named and tagged with it (a retried step finds
 the guest it made instead of cloning another) and its agent enrolls as that node. A failed provisioning is
@@ -199,10 +201,8 @@ class ProvisionNodeWorkflow:
         # Registered before anything is made, each harmless when its step never ran; they run in reverse:
         # the guest is destroyed first (wherever it is), then the node's join tokens revoked, then the node
         # removed if it enrolled.
-        self._saga.on_failure("its node", lambda: self._undo(PoolActivities.remove_node, node_id))
-        self._saga.on_failure(
-            "its join token", lambda: self._undo(PoolActivities.revoke_join_tokens, node_id)
-        )
+        self._saga.on_failure("its node", lambda: undo(PoolActivities.remove_node, node_id))
+        self._saga.on_failure("its join token", lambda: undo(PoolActivities.revoke_join_tokens, node_id))
         self._saga.on_failure("its guest", lambda: self._destroy_guest(node_id))
         allocation = await self._clone(args)
         guest = allocation.guest
@@ -295,14 +295,12 @@ class ProvisionNodeWorkflow:
                 **COMPENSATION_TASK,
             )
 
-    async def _undo(self, activity: Callable[[Any, str], Awaitable[object]], node_id: str) -> None:
-        await workflow.execute_activity_method(activity, node_id, **COMPENSATION)
-
 
 @workflow.defn
 class DecommissionNodeWorkflow:
     def __init__(self) -> None:
         self._step = "cordon"
+        self._saga = Saga()
 
     @workflow.query
     def step(self) -> str:
@@ -313,18 +311,31 @@ class DecommissionNodeWorkflow:
         try:
             return await self._decommission(args)
         except BaseException as exc:
-            if not is_cancelled_exception(exc) and not isinstance(exc, ActivityError | ApplicationError):
+            cancelled = is_cancelled_exception(exc)
+            if not cancelled and not isinstance(exc, ActivityError | ApplicationError):
                 raise
             message = f"decommission failed at step {self._step}: {reason_of(exc)}"
+            # Histories begun before the saga end FAILED at any step, as they did.
+            if self._saga.pending and workflow.patched("decommission-undone"):
+                failed = await to_the_end(self._saga.compensate())
+                if not failed:
+                    await to_the_end(self._back_to_ready(args, message + "; undone: the node serves again"))
+                    if cancelled:
+                        raise
+                    raise ApplicationError(message, type="DecommissionUndone", non_retryable=True) from exc
+                message += "".join(f"; {name} failed too: {reason}" for name, reason in failed)
             await to_the_end(update_pool_node(args.node_id, state=PoolNodeState.FAILED, message=message))
             await to_the_end(notify_pool(args.pool_id))
-            if is_cancelled_exception(exc):
+            if cancelled:
                 raise
             raise ApplicationError(message, type="DecommissionFailed", non_retryable=True) from exc
 
     async def _decommission(self, args: DecommissionNodeInput) -> DecommissionNodeResult:
         node_id = args.node_id
         await update_pool_node(node_id, state=PoolNodeState.DECOMMISSIONING)
+        # Until the guest stops, a failure (a drain that times out: its replicas found no other node) is
+        # undone: the node takes replicas again, and the pool tries later (core/pools.py).
+        self._saga.on_failure("uncordon", lambda: undo(PoolActivities.uncordon_node, node_id))
         await workflow.execute_activity_method(PoolActivities.cordon_node, node_id, **DB)
         self._step = "drain"
         await workflow.execute_activity_method(PoolActivities.drain_node, node_id, **DB)
@@ -339,6 +350,7 @@ class DecommissionNodeWorkflow:
         await workflow.sleep(timedelta(seconds=args.grace_seconds))
 
         self._step = "stop"
+        self._saga.done()  # from here the guest goes: nothing to undo, a failure leaves it FAILED
         guest: GuestRef | None = await workflow.execute_activity_method(
             PoolActivities.locate_guest, node_id, **PVE_CALL
         )
@@ -359,11 +371,22 @@ class DecommissionNodeWorkflow:
         await to_the_end(notify_pool(args.pool_id))
         return DecommissionNodeResult(node_id=node_id, guest=guest, drained=drained)
 
+    async def _back_to_ready(self, args: DecommissionNodeInput, message: str) -> None:
+        await update_pool_node(
+            args.node_id, state=PoolNodeState.READY, message=message, decommission_undone=True
+        )
+        await notify_pool(args.pool_id)
+
 
 # --- the pool --------------------------------------------------------------------------------------------
 
 
 # --- helpers ---------------------------------------------------------------------------------------------
+
+
+async def undo(activity: Callable[[Any, str], Awaitable[object]], node_id: str) -> None:
+    """A compensation: the node activity, with the compensations' patient retries."""
+    await workflow.execute_activity_method(activity, node_id, **COMPENSATION)
 
 
 async def update_pool_node(node_id: str, **fields: Any) -> None:

@@ -83,6 +83,7 @@ def activities_for(settings: Settings, db: Database, client: Client) -> list[obj
         pools.revoke_join_tokens,
         pools.check_node_enrolled,
         pools.cordon_node,
+        pools.uncordon_node,
         pools.drain_node,
         pools.remove_node,
         pools.check_node_drained,

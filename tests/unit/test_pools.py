@@ -12,6 +12,7 @@ from core.pools import (
     PoolPolicy,
     PoolView,
     check_sizes,
+    decommission_backoff,
     plan_pool,
     provisioning_backoff,
 )
@@ -32,6 +33,8 @@ def node(
     finished_ago: float | None = None,
     ready: bool | None = None,
     removed: bool = False,
+    undone: int = 0,
+    undone_ago: float = 0,
 ) -> PoolNodeView:
     created = NOW - timedelta(seconds=age)
     was_ready = state in (S.READY, S.DECOMMISSIONING) if ready is None else ready
@@ -44,6 +47,8 @@ def node(
         node_state=node_state,
         node_removed=removed,
         last_heartbeat_at=NOW - timedelta(seconds=silent) if silent is not None else None,
+        decommission_failures=undone,
+        decommission_failed_at=NOW - timedelta(seconds=undone_ago) if undone else None,
     )
 
 
@@ -193,6 +198,43 @@ def test_a_replacement_says_why() -> None:
 
     assert plan.replace == ["b"]
     assert "replace b: DOWN for 400 s" in plan.reason
+
+
+def test_a_guest_whose_decommission_was_undone_waits_and_another_goes_in_its_place() -> None:
+    nodes = [node("old", age=900), node("new", age=100, undone=1, undone_ago=4)]
+
+    plan = plan_pool(pool(1, nodes), NOW, POLICY)
+
+    assert plan.decommission == ["old"]  # not the newest: its decommission was just undone
+    assert "new: its decommission was undone; next try in 6 s" in plan.reason
+
+
+def test_with_no_other_guest_to_take_the_pool_wakes_when_the_backoff_ends() -> None:
+    nodes = [node("a", age=900, undone=2, undone_ago=5)]
+
+    plan = plan_pool(pool(0, nodes), NOW, POLICY)
+
+    assert plan.decommission == [] and plan.wake_after_seconds == pytest.approx(15)
+
+
+def test_a_down_guest_whose_decommission_was_undone_is_replaced_now_and_decommissioned_later() -> None:
+    nodes = [node("b", node_state="DOWN", silent=400, undone=1, undone_ago=1)]
+
+    plan = plan_pool(pool(1, nodes), NOW, POLICY)
+
+    assert (plan.provision, plan.decommission, plan.replace) == (1, [], ["b"])
+    assert plan.wake_after_seconds == pytest.approx(9)
+
+
+@pytest.mark.parametrize(
+    ("undone", "ago", "wait"),
+    [(0, 0, None), (1, 4, 6.0), (1, 11, None), (3, 10, 30.0), (9, 1, 59.0)],
+    ids=["never", "once, 4 s ago", "once, long ago", "three times", "capped"],
+)
+def test_decommission_backoff(undone: int, ago: float, wait: float | None) -> None:
+    found = decommission_backoff(node("a", undone=undone, undone_ago=ago), NOW, POLICY)
+
+    assert found == (pytest.approx(wait) if wait is not None else None)
 
 
 SIZES = [

@@ -7,7 +7,9 @@ node id, a clone can fail, a PVE node can answer 595.
 - a PVE node answering 595 is left out and the guest is placed on another;
 - allocate_guest interrupted by a worker shutdown runs again on the next worker and finds the guest the
   first attempt cloned: one guest, READY;
-- a pool grows to its size and shrinks newest first.
+- a pool grows to its size and shrinks newest first;
+- a decommission whose drain never ends is undone: the node uncordoned, the guest READY again with the
+  reason, counted for the pool's backoff; one that fails once the guest is stopping leaves it FAILED.
 """
 
 from __future__ import annotations
@@ -51,12 +53,19 @@ from activities.proxmox.contracts import (
     PveTaskRequest,
     PveTaskResult,
 )
-from core.naming import pool_workflow_id, provision_workflow_id
+from core.naming import decommission_workflow_id, pool_workflow_id, provision_workflow_id
 from core.pools import PoolNodeState, PoolNodeView, PoolView
 from core.proxmox.joindata import JoinData
 from core.proxmox.placement import PveNodeChoice
 from core.proxmox.spec import GuestKind, NodePoolSpec
-from workflows.pools import NodePoolInput, NodePoolWorkflow, ProvisionNodeInput, ProvisionNodeWorkflow
+from workflows.pools import (
+    DecommissionNodeInput,
+    DecommissionNodeWorkflow,
+    NodePoolInput,
+    NodePoolWorkflow,
+    ProvisionNodeInput,
+    ProvisionNodeWorkflow,
+)
 from workflows.worker import WORKFLOWS
 
 pytestmark = pytest.mark.timeout(90)
@@ -80,6 +89,8 @@ class FakePool:
     updates: list[PoolNodeUpdate] = field(default_factory=list)
     revoked: list[str] = field(default_factory=list)
     enrolled: set[str] = field(default_factory=set)
+    stuck_replicas: int = 0  # replicas that find no other node: the drain never ends
+    destroy_error: str | None = None
 
     def record(self, name: str) -> None:
         self.calls.append(name)
@@ -158,6 +169,8 @@ class FakePool:
     @activity.defn(name="destroy_guest")
     async def destroy_guest(self, request: GuestDestroyRequest) -> GuestDestroyed:
         self.record("destroy_guest")
+        if self.destroy_error is not None:
+            raise ApplicationError(self.destroy_error, type="PveTaskFailed", non_retryable=True)
         existed = self.guests.pop(request.guest.vmid, None) is not None
         return GuestDestroyed(guest=request.guest, existed=existed)
 
@@ -214,6 +227,8 @@ class FakePool:
                 row["finished_at"] = datetime.now(UTC)
         if change.message is not None:
             row["message"] = change.message
+        if change.decommission_undone:
+            row["decommission_failures"] = row.get("decommission_failures", 0) + 1
 
     @activity.defn(name="issue_join_token")
     async def issue_join_token(self, request: JoinTokenRequest) -> JoinData:
@@ -241,6 +256,11 @@ class FakePool:
         self.record(f"cordon {node_id}")
         return "CORDONED"
 
+    @activity.defn(name="uncordon_node")
+    async def uncordon_node(self, node_id: str) -> str:
+        self.record(f"uncordon {node_id}")
+        return "READY"
+
     @activity.defn(name="drain_node")
     async def drain_node(self, node_id: str) -> str:
         self.record(f"drain {node_id}")
@@ -248,6 +268,11 @@ class FakePool:
 
     @activity.defn(name="check_node_drained")
     async def check_node_drained(self, node_id: str) -> NodeDrainState:
+        if self.stuck_replicas:
+            raise ApplicationError(
+                f"node {node_id} still runs {self.stuck_replicas} replica(s) of other deployments",
+                type="NodeNotDrained",
+            )
         return NodeDrainState(node_id=node_id, live_replicas=0, node_state="DRAINING")
 
     @activity.defn(name="remove_node")
@@ -263,7 +288,7 @@ class FakePool:
                 "choose_pve_node allocate_guest wait_pve_task configure_guest start_guest write_join_data "
                 "guest_address stop_guest destroy_guest locate_guest load_pool finish_pool_removal "
                 "record_pool_node update_pool_node issue_join_token revoke_join_tokens check_node_enrolled "
-                "cordon_node drain_node check_node_drained remove_node"
+                "cordon_node uncordon_node drain_node check_node_drained remove_node"
             ).split()
         ]
 
@@ -375,6 +400,67 @@ async def test_a_pool_grows_to_its_size_and_shrinks_newest_first(temporal_client
             assert len(fake.guests) == 2 and newest not in {owner for owner, _ in fake.guests.values()}
         finally:
             await handle.terminate("test over")
+
+
+async def _decommission(client: Client, queue: str, node_id: str) -> WorkflowFailureError:
+    with pytest.raises(WorkflowFailureError) as failed:
+        await client.execute_workflow(
+            DecommissionNodeWorkflow.run,
+            DecommissionNodeInput(
+                pool_id=f"pool_{uuid.uuid4().hex[:8]}",
+                node_id=node_id,
+                drain_timeout_seconds=2,
+                grace_seconds=0,
+            ),
+            id=decommission_workflow_id(node_id),
+            task_queue=queue,
+        )
+    return failed.value
+
+
+def _ready_guest(fake: FakePool) -> str:
+    node_id = new_node_id()
+    fake.guests[100] = (node_id, "pve1")
+    fake.enrolled.add(node_id)
+    fake.rows[node_id] = {"state": PoolNodeState.READY, "created_at": datetime.now(UTC)}
+    return node_id
+
+
+async def test_a_decommission_whose_drain_never_ends_is_undone_and_the_node_serves_again(
+    temporal_client: Client,
+) -> None:
+    fake = FakePool(stuck_replicas=2)
+    queue = f"pools-{uuid.uuid4().hex[:8]}"
+    node_id = _ready_guest(fake)
+    async with worker(temporal_client, queue, fake):
+        failure = await _decommission(temporal_client, queue, node_id)
+
+    assert "decommission failed at step drain" in str(failure.cause)
+    assert "still runs 2 replica(s)" in str(failure.cause)
+    assert [c for c in fake.calls if c.endswith(node_id)] == [
+        f"cordon {node_id}",
+        f"drain {node_id}",
+        f"uncordon {node_id}",
+    ]
+    row = fake.rows[node_id]
+    assert row["state"] is PoolNodeState.READY and row["decommission_failures"] == 1
+    assert row["message"].endswith("undone: the node serves again")
+    assert "stop_guest" not in fake.calls and fake.guests == {100: (node_id, "pve1")}  # the guest stays
+
+
+async def test_a_decommission_failing_once_the_guest_stops_leaves_it_failed_not_uncordoned(
+    temporal_client: Client,
+) -> None:
+    fake = FakePool(destroy_error="task vzdestroy failed: storage 'ceph-vm' is not online")
+    queue = f"pools-{uuid.uuid4().hex[:8]}"
+    node_id = _ready_guest(fake)
+    async with worker(temporal_client, queue, fake):
+        failure = await _decommission(temporal_client, queue, node_id)
+
+    assert "decommission failed at step destroy" in str(failure.cause)
+    assert fake.rows[node_id]["state"] is PoolNodeState.FAILED
+    assert "storage 'ceph-vm' is not online" in fake.rows[node_id]["message"]
+    assert f"uncordon {node_id}" not in fake.calls and "decommission_failures" not in fake.rows[node_id]
 
 
 def _states(fake: FakePool) -> list[PoolNodeState]:
