@@ -20,7 +20,7 @@ from core.contracts import SourceSpec
 
 
 @dataclass(frozen=True)
-class RepoCredential:
+class GitCredential:
     """A token (HTTP basic auth) or a deploy key (an SSH private key); its repr hides the secret."""
 
     kind: Literal["token", "deploy_key"]
@@ -77,7 +77,7 @@ def parse_commit(log_output: str) -> Commit:
     return Commit(commit_sha=sha.strip(), commit_message=subject or None, commit_author=author or None)
 
 
-async def clone(source: SourceSpec, target: Path, credential: RepoCredential | None = None) -> Commit:
+async def clone(source: SourceSpec, target: Path, credential: GitCredential | None = None) -> Commit:
     """Clone `repo_url` at `ref` (a branch, tag or commit); answer the commit checked out."""
     _refuse_control_characters(source)
     repo_url = source.repo_url or ""
@@ -106,7 +106,7 @@ KNOWN_HOSTS_FILE = "known_hosts"
 
 @asynccontextmanager
 async def _git_credential(
-    credential: RepoCredential | None, repo_url: str, workdir: Path
+    credential: GitCredential | None, repo_url: str, workdir: Path
 ) -> AsyncIterator[dict[str, str]]:
     """The environment that lets git use the credential. A deploy key lives in the deployment's work
     directory, readable by this user only, for as long as the clone runs (whatever its outcome)."""

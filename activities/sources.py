@@ -7,7 +7,6 @@ the code, so the build itself runs where the code is (Temporal's worker-specific
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import os
 import shutil
 import socket
@@ -15,12 +14,12 @@ import subprocess
 import tarfile
 from pathlib import Path
 
-import httpx
 from pydantic import Field
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.git import Commit, RepoCredential, clone
+from activities.control_plane import ControlPlane
+from activities.git import Commit, GitCredential, clone
 from activities.heartbeat import heartbeating
 from core import nixpacks
 from core.build import Command
@@ -73,6 +72,7 @@ class SourceActivities:
     def __init__(self, settings: Settings, base_images: BaseImages) -> None:
         self.settings = settings
         self.base_images = base_images
+        self.control_plane = ControlPlane(settings)
 
     @activity.defn
     async def prepare_source(self, request: PrepareSource) -> PreparedSource:
@@ -160,45 +160,13 @@ class SourceActivities:
         dockerfile = nixpacks.pin_build_args(written.read_text(), nixpacks.plan_variables(plan))
         return prepared.model_copy(update={"builder": "nixpacks", "plan": plan, "dockerfile": dockerfile})
 
-    async def _repo_credential(self, service_id: str) -> RepoCredential | None:
-        """The service's repository credential, from the control plane (never in workflow payloads)."""
-        url = f"{self.settings.public_api_url}/internal/services/{service_id}/repo-credential"
-        async with httpx.AsyncClient(timeout=30, headers=self._auth()) as http:
-            response = await http.get(url)
-        if response.status_code == 404:
-            return None
-        response.raise_for_status()
-        answer = response.json()
-        # A control plane from before deploy keys answers only {"token": ...}.
-        if answer.get("kind") == "deploy_key":
-            return RepoCredential(kind="deploy_key", secret=str(answer["token"]))
-        return RepoCredential(kind="token", secret=str(answer["token"]))
-
-    def _auth(self) -> dict[str, str]:
-        """The builders' service identity (an installation from before it exists: the API token)."""
-        secret = self.settings.builder_token or self.settings.api_token
-        return {"Authorization": f"Bearer {secret.get_secret_value() if secret else ''}"}
+    async def _repo_credential(self, service_id: str) -> GitCredential | None:
+        answer = await self.control_plane.repo_credential(service_id)
+        return GitCredential(kind=answer.kind, secret=answer.token) if answer is not None else None
 
     async def _fetch_upload(self, source: SourceSpec, workdir: Path, source_dir: Path) -> None:
-        url = f"{self.settings.public_api_url}/internal/sources/{source.upload_id}"
         archive = workdir / "source.tar.gz"
-        digest = hashlib.sha256()
-        async with (
-            httpx.AsyncClient(timeout=60, headers=self._auth()) as http,
-            http.stream("GET", url) as response,
-        ):
-            if response.status_code == 404:
-                raise ApplicationError(
-                    f"source upload {source.upload_id} not found", type="SourceMissing", non_retryable=True
-                )
-            response.raise_for_status()
-            with archive.open("wb") as out:
-                async for chunk in response.aiter_bytes():
-                    digest.update(chunk)
-                    out.write(chunk)
-            expected = response.headers.get("x-content-sha256")
-        if expected and expected != digest.hexdigest():
-            raise RuntimeError(f"source upload {source.upload_id} arrived damaged (sha256 mismatch)")
+        await self.control_plane.download_source(str(source.upload_id), archive)
         await asyncio.to_thread(_extract, archive, source_dir)
         archive.unlink()
 

@@ -147,6 +147,23 @@ class AgentError(Contract):
 # --- workflows ------------------------------------------------------------------------------------
 
 
+CredentialKind = Literal["token", "deploy_key"]
+
+
+class RepoCredential(BaseModel):
+    """A service's repository credential as the control plane hands it to a builder
+    (GET /internal/services/{id}/repo-credential, the builders' identity only)."""
+
+    kind: CredentialKind = Field(
+        default="token",  # a control plane from before deploy keys answers only the token
+        description="how the builder uses it: HTTP basic auth, or an SSH key",
+    )
+    token: str = Field(
+        description="the secret: the token, or the deploy key's private key (named `token` for "
+        "builders that predate deploy keys)"
+    )
+
+
 class SourceSpec(Contract):
     """Where a deployment's code comes from; `image` means nothing to build."""
 

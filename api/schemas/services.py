@@ -14,6 +14,7 @@ from pydantic import AfterValidator, BaseModel, Field, SecretStr, field_validato
 
 from api.schemas.common import Body, Command, HealthPath, Read, ServiceName, valid_image
 from core import limits
+from core.contracts import CredentialKind
 from core.scheduler import parse_constraint
 
 
@@ -37,7 +38,6 @@ WatchPatterns = Annotated[
 ]
 
 
-CredentialKind = Literal["token", "deploy_key"]
 DEPLOY_KEY_MAX_LENGTH = 16 * 1024
 SSH_REPO_URL = re.compile(r"^(ssh://|git@[^/:]+:)\S+$")
 

@@ -1,15 +1,8 @@
-"""What builders fetch from the control plane: a service's repository credential."""
+"""What builders fetch from the control plane: a service's repository credential (the model is the
+builders' contract, core/contracts.py, so that their client reads exactly what the route answers)."""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from core.contracts import RepoCredential
 
-from api.schemas.services import CredentialKind
-
-
-class RepoCredential(BaseModel):
-    kind: CredentialKind = Field(description="how the builder uses it: HTTP basic auth, or an SSH key")
-    token: str = Field(
-        description="the secret: the token, or the deploy key's private key (named `token` for "
-        "builders that predate deploy keys)"
-    )
+__all__ = ["RepoCredential"]

@@ -26,7 +26,7 @@ from sqlalchemy import select
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
-from activities.git import DEPLOY_KEY_FILE, KNOWN_HOSTS_FILE, RepoCredential, _git_credential
+from activities.git import DEPLOY_KEY_FILE, KNOWN_HOSTS_FILE, GitCredential, _git_credential
 from activities.sources import PreparedSource, PrepareSource, SourceActivities
 from api.schemas.sources import RepoCredential as CredentialAnswer
 from core.contracts import BuildOptions, SourceSpec
@@ -183,7 +183,7 @@ async def test_a_wrong_key_fails_with_the_ssh_error_and_leaves_no_key_behind(
 
 
 async def test_the_key_file_is_private_and_removed_even_when_the_clone_fails(tmp_path: Path) -> None:
-    credential = RepoCredential(kind="deploy_key", secret=DEPLOY_KEY.private.rstrip("\n"))
+    credential = GitCredential(kind="deploy_key", secret=DEPLOY_KEY.private.rstrip("\n"))
 
     with pytest.raises(RuntimeError, match="clone failed"):
         async with _git_credential(credential, "ssh://git@git.test/acme/shop.git", tmp_path) as env:
@@ -200,9 +200,9 @@ async def test_the_key_file_is_private_and_removed_even_when_the_clone_fails(tmp
 @pytest.mark.parametrize(
     ("answer", "expected"),
     [
-        ({"kind": "deploy_key", "token": "KEY"}, RepoCredential("deploy_key", "KEY")),
-        ({"kind": "token", "token": "t0ken"}, RepoCredential("token", "t0ken")),
-        ({"token": "t0ken"}, RepoCredential("token", "t0ken")),
+        ({"kind": "deploy_key", "token": "KEY"}, GitCredential("deploy_key", "KEY")),
+        ({"kind": "token", "token": "t0ken"}, GitCredential("token", "t0ken")),
+        ({"token": "t0ken"}, GitCredential("token", "t0ken")),
         (None, None),
     ],
     ids=["deploy-key", "token", "control-plane-before-deploy-keys", "none-stored"],
