@@ -25,7 +25,7 @@ HTTP_CLIENTS = {
     "activities/agent_client.py": "the node agents (mTLS)",
     "activities/registry.py": "the OCI registry",
     "activities/routing.py": "Traefik's API (is a route served?)",
-    "activities/control_plane.py": "Dockyard's own API, from a builder's host (uploads, repository credentials)",
+    "activities/control_plane.py": "Dockyard's own API, from a builder's host (uploads, credentials)",
 }
 
 
