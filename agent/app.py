@@ -10,13 +10,15 @@ from dataclasses import dataclass
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.exceptions import HTTPException
 
 from agent.auth import AuthenticationFailed, Authenticator, BearerTokenAuthenticator
 from agent.enrollment import NodeIdentity
 from agent.errors import AgentFailure
 from agent.heartbeats import HeartbeatSender
+from agent.metrics import Metrics
 from agent.replicas import Replicas
 from agent.routes import router
 from agent.runtime import DockerRuntime, Runtime
@@ -39,10 +41,11 @@ def create_app(
     runtime: Runtime | None = None,
     authenticator: Authenticator | None = None,
     heartbeats: Heartbeats | None = None,
+    metrics_authenticator: Authenticator | None = None,
 ) -> FastAPI:
     """The agent's API. A runtime passed in stays the caller's to close; one made here closes on shutdown.
-    Without an authenticator, /v1 takes the bearer token of `settings.token`. With `heartbeats`, the
-    agent sends them for as long as it serves."""
+    Without an authenticator, /v1 takes the bearer token of `settings.token`, and /metrics that one or
+    `settings.metrics_token`. With `heartbeats`, the agent sends them for as long as it serves."""
     owned = runtime is None
     docker_runtime: Runtime = runtime if runtime is not None else DockerRuntime(settings.docker_host)
 
@@ -66,6 +69,7 @@ def create_app(
                 sending.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await sending
+            app.state.metrics.close()
             if owned:
                 docker_runtime.close()
 
@@ -73,8 +77,20 @@ def create_app(
     app.state.settings = settings
     app.state.replicas = Replicas(settings, docker_runtime)
     app.state.authenticator = authenticator or BearerTokenAuthenticator(settings.token)
+    app.state.metrics = Metrics(docker_runtime, settings.node_name)
+    app.state.metrics_authenticator = metrics_authenticator or (
+        authenticator
+        if authenticator is not None
+        else BearerTokenAuthenticator(settings.token, settings.metrics_token)
+    )
     app.include_router(router)
     _add_error_handlers(app)
+
+    @app.get("/metrics", operation_id="metrics", tags=["agent"], response_class=Response)
+    async def metrics(request: Request) -> Response:
+        """Prometheus' exposition of this node's replicas and of the node (agent/metrics.py)."""
+        request.app.state.metrics_authenticator.authenticate(request)
+        return Response(await app.state.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/healthz", operation_id="healthz", tags=["agent"])
     async def healthz() -> dict[str, str]:

@@ -1,5 +1,7 @@
 """How the agent decides a caller may use /v1: the control plane's client certificate (enrolled
-agents, mutual TLS), or a bearer token (the local `dockyard up` agent)."""
+agents, mutual TLS), or a bearer token (the local `dockyard up` agent). /metrics also lets in
+Prometheus: its own certificate (dockyard://prometheus), or the local agent's metrics token, neither
+of which opens /v1."""
 
 from __future__ import annotations
 
@@ -33,29 +35,39 @@ class Authenticator(Protocol):
 
 
 class BearerTokenAuthenticator:
-    """`Authorization: Bearer <token>` compared in constant time with the configured token."""
+    """`Authorization: Bearer <token>` compared in constant time with the configured token(s); the
+    first is required, the others (a metrics token not set) are skipped."""
 
-    def __init__(self, token: SecretStr | str | None) -> None:
-        secret = token.get_secret_value() if isinstance(token, SecretStr) else token
+    def __init__(self, token: SecretStr | str | None, *others: SecretStr | str | None) -> None:
+        secret = _plain(token)
         if not secret:
             raise ValueError("the agent token must not be empty")
-        self._token = secret.encode()
+        self._tokens = [value.encode() for value in (secret, *map(_plain, others)) if value]
 
     def authenticate(self, request: Request) -> str:
         scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not credentials.strip():
             raise AuthenticationFailed("missing bearer token", f'Bearer realm="{REALM}"')
-        if not hmac.compare_digest(credentials.strip().encode(), self._token):
+        given = credentials.strip().encode()
+        # Every token compared, so the time taken says nothing of which one matched.
+        if not sum(hmac.compare_digest(given, token) for token in self._tokens):
             raise AuthenticationFailed(
                 "invalid bearer token", f'Bearer realm="{REALM}", error="invalid_token"'
             )
         return "bearer"
 
 
+def _plain(token: SecretStr | str | None) -> str | None:
+    return token.get_secret_value() if isinstance(token, SecretStr) else token
+
+
 class ControlPlaneCertificateAuthenticator:
     """Mutual TLS. The TLS layer has already refused any client without a certificate from Dockyard's
-    CA (agent/tls.py); this lets in only the one naming the control plane, so another node's
-    certificate, although CA-signed, gets a 403."""
+    CA (agent/tls.py); this lets in only the one naming the control plane (and, for /metrics, the one
+    naming Prometheus), so another node's certificate, although CA-signed, gets a 403."""
+
+    def __init__(self, identities: frozenset[str] = frozenset({pki.CONTROL_PLANE_IDENTITY})) -> None:
+        self.identities = identities
 
     def authenticate(self, request: Request) -> str:
         chain = client_certificate_chain(request.scope)
@@ -64,13 +76,19 @@ class ControlPlaneCertificateAuthenticator:
                 "no client certificate: this agent answers the control plane only, over mutual TLS"
             )
         identity = pki.identity_of(pki.load_certificate(chain[0]))
-        if identity != pki.CONTROL_PLANE_IDENTITY:
+        if identity not in self.identities:
             raise AuthenticationFailed(
                 f"the client certificate is for {identity or 'no dockyard:// identity'}; "
-                f"only {pki.CONTROL_PLANE_IDENTITY} may call this agent",
+                f"only {' or '.join(sorted(self.identities))} may call this agent",
                 status_code=403,
             )
         return identity
+
+
+def metrics_certificate_authenticator() -> ControlPlaneCertificateAuthenticator:
+    return ControlPlaneCertificateAuthenticator(
+        frozenset({pki.CONTROL_PLANE_IDENTITY, pki.PROMETHEUS_IDENTITY})
+    )
 
 
 def client_certificate_chain(scope: Mapping[str, Any]) -> list[str]:

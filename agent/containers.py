@@ -20,6 +20,7 @@ LABEL_REPLICA = "dockyard.replica"
 LABEL_SERVICE = "dockyard.service"
 LABEL_ENVIRONMENT = "dockyard.environment"
 LABEL_DEPLOYMENT = "dockyard.deployment"
+LABEL_PROJECT = "dockyard.project"
 LABEL_PORT = "dockyard.port"
 LABEL_HEALTH_PATH = "dockyard.health.path"
 LABEL_HEALTH_TIMEOUT = "dockyard.health.timeout"
@@ -82,6 +83,8 @@ def replica_labels(spec: ReplicaSpec) -> dict[str, str]:
     }
     if spec.health_check.path is not None:
         labels[LABEL_HEALTH_PATH] = spec.health_check.path
+    if spec.project_id is not None:
+        labels[LABEL_PROJECT] = spec.project_id
     return labels
 
 

@@ -13,7 +13,7 @@ from typing import Any
 import uvicorn
 
 from agent.app import Heartbeats, create_app
-from agent.auth import ControlPlaneCertificateAuthenticator
+from agent.auth import ControlPlaneCertificateAuthenticator, metrics_certificate_authenticator
 from agent.enrollment import EnrollmentError, NodeIdentity, ensure_identity
 from agent.settings import AgentSettings
 from agent.tls import uvicorn_options
@@ -38,6 +38,7 @@ def run(settings: AgentSettings | None = None) -> None:
         app = create_app(
             settings,
             authenticator=ControlPlaneCertificateAuthenticator(),
+            metrics_authenticator=metrics_certificate_authenticator(),
             heartbeats=_heartbeats(settings, identity, present_renewed_certificate),
         )
         options = uvicorn_options(identity)

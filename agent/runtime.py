@@ -60,6 +60,8 @@ class Runtime(Protocol):
     def list(self, filters: dict[str, list[str]]) -> list[dict[str, Any]]: ...
     def remove(self, name: str, grace_seconds: int | None) -> None: ...
     def logs(self, name: str, tail: int) -> tuple[str, ...]: ...
+    def stats(self, name: str) -> dict[str, Any]: ...
+    def sizes(self) -> dict[str, int]: ...
     def version(self) -> str: ...
     def close(self) -> None: ...
 
@@ -190,6 +192,18 @@ class DockerRuntime:
             return ()
         text = raw.decode(errors="replace") if isinstance(raw, bytes) else str(raw)
         return tuple(line[:LOG_LINE_LIMIT] for line in text.splitlines()[-tail:])
+
+    @_translated
+    def stats(self, name: str) -> dict[str, Any]:
+        """The container's resource usage now, in one read (Docker's one-shot stats: no second sample)."""
+        stats: dict[str, Any] = self.client.api.stats(name, stream=False, one_shot=True)
+        return stats
+
+    @_translated
+    def sizes(self) -> dict[str, int]:
+        """Bytes each managed container's writable layer uses, by container id (slow: Docker walks them)."""
+        listed = self.client.api.containers(all=True, size=True, filters=containers.managed_filters())
+        return {item["Id"]: int(item.get("SizeRw") or 0) for item in listed}
 
     @_translated
     def version(self) -> str:

@@ -38,6 +38,8 @@ class AgentSettings(BaseSettings):
 
     # Bearer mode: the token every /v1 call must carry. Not used once the agent has enrolled.
     token: SecretStr | None = None
+    # Bearer mode: a token that reads /metrics only (Prometheus'), besides `token`.
+    metrics_token: SecretStr | None = None
 
     # Enrolled mode. The node's key, certificate and Dockyard's CA live in `state_dir` (0700, key 0600).
     state_dir: Path = Field(default_factory=_default_state_dir)

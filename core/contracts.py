@@ -61,6 +61,7 @@ class ReplicaSpec(Contract):
     service_id: str
     environment_id: str
     deployment_id: str
+    project_id: str | None = None  # a label of the replica and its metrics
     image: str = Field(description="image reference pinned by digest: registry/name@sha256:...")
     port: int = Field(
         default=8080,
@@ -238,6 +239,7 @@ class DeployRequest(Contract):
     service_name: str
     environment_id: str
     environment_name: str
+    project_id: str | None = Field(default=None, description="None in requests recorded before 2026-12")
     hostname: str = Field(description="the hostname Traefik routes to the service in this environment")
     image: str | None = Field(default=None, description="image as the user gave it; None when building")
     source: SourceSpec = Field(default_factory=lambda: SourceSpec(kind="image"))

@@ -46,6 +46,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 NODE_IDENTITY_PREFIX = "dockyard://node/"
 CONTROL_PLANE_IDENTITY = "dockyard://control-plane"
+# Prometheus scrapes the agents' /metrics with a certificate of its own, which opens nothing else.
+PROMETHEUS_IDENTITY = "dockyard://prometheus"
 
 CA_DAYS = 3650
 CONTROL_PLANE_DAYS = 365
@@ -426,6 +428,14 @@ class ControlPlaneFiles:
     def key(self) -> Path:
         return self.directory / "control-plane.key"
 
+    @property
+    def prometheus_certificate(self) -> Path:
+        return self.directory / "prometheus.pem"
+
+    @property
+    def prometheus_key(self) -> Path:
+        return self.directory / "prometheus.key"
+
 
 def ensure_authority(directory: Path, now: datetime | None = None) -> Authority:
     """Dockyard's CA from `directory`, created the first time, with a current control-plane certificate
@@ -442,7 +452,7 @@ def ensure_authority(directory: Path, now: datetime | None = None) -> Authority:
             authority = create_authority(now)
             write_private(files.ca_key, private_key_pem(authority.key))
             write_public(files.ca_certificate, certificate_pem(authority.certificate).encode())
-        if _needs_control_plane_certificate(files, authority, now):
+        if _needs_certificate(files.certificate, files.key, authority, now):
             key = generate_key()
             certificate = issue_control_plane_certificate(authority, key.public_key(), now=now)
             write_private(files.key, private_key_pem(key))
@@ -450,10 +460,33 @@ def ensure_authority(directory: Path, now: datetime | None = None) -> Authority:
     return authority
 
 
-def _needs_control_plane_certificate(files: ControlPlaneFiles, authority: Authority, now: datetime) -> bool:
-    if not (files.certificate.exists() and files.key.exists()):
+def ensure_prometheus_certificate(directory: Path, now: datetime | None = None) -> ControlPlaneFiles:
+    """Prometheus's client certificate (dockyard://prometheus: the agents let it read /metrics and
+    nothing else) beside the CA, made the first time and renewed with a third of its life left."""
+    now = now or datetime.now(UTC)
+    authority = ensure_authority(directory, now)
+    files = ControlPlaneFiles(directory)
+    with _locked(directory):
+        if _needs_certificate(files.prometheus_certificate, files.prometheus_key, authority, now):
+            key = generate_key()
+            certificate = _issue(
+                authority,
+                key.public_key(),
+                common_name="dockyard-prometheus",
+                names=[x509.UniformResourceIdentifier(PROMETHEUS_IDENTITY)],
+                usages=[ExtendedKeyUsageOID.CLIENT_AUTH],
+                now=now,
+                days=CONTROL_PLANE_DAYS,
+            )
+            write_private(files.prometheus_key, private_key_pem(key))
+            write_public(files.prometheus_certificate, certificate_pem(certificate).encode())
+    return files
+
+
+def _needs_certificate(certificate_path: Path, key_path: Path, authority: Authority, now: datetime) -> bool:
+    if not (certificate_path.exists() and key_path.exists()):
         return True
-    certificate = load_certificate(files.certificate.read_bytes())
+    certificate = load_certificate(certificate_path.read_bytes())
     try:
         verify_issued_by(certificate, authority.certificate, now)
     except CertificateProblem:

@@ -59,6 +59,9 @@ PROGRAMS: tuple[Program, ...] = (
     ),
     Program("docker-registry", "docker-registry", Use.RUN, "the OCI registry `dockyard up` runs"),
     Program("redis-server", "redis-server", Use.RUN, "the Redis `dockyard up` runs: live build logs"),
+    Program(
+        "prometheus", "prometheus", Use.RUN, "the Prometheus `dockyard up` runs: metrics and autoscaling"
+    ),
     Program("git", "git", Use.RUN, "clones services' repositories (activities/git.py)"),
     Program("ssh", "openssh-client", Use.RUN, "git over SSH with a service's deploy key"),
     Program("debootstrap", "debootstrap", Use.RUN, "the Debian base image of builds (build-base-images.sh)"),

@@ -1,4 +1,4 @@
-"""What one release runs: the replica specs of a deployment (pure; commands are data)."""
+"""What one deploy runs: the replica specs of a deployment (pure; commands are data)."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ def replica_specs(request: DeployRequest, pinned_image: str) -> list[ReplicaSpec
             service_id=request.service_id,
             environment_id=request.environment_id,
             deployment_id=request.deployment_id,
+            project_id=request.project_id,
             image=pinned_image,
             port=request.port,
             env=env,

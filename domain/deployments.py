@@ -98,6 +98,7 @@ def new_deployment(
         service_name=service.name,
         environment_id=environment.id,
         environment_name=environment.name,
+        project_id=service.project_id,
         hostname=service_hostname(service.slug, environment.name, settings.apps_domain),
         image=deployment.image,
         source=source,

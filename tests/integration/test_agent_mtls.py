@@ -283,6 +283,24 @@ async def test_another_nodes_certificate_is_forbidden(
     assert response.json() == {"step": "authenticate", "reason": reason, "replica_id": None}
 
 
+async def test_prometheus_certificate_reads_metrics_and_nothing_else(
+    control_plane: ControlPlane, node: AgentProcess, other_node_credentials: tuple[Path, Path]
+) -> None:
+    files = pki.ensure_prometheus_certificate(control_plane.pki_dir)
+    context = ca_only_context(control_plane)
+    context.load_cert_chain(files.prometheus_certificate, files.prometheus_key)
+    async with httpx.AsyncClient(verify=context, timeout=10) as http:
+        metrics = await http.get(f"https://{node.address}/metrics")
+        replicas = await http.get(f"https://{node.address}/v1/replicas")
+    assert metrics.status_code == 200 and "node_cpu_seconds_total" in metrics.text
+    assert replicas.status_code == 403
+    assert "is for dockyard://prometheus; only dockyard://control-plane" in replicas.json()["reason"]
+    other = ca_only_context(control_plane)
+    other.load_cert_chain(*other_node_credentials)
+    async with httpx.AsyncClient(verify=other, timeout=10) as http:
+        assert (await http.get(f"https://{node.address}/metrics")).status_code == 403
+
+
 async def test_a_certificate_from_another_ca_is_refused_by_tls(
     control_plane: ControlPlane, node: AgentProcess, tmp_path: Path
 ) -> None:
