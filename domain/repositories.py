@@ -14,10 +14,27 @@ credential is bound to.
 
 from __future__ import annotations
 
+import re
 from urllib.parse import urlsplit
 
+from core.contracts import CredentialKind
 from core.settings import Settings
 from domain.errors import Invalid
+
+SSH_REPO_URL = re.compile(r"^(ssh://|git@[^/:]+:)\S+$")
+
+
+def is_private_key(secret: str) -> bool:
+    return secret.startswith("-----BEGIN ") and "PRIVATE KEY-----" in secret
+
+
+def credential_kind(secret: str) -> CredentialKind:
+    """What a stored repository credential is, told by its shape: a token is never a key block."""
+    return "deploy_key" if is_private_key(secret) else "token"
+
+
+def is_ssh_url(repo_url: str | None) -> bool:
+    return bool(repo_url and SSH_REPO_URL.match(repo_url))
 
 
 def repository_host(url: str) -> str:

@@ -10,7 +10,6 @@ credential is stored encrypted, and only redacted in the audit log.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -18,7 +17,6 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.contracts import CredentialKind
 from core.models import Environment, Project, Service
 from core.secrets import secret_box
 from core.settings import Settings
@@ -26,28 +24,19 @@ from domain.actors import Actor
 from domain.audit import audit
 from domain.errors import Conflict, Invalid, Unavailable
 from domain.hostnames import refuse_hostname_clash
-from domain.repositories import check_repository, credential_follows, repository_host
+from domain.repositories import (
+    check_repository,
+    credential_follows,
+    credential_kind,
+    is_ssh_url,
+    repository_host,
+)
 from domain.store import allocate_slug
 
 # A request's repository credential: the fields it set, each the secret, or "" (or None) to remove
 # the stored one. A service keeps one credential, so either replaces the other.
 CREDENTIAL_FIELDS = ("repo_token", "repo_deploy_key")
 Credentials = Mapping[str, str | None]
-
-SSH_REPO_URL = re.compile(r"^(ssh://|git@[^/:]+:)\S+$")
-
-
-def is_private_key(secret: str) -> bool:
-    return secret.startswith("-----BEGIN ") and "PRIVATE KEY-----" in secret
-
-
-def credential_kind(secret: str) -> CredentialKind:
-    """What a stored repository credential is, told by its shape: a token is never a key block."""
-    return "deploy_key" if is_private_key(secret) else "token"
-
-
-def is_ssh_url(repo_url: str | None) -> bool:
-    return bool(repo_url and SSH_REPO_URL.match(repo_url))
 
 
 async def create_service(

@@ -6,12 +6,12 @@ from fastapi import APIRouter
 from fastapi.responses import FileResponse
 
 from api.deps import CurrentActor, SessionDep, SettingsDep
-from api.schemas.services import credential_kind
 from api.schemas.sources import RepoCredential
 from core.models import Service, SourceUpload
 from core.secrets import secret_box
 from domain.authorization import require_internal
 from domain.errors import NotFound
+from domain.repositories import credential_kind
 from domain.store import get_or_404
 
 router = APIRouter(prefix="/internal", tags=["internal"])

@@ -3,7 +3,6 @@ is built and placed, and a service's URL."""
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
 from pathlib import PurePosixPath
 from typing import Annotated, Literal
@@ -14,8 +13,8 @@ from pydantic import AfterValidator, BaseModel, Field, SecretStr, field_validato
 
 from api.schemas.common import Body, Command, HealthPath, Read, ServiceName, valid_image
 from core import limits
-from core.contracts import CredentialKind
 from core.scheduler import parse_constraint
+from domain.repositories import is_private_key, is_ssh_url
 
 
 def _relative_path(value: str) -> str:
@@ -39,20 +38,6 @@ WatchPatterns = Annotated[
 
 
 DEPLOY_KEY_MAX_LENGTH = 16 * 1024
-SSH_REPO_URL = re.compile(r"^(ssh://|git@[^/:]+:)\S+$")
-
-
-def is_private_key(secret: str) -> bool:
-    return secret.startswith("-----BEGIN ") and "PRIVATE KEY-----" in secret
-
-
-def credential_kind(secret: str) -> CredentialKind:
-    """What a stored repository credential is, told by its shape: a token is never a key block."""
-    return "deploy_key" if is_private_key(secret) else "token"
-
-
-def is_ssh_url(repo_url: str | None) -> bool:
-    return bool(repo_url and SSH_REPO_URL.match(repo_url))
 
 
 def deploy_key_problem(key: str) -> str | None:

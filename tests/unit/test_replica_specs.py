@@ -21,11 +21,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from activities.git import basic_auth_user, git_auth_env, git_error, git_ssh_env
-from api.schemas.services import credential_kind, deploy_key_problem, is_ssh_url
+from api.schemas.services import deploy_key_problem
 from core.contracts import REPLICA_ID_PATTERN, DeployRequest, HealthCheck, ReplicaSpec
 from core.naming import deploy_workflow_id, replica_id, route_name, service_hostname, service_workflow_id
 from core.replica_specs import replica_specs
 from core.secrets import SecretBox, SecretKeyMissing
+from domain.repositories import credential_kind, is_ssh_url
 
 PINNED = "127.0.0.1:5000/acme/web@sha256:" + "b" * 64
 
