@@ -34,7 +34,7 @@ def scale(platform: Platform, service: dict[str, Any], replicas: int) -> dict[st
     deadline = time.monotonic() + SCALE_WITHIN_SECONDS
     while True:
         response = platform.api.post(f"/v1/services/{service['id']}/scale", json={"replicas": replicas})
-        if response.status_code != 409 or "being released" not in response.text:
+        if response.status_code != 409 or "being deployed" not in response.text:
             assert response.status_code == 202, response.text
             return response.json()  # type: ignore[no-any-return]
         assert time.monotonic() < deadline, response.text

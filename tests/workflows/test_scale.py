@@ -131,11 +131,11 @@ async def test_a_scale_is_refused_while_a_release_is_in_progress(dockyard: Docky
     with pytest.raises(WorkflowUpdateFailedError) as refused:
         await scale(dockyard, "dep-a", 3)
 
-    assert "deployment dep-b is being released; scale once its deploy is done" in str(refused.value.cause)
+    assert "deployment dep-b is being deployed; scale once its deploy is done" in str(refused.value.cause)
     with pytest.raises(Conflict) as answered:  # what the scale route answers: 409 with the reason
         await submit_scale(dockyard.client, scale_request(dockyard, "dep-a", 3))
     assert answered.value.detail == (
-        "scale refused: deployment dep-b is being released; scale once its deploy is done"
+        "scale refused: deployment dep-b is being deployed; scale once its deploy is done"
     )
     health.release()
     assert (await dockyard.result("dep-b")).status is DeploymentStatus.ACTIVE

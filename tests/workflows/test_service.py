@@ -172,7 +172,7 @@ async def test_a_deployment_already_released_is_never_released_again(dockyard: D
         await dockyard.service.execute_update(ServiceWorkflow.deploy, dockyard.request("dep-a"))
 
     assert isinstance(replayed.value.cause, ApplicationError)
-    assert "dep-a was already released" in replayed.value.cause.message
+    assert "dep-a was already deployed" in replayed.value.cause.message
     # The API's submission of it again is answered as accepted, and releases nothing.
     assert (await dockyard.deploy("dep-a")).deployment_id == "dep-a"
     await asyncio.sleep(0.5)
