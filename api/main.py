@@ -25,6 +25,7 @@ from api.routes import (
     codec,
     deployments,
     members,
+    metrics,
     nodes,
     pools,
     projects,
@@ -107,6 +108,7 @@ def create_app(settings: Settings, *, run_migrations: bool = True) -> FastAPI:
         members.router,
         audit.router,
         codec.router,
+        metrics.router,
     ):
         app.include_router(router)
 

@@ -17,6 +17,7 @@ from pydantic import SecretStr
 
 from cli.sockets import Listen
 from cli.supervisor import ProcessSpec, Standby
+from core import pki
 from core.codec import new_payload_key
 from core.programs import how_to_install
 from core.restarts import RestartPolicy
@@ -29,6 +30,7 @@ SECRET_NAMES = (
     "DOCKYARD_API_TOKEN",
     "DOCKYARD_TRAEFIK_TOKEN",
     "DOCKYARD_BUILDER_TOKEN",
+    "DOCKYARD_PROMETHEUS_TOKEN",
     "DOCKYARD_AGENT_TOKEN",
     "DOCKYARD_REGISTRY_PASSWORD",
     "DOCKYARD_SECRET_KEY",
@@ -118,6 +120,26 @@ def render_traefik_config(settings: Settings, run_dir: Path) -> Path:
     )
 
 
+def render_prometheus_config(settings: Settings, run_dir: Path) -> Path:
+    files = pki.ensure_prometheus_certificate(settings.pki_dir)
+    agent = urlsplit(settings.agent_url)
+    interval = settings.prometheus_scrape_interval_seconds
+    return _render(
+        INFRA / "prometheus" / "prometheus.yml.tmpl",
+        run_dir / "prometheus.yml",
+        scrape_interval=f"{interval:g}s",
+        scrape_timeout=f"{min(10.0, interval):g}s",
+        control_plane_url=settings.public_api_url,
+        prometheus_token=_secret(settings.prometheus_token),
+        ca_file=str(files.ca_certificate),
+        cert_file=str(files.prometheus_certificate),
+        key_file=str(files.prometheus_key),
+        local_agent_scheme=agent.scheme,
+        local_agent_address=agent.netloc,
+        traefik_address=urlsplit(settings.traefik_api_url).netloc,
+    )
+
+
 def traefik_serves_the_routes(settings: Settings) -> Callable[[int], bool]:
     """Whether the Traefik whose "instance" entrypoint is on this port may take traffic: it has loaded
     every router the API publishes (/internal/traefik/config), or, while the API is away, every router
@@ -176,6 +198,7 @@ def platform_processes(settings: Settings, run_dir: Path, *, start_docker: bool)
     registry_host, registry_port = _hostport(settings.registry_host)
     redis_host, redis_port = _hostport(settings.redis_url)
     agent_host, agent_port = _hostport(settings.agent_url)
+    prometheus_host, prometheus_port = _hostport(settings.prometheus_url)
     dockyard = [sys.executable, "-m", "cli"]
     processes: list[ProcessSpec] = []
     if start_docker:
@@ -224,6 +247,18 @@ def platform_processes(settings: Settings, run_dir: Path, *, start_docker: bool)
         ),
         ProcessSpec("api", [*dockyard, "api"], ready_url=f"{settings.public_api_url}/healthz"),
         ProcessSpec(
+            "prometheus",
+            [
+                _binary("prometheus"),
+                f"--config.file={render_prometheus_config(settings, run_dir)}",
+                f"--storage.tsdb.path={settings.state_dir / 'prometheus'}",
+                f"--storage.tsdb.retention.time={settings.prometheus_retention}",
+                f"--web.listen-address={prometheus_host}:{prometheus_port}",
+            ],
+            ready_url=f"{settings.prometheus_url}/-/ready",
+            ready_tcp=(prometheus_host, prometheus_port),
+        ),
+        ProcessSpec(
             "traefik",
             [_binary("traefik"), f"--configFile={render_traefik_config(settings, run_dir)}"],
             # The data path: two instances, new connections steered to the active one; when it dies the
@@ -250,6 +285,8 @@ def platform_processes(settings: Settings, run_dir: Path, *, start_docker: bool)
                 "DOCKYARD_AGENT_REGISTRY_HOST": settings.registry_host,
                 "DOCKYARD_AGENT_REGISTRY_USERNAME": settings.registry_username,
                 "DOCKYARD_AGENT_REGISTRY_PASSWORD": _secret(settings.registry_password),
+                # Prometheus reads its /metrics with this (and nothing else).
+                "DOCKYARD_AGENT_METRICS_TOKEN": _secret(settings.prometheus_token),
             },
             ready_url=f"{settings.agent_url}/healthz",
         ),

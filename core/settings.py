@@ -106,6 +106,13 @@ class Settings(BaseSettings):
     # Redis: log fan-out, caches, people's sessions and login rate limits.
     redis_url: str = "redis://127.0.0.1:6379/0"
 
+    # Prometheus: scrapes the agents (mutual TLS, its own certificate; the local agent with this token)
+    # and Traefik, keeps `prometheus_retention` of history in the state dir, and answers the metrics API.
+    prometheus_url: str = "http://127.0.0.1:9090"
+    prometheus_token: SecretStr | None = None  # Prometheus' service identity: discovers the agents
+    prometheus_retention: str = Field(default="15d", pattern=r"^[1-9][0-9]*(ms|s|m|h|d|w|y)$")
+    prometheus_scrape_interval_seconds: float = Field(default=15.0, ge=1, le=300)
+
     # People. A session (server-side, in Redis) ends after session_idle_seconds without a request, and
     # in any case session_max_seconds after the login. Failed logins: at most login_failures_per_user
     # for one account and login_failures_per_address from one address within the window, then 429.

@@ -41,6 +41,7 @@ class ActorKind(StrEnum):
 # The routes (method, path template) each service identity may call; nothing else.
 SERVICE_ROUTES: dict[str, frozenset[tuple[str, str]]] = {
     "traefik": frozenset({("GET", "/internal/traefik/config")}),
+    "prometheus": frozenset({("GET", "/internal/prometheus/targets")}),
     "builder": frozenset(
         {("GET", "/internal/sources/{upload_id}"), ("GET", "/internal/services/{service_id}/repo-credential")}
     ),

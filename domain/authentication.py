@@ -38,7 +38,12 @@ async def actor_for_token(session: AsyncSession, settings: Settings, token: str)
     bootstrap = settings.api_token.get_secret_value() if settings.api_token else ""
     if bootstrap and hmac.compare_digest(token.encode(), bootstrap.encode()):
         return BOOTSTRAP
-    for name, secret in (("traefik", settings.traefik_token), ("builder", settings.builder_token)):
+    identities = (
+        ("traefik", settings.traefik_token),
+        ("builder", settings.builder_token),
+        ("prometheus", settings.prometheus_token),
+    )
+    for name, secret in identities:
         if secret is not None and hmac.compare_digest(token.encode(), secret.get_secret_value().encode()):
             return service_identity(name)
     if not token.startswith((PERSONAL_TOKEN_PREFIX, DEPLOY_TOKEN_PREFIX)):

@@ -40,7 +40,7 @@ from tests.support.traffic import STALL_SECONDS, RequestLoop, hostname
 pytestmark = pytest.mark.timeout(600)
 
 TRAEFIK = str(Path(sys.executable).parent / "traefik")
-SUPERVISED = ("temporal", "registry", "redis", "api", "traefik", "agent", "worker")
+SUPERVISED = ("temporal", "registry", "redis", "api", "prometheus", "traefik", "agent", "worker")
 
 
 @pytest.fixture(scope="module")
@@ -100,6 +100,7 @@ def answers(platform: Platform) -> dict[str, Callable[[], bool]]:
         "redis": lambda: tcp_answers(env["DOCKYARD_REDIS_URL"].removesuffix("/0")),
         "api": lambda: http_answers(f"{api}/healthz"),
         "traefik": lambda: http_answers(f"{env['DOCKYARD_TRAEFIK_API_URL']}/ping"),
+        "prometheus": lambda: http_answers(f"{env['DOCKYARD_PROMETHEUS_URL']}/-/ready"),
         "agent": lambda: http_answers(f"{env['DOCKYARD_AGENT_URL']}/healthz"),
         "worker": lambda: True,
     }

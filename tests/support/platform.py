@@ -118,6 +118,7 @@ def platform_env(state_dir: Path) -> dict[str, str]:
             "https",
             "traefik",
             "agent",
+            "prometheus",
         )
     }
     SESSION_REGISTRIES.add(f"127.0.0.1:{ports['registry']}")
@@ -133,6 +134,9 @@ def platform_env(state_dir: Path) -> dict[str, str]:
         "DOCKYARD_EDGE_HTTPS_URL": f"https://127.0.0.1:{ports['https']}",
         "DOCKYARD_TRAEFIK_API_URL": f"http://127.0.0.1:{ports['traefik']}",
         "DOCKYARD_AGENT_URL": f"http://127.0.0.1:{ports['agent']}",
+        "DOCKYARD_PROMETHEUS_URL": f"http://127.0.0.1:{ports['prometheus']}",
+        # Scraped every 2 s: a metrics test sees a load within seconds, not a quarter of a minute.
+        "DOCKYARD_PROMETHEUS_SCRAPE_INTERVAL_SECONDS": "2",
         # The tests' git repositories: directories (file://) and a plain-HTTP git server on loopback.
         "DOCKYARD_ALLOW_FILE_REPOSITORIES": "true",
         "DOCKYARD_INSECURE_REPOSITORY_HOSTS": "127.0.0.1",

@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -18,6 +19,7 @@ import pytest
 
 from core.secrets import SecretBox
 from tests.support.components import REPO_ROOT, TemporalDevServer, missing_component, wait_until
+from tests.support.prometheus import PrometheusServer
 from tests.support.redis_server import RedisServer
 from tests.support.registry import free_port
 
@@ -34,8 +36,19 @@ def _healthy(url: str) -> bool:
         return False
 
 
+@pytest.fixture
+def prometheus() -> Iterator[PrometheusServer]:
+    """A Prometheus with nothing to scrape: the metrics routes answer empty series, not 503."""
+    with PrometheusServer() as running:
+        yield running
+
+
 def test_no_request_the_schema_allows_gets_a_server_error_or_an_answer_off_the_schema(
-    postgres_url: str, redis_server: RedisServer, temporal_server: TemporalDevServer, tmp_path: Path
+    postgres_url: str,
+    redis_server: RedisServer,
+    temporal_server: TemporalDevServer,
+    prometheus: PrometheusServer,
+    tmp_path: Path,
 ) -> None:
     schemathesis = shutil.which("st", path=str(Path(sys.executable).parent))
     if schemathesis is None:
@@ -48,6 +61,7 @@ def test_no_request_the_schema_allows_gets_a_server_error_or_an_answer_off_the_s
         "DOCKYARD_DATABASE_URL": postgres_url,
         "DOCKYARD_REDIS_URL": redis_server.url,
         "DOCKYARD_TEMPORAL_ADDRESS": temporal_server.address,
+        "DOCKYARD_PROMETHEUS_URL": prometheus.url,
         "DOCKYARD_TEMPORAL_TASK_QUEUE": f"fuzz-{uuid.uuid4().hex[:8]}",  # no worker: deploys stay queued
         "DOCKYARD_API_PORT": str(port),
         "DOCKYARD_AGENT_GATEWAY_PORT": str(gateway),

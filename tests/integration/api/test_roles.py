@@ -52,9 +52,14 @@ ROLES = (
     "deploy-token-elsewhere",
     "traefik",
     "builder",
+    "prometheus",
 )
-SERVICES = ("traefik", "builder")
-SERVICE_TOKENS = {"traefik": "traefik-identity-secret", "builder": "builder-identity-secret"}
+SERVICES = ("traefik", "builder", "prometheus")
+SERVICE_TOKENS = {
+    "traefik": "traefik-identity-secret",
+    "builder": "builder-identity-secret",
+    "prometheus": "prometheus-identity-secret",
+}
 PEOPLE = ("admin", "owner", "developer", "viewer", "outsider")
 
 
@@ -247,6 +252,9 @@ TABLE: dict[tuple[str, str], Row] = {
     ("POST", "/v1/services/{service_id}/scale"): Row(project(Permission.DEPLOY), body={"replicas": 2}),
     ("GET", "/v1/deployments/{deployment_id}"): Row(project(Permission.READ)),
     ("GET", "/v1/deployments/{deployment_id}/build-logs"): Row(project(Permission.READ)),
+    # metrics (no Prometheus here: an allowed read is answered 503)
+    ("GET", "/v1/services/{service_id}/metrics"): Row(project(Permission.READ), params={"metric": "cpu"}),
+    ("GET", "/v1/nodes/{node_id}/metrics"): Row(admin, params={"metric": "load"}),
     # the audit log: a project's owners read their project's
     ("GET", "/v1/audit"): Row(project(Permission.MANAGE), params={"project_id": "{project_id}"}),
     # Temporal's payload codec, for the Web UI (no payload key here: an allowed call is answered 503)
@@ -256,6 +264,7 @@ TABLE: dict[tuple[str, str], Row] = {
     ("GET", "/internal/sources/{upload_id}"): Row(admin),
     ("GET", "/internal/services/{service_id}/repo-credential"): Row(admin),
     ("GET", "/internal/traefik/config"): Row(admin),
+    ("GET", "/internal/prometheus/targets"): Row(admin),
     # nodes and pools
     ("POST", "/v1/nodes/join-tokens"): Row(admin, body={}),
     ("POST", "/v1/nodes/enroll"): Row(
@@ -472,6 +481,8 @@ async def world(
             "login_failures_per_user": 1000,
             "traefik_token": SecretStr(SERVICE_TOKENS["traefik"]),
             "builder_token": SecretStr(SERVICE_TOKENS["builder"]),
+            "prometheus_token": SecretStr(SERVICE_TOKENS["prometheus"]),
+            "prometheus_url": f"http://127.0.0.1:{free_port()}",
         }
     )
     async with (
