@@ -9,6 +9,7 @@ import time
 from collections import Counter
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.support.fleet import EnrolledFleet
@@ -77,6 +78,40 @@ def test_replicas_spread_over_nodes_and_updates_and_rollbacks_fail_no_request(
     )
     assert rollback_loop.failures == []
     assert platform.get(service).text.strip() == "spread v1"
+
+
+def prometheus_targets(platform: Platform, job: str) -> dict[str, str]:
+    """instance → health of the job's targets, as the platform's Prometheus sees them."""
+    url = f"{platform.env['DOCKYARD_PROMETHEUS_URL']}/api/v1/targets"
+    targets = httpx.get(url, timeout=5).json()["data"]["activeTargets"]
+    return {t["labels"]["instance"]: t["health"] for t in targets if t["labels"]["job"] == job}
+
+
+def test_prometheus_finds_the_enrolled_agents_and_scrapes_them_over_mutual_tls(
+    platform: Platform, enrolled_fleet: EnrolledFleet
+) -> None:
+    fleet = enrolled_fleet
+    wanted = {node.address for node in fleet.nodes}
+    deadline = time.monotonic() + 60
+    while not wanted <= {
+        address for address, health in prometheus_targets(platform, "agents").items() if health == "up"
+    }:
+        assert time.monotonic() < deadline, (
+            f"agents not all scraped: {prometheus_targets(platform, 'agents')}"
+        )
+        time.sleep(1)
+    node = fleet.nodes[0]
+    deadline = time.monotonic() + 30
+    while True:
+        response = platform.api.get(
+            f"/v1/nodes/{node.node_id}/metrics", params={"metric": "memory", "range": "1m"}
+        )
+        assert response.status_code == 200, response.text
+        total = response.json()["total"]
+        if total and total[-1][1] > 0:
+            break
+        assert time.monotonic() < deadline, f"no memory series for node {node.name}: {response.json()}"
+        time.sleep(1)
 
 
 def test_a_lost_node_s_replicas_serve_again_from_the_other_nodes_within_30_seconds(

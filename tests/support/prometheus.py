@@ -56,7 +56,9 @@ class PrometheusServer(LoopbackServer):
                 "job_name": f"target-{index}",
                 "scheme": target.scheme,
                 "metrics_path": target.path,
-                **({"authorization": {"credentials": target.token}} if target.token else {}),
+                **(
+                    {"authorization": {"type": "Bearer", "credentials": target.token}} if target.token else {}
+                ),
                 "static_configs": [{"targets": [target.address]}],
             }
             for index, target in enumerate(self.targets)
