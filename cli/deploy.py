@@ -17,6 +17,7 @@ from typing import Annotated, Any
 import httpx
 import typer
 
+from api.schemas.deployments import DeploymentRead
 from cli.link import (
     DEFAULT_ENVIRONMENT,
     LINK_DIR,
@@ -28,10 +29,10 @@ from cli.link import (
     open_api,
     reported_errors,
 )
+from core.contracts import DeploymentStatus
 from core.settings import Settings
 
 ALWAYS_EXCLUDED = {".git", ".hg", ".svn", "__pycache__", ".venv", "node_modules", ".DS_Store", LINK_DIR}
-FINAL = {"ACTIVE", "FAILED", "SUPERSEDED", "CANCELLED", "REMOVED"}
 
 
 def ignore_patterns(root: Path) -> list[str]:
@@ -96,39 +97,44 @@ def deploy_target(
 
 def deploy_directory(
     settings: Settings, path: Path, service_id: str, environment: str, wait: bool
-) -> dict[str, Any]:
+) -> DeploymentRead:
     body = pack(path)
     typer.echo(f"uploading {path} ({len(body) / 1024:.0f} KiB) ...")
     with open_api(settings, timeout=300) as api:
-        deployment: dict[str, Any] = call(
+        deployment = call(
             api,
             "POST",
             f"/v1/services/{service_id}/deployments/upload",
+            DeploymentRead,
             params={"environment": environment},
             content=body,
             headers={"Content-Type": "application/gzip"},
             context="deploy refused",
         )
-        typer.echo(f"deployment {deployment['id']} {deployment['status']}")
+        typer.echo(f"deployment {deployment.id} {deployment.status}")
         if not wait:
             return deployment
-        logs = threading.Thread(target=print_build_log, args=(api, deployment["id"]), daemon=True)
+        logs = threading.Thread(target=print_build_log, args=(api, deployment.id), daemon=True)
         logs.start()
-        last = deployment["status"]
-        while deployment["status"] not in FINAL:
+        last = deployment.status
+        while not deployment.status.is_final:
             time.sleep(0.5)
             deployment = call(
-                api, "GET", f"/v1/deployments/{deployment['id']}", context="cannot follow the deployment"
+                api,
+                "GET",
+                f"/v1/deployments/{deployment.id}",
+                DeploymentRead,
+                context="cannot follow the deployment",
             )
-            if deployment["status"] != last:
-                if last == "BUILDING":
+            if deployment.status != last:
+                if last is DeploymentStatus.BUILDING:
                     logs.join(timeout=5)  # the last lines of the build, before what follows it
-                typer.echo(f"  {deployment['status']}: {deployment.get('message') or ''}")
-                last = deployment["status"]
-    if deployment["status"] != "ACTIVE":
-        step = deployment.get("failed_step")
+                typer.echo(f"  {deployment.status}: {deployment.message or ''}")
+                last = deployment.status
+    if deployment.status is not DeploymentStatus.ACTIVE:
         typer.secho(
-            f"deployment {deployment['status']} at {step}: {deployment['message']}", fg=typer.colors.RED
+            f"deployment {deployment.status} at {deployment.failed_step}: {deployment.message}",
+            fg=typer.colors.RED,
         )
         raise typer.Exit(1)
     return deployment

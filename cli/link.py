@@ -12,22 +12,49 @@ import unicodedata
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol, TypeVar
 
 import httpx
 import typer
-from pydantic import BaseModel, ValidationError
+from annotated_types import MaxLen
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
+from api.schemas.deployments import DeploymentRead
+from api.schemas.projects import EnvironmentRead, ProjectCreate, ProjectRead
+from api.schemas.services import ServiceCreate, ServiceRead
 from cli.login import stored_token
 from core.settings import Settings
+
+T = TypeVar("T")
+
+
+class Resource(Protocol):
+    """What the CLI finds by name or id: a project, a service, an environment."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def name(self) -> str: ...
+
+
+R = TypeVar("R", bound=Resource)
+
+
+def name_max_length(body: type[BaseModel]) -> int:
+    """The longest `name` the API's request `body` takes."""
+    return next(rule.max_length for rule in body.model_fields["name"].metadata if isinstance(rule, MaxLen))
+
 
 LINK_DIR = ".dockyard"
 LINK_FILE = "link.json"
 DEFAULT_ENVIRONMENT = "production"
-# The API's name rules (api/schemas/common.py): a DNS label, at most 63 characters for a project and
-# 40 for a service.
-PROJECT_NAME_MAX = 63
-SERVICE_NAME_MAX = 40
+PROJECT_NAME_MAX = name_max_length(ProjectCreate)
+SERVICE_NAME_MAX = name_max_length(ServiceCreate)
+PROJECTS = TypeAdapter(list[ProjectRead])
+SERVICES = TypeAdapter(list[ServiceRead])
+ENVIRONMENTS = TypeAdapter(list[EnvironmentRead])
+DEPLOYMENTS = TypeAdapter(list[DeploymentRead])
 NOT_LINKED_HINT = (
     "run `dockyard link --project P --service S` (an existing service) or `dockyard init` (creates them)"
 )
@@ -160,8 +187,29 @@ def open_api(settings: Settings, timeout: float = 30) -> httpx.Client:
     )
 
 
-def call(api: httpx.Client, method: str, path: str, *, context: str, **kwargs: Any) -> Any:
-    """The JSON answer to one request; an ApiError with the API's reason, after `context`, otherwise."""
+def request_json(body: type[BaseModel], **fields: Any) -> dict[str, Any]:
+    """The JSON of the API's request `body` with `fields` as given, and only them.
+
+    Not validated here: the API is the one judge of a request, and its refusal names the field and the
+    reason (HTTP 422), as the CLI prints it; a CLI of another version than the API never refuses what
+    the API takes. So a field may hold what its type does not allow (a `kind` that is no GuestKind):
+    it is sent as it is, without the serializer's warning."""
+    if unknown := fields.keys() - body.model_fields.keys():
+        raise TypeError(f"{body.__name__} has no field {', '.join(sorted(unknown))}")
+    return body.model_construct(**fields).model_dump(mode="json", exclude_unset=True, warnings=False)
+
+
+def call(
+    api: httpx.Client,
+    method: str,
+    path: str,
+    answer: type[T] | TypeAdapter[T],
+    *,
+    context: str,
+    **kwargs: Any,
+) -> T:
+    """The answer to one request, read as the API's response model `answer`; an ApiError with the
+    API's reason, after `context`, otherwise."""
     base = str(api.base_url).rstrip("/")
     try:
         response = api.request(method, path, **kwargs)
@@ -178,7 +226,16 @@ def call(api: httpx.Client, method: str, path: str, *, context: str, **kwargs: A
         )
     if response.status_code >= 400:
         raise ApiError(f"{context}: {reason(response)} (HTTP {response.status_code})", response.status_code)
-    return response.json()
+    adapter = answer if isinstance(answer, TypeAdapter) else TypeAdapter(answer)
+    try:
+        return adapter.validate_json(response.content)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = ".".join(str(part) for part in error["loc"]) or "the body"
+        raise ApiError(
+            f"{context}: the API at {base} answered what this CLI cannot read ({where}: {error['msg']}); "
+            "are the CLI and the API the same version?"
+        ) from None
 
 
 def reason(response: httpx.Response) -> str:
@@ -200,45 +257,69 @@ def check_same_api(link: Link, settings: Settings) -> None:
         )
 
 
-def _match(items: list[dict[str, Any]], name_or_id: str) -> dict[str, Any] | None:
-    by_id = next((item for item in items if item["id"] == name_or_id), None)
-    return by_id or next((item for item in items if item["name"] == name_or_id), None)
+def _match(items: list[R], name_or_id: str) -> R | None:
+    by_id = next((item for item in items if item.id == name_or_id), None)
+    return by_id or next((item for item in items if item.name == name_or_id), None)
 
 
-def _listing(kind: str, items: list[dict[str, Any]]) -> str:
+def _listing(kind: str, items: list[R]) -> str:
     if not items:
         return f"there are no {kind}s yet"
-    return f"{kind}s: " + ", ".join(f"{item['name']} ({item['id']})" for item in items)
+    return f"{kind}s: " + ", ".join(f"{item.name} ({item.id})" for item in items)
 
 
-def pick(api: httpx.Client, kind: str, collection: str, name_or_id: str, where: str = "") -> dict[str, Any]:
+def pick(
+    api: httpx.Client,
+    kind: str,
+    collection: str,
+    listing: TypeAdapter[list[R]],
+    name_or_id: str,
+    where: str = "",
+) -> R:
     """The `kind` in `collection` with that id or name; not found names the ones there are."""
-    items = call(api, "GET", collection, context=f"cannot list the {kind}s{where}")
+    items = call(api, "GET", collection, listing, context=f"cannot list the {kind}s{where}")
     found = _match(items, name_or_id)
     if found is None:
         raise CliError(f"no {kind} {name_or_id!r}{where}; {_listing(kind, items)}")
     return found
 
 
-def ensure_named(api: httpx.Client, kind: str, collection: str, name: str) -> tuple[dict[str, Any], bool]:
-    """The `kind` named `name` in `collection`, created (with only its name) when there is none;
-    True when this call created it."""
-    existing = _named(api, kind, collection, name)
+def ensure_named(
+    api: httpx.Client,
+    kind: str,
+    collection: str,
+    body: type[ProjectCreate | ServiceCreate],
+    read: type[R],
+    listing: TypeAdapter[list[R]],
+    name: str,
+) -> tuple[R, bool]:
+    """The `kind` named `name` in `collection`, created (a `body` with only its name) when there is
+    none; True when this call created it."""
+    existing = _named(api, kind, collection, listing, name)
     if existing is not None:
         return existing, False
     try:
-        created = call(api, "POST", collection, json={"name": name}, context=f"cannot create {kind} {name!r}")
+        created = call(
+            api,
+            "POST",
+            collection,
+            read,
+            json=request_json(body, name=name),
+            context=f"cannot create {kind} {name!r}",
+        )
     except ApiError as exc:
         # 409: created by someone else since we looked; use theirs.
-        if exc.status != 409 or (existing := _named(api, kind, collection, name)) is None:
+        if exc.status != 409 or (existing := _named(api, kind, collection, listing, name)) is None:
             raise
         return existing, False
     return created, True
 
 
-def _named(api: httpx.Client, kind: str, collection: str, name: str) -> dict[str, Any] | None:
-    items = call(api, "GET", collection, context=f"cannot list {kind}s")
-    return next((item for item in items if item["name"] == name), None)
+def _named(
+    api: httpx.Client, kind: str, collection: str, listing: TypeAdapter[list[R]], name: str
+) -> R | None:
+    items = call(api, "GET", collection, listing, context=f"cannot list {kind}s")
+    return next((item for item in items if item.name == name), None)
 
 
 # --- the commands --------------------------------------------------------------------------------
@@ -255,10 +336,10 @@ def save(root: Path, link: Link) -> None:
     typer.echo(f"linked {root} to {link.describe()}; deploy it with `dockyard deploy`")
 
 
-def _link(settings: Settings, project: dict[str, Any], service: dict[str, Any], environment: str) -> Link:
+def _link(settings: Settings, project: ProjectRead, service: ServiceRead, environment: str) -> Link:
     return Link(
-        project=Named(id=project["id"], name=project["name"]),
-        service=Named(id=service["id"], name=service["name"]),
+        project=Named(id=project.id, name=project.name),
+        service=Named(id=service.id, name=service.name),
         environment=environment,
         api_url=api_url(settings),
     )
@@ -268,11 +349,14 @@ def show_status(api: httpx.Client, link: Link) -> None:
     """The service's URL and latest deployment in the linked environment."""
     service_path = f"/v1/services/{link.service.id}"
     try:
-        service = call(api, "GET", service_path, context=f"cannot read service {link.service.name}")
+        service = call(
+            api, "GET", service_path, ServiceRead, context=f"cannot read service {link.service.name}"
+        )
         deployments = call(
             api,
             "GET",
             f"{service_path}/deployments",
+            DEPLOYMENTS,
             params={"environment": link.environment},
             context=f"cannot list the deployments of {link.service.name}",
         )
@@ -280,15 +364,18 @@ def show_status(api: httpx.Client, link: Link) -> None:
         if exc.status == 404:
             raise CliError(f"{exc}; link the directory again (`dockyard link`)") from None
         raise
-    typer.echo(f"URL:         {service['urls'].get(link.environment, '-')}")
+    typer.echo(f"URL:         {service.urls.get(link.environment, '-')}")
     if not deployments:
         typer.echo("Deployment:  none yet (`dockyard deploy` uploads this directory)")
         return
-    latest = deployments[0]
-    step = f" at {latest['failed_step']}" if latest.get("failed_step") else ""
-    message = f": {latest['message']}" if latest.get("message") else ""
-    when = latest["created_at"][:19].replace("T", " ")
-    typer.echo(f"Deployment:  {latest['id']} {latest['status']}{step}{message} (created {when})")
+    typer.echo(f"Deployment:  {describe_deployment(deployments[0])}")
+
+
+def describe_deployment(deployment: DeploymentRead) -> str:
+    step = f" at {deployment.failed_step}" if deployment.failed_step else ""
+    message = f": {deployment.message}" if deployment.message else ""
+    when = deployment.created_at.strftime("%Y-%m-%d %H:%M:%S")
+    return f"{deployment.id} {deployment.status}{step}{message} (created {when})"
 
 
 def register(app: typer.Typer, settings_factory: Callable[[], Settings]) -> None:
@@ -307,10 +394,20 @@ def register(app: typer.Typer, settings_factory: Callable[[], Settings]) -> None
         project_name = project or valid_name(path.name, PROJECT_NAME_MAX)
         service_name = service or valid_name(path.name, SERVICE_NAME_MAX)
         with reported_errors(), open_api(settings) as api:
-            prj, created = ensure_named(api, "project", "/v1/projects", project_name)
-            typer.echo(f"{'created' if created else 'using'} project {prj['name']} ({prj['id']})")
-            svc, created = ensure_named(api, "service", f"/v1/projects/{prj['id']}/services", service_name)
-            typer.echo(f"{'created' if created else 'using'} service {svc['name']} ({svc['id']})")
+            prj, created = ensure_named(
+                api, "project", "/v1/projects", ProjectCreate, ProjectRead, PROJECTS, project_name
+            )
+            typer.echo(f"{'created' if created else 'using'} project {prj.name} ({prj.id})")
+            svc, created = ensure_named(
+                api,
+                "service",
+                f"/v1/projects/{prj.id}/services",
+                ServiceCreate,
+                ServiceRead,
+                SERVICES,
+                service_name,
+            )
+            typer.echo(f"{'created' if created else 'using'} service {svc.name} ({svc.id})")
             save(path, _link(settings, prj, svc, DEFAULT_ENVIRONMENT))
 
     @app.command()
@@ -325,11 +422,13 @@ def register(app: typer.Typer, settings_factory: Callable[[], Settings]) -> None
         """Link the directory to an existing service; `dockyard deploy` then deploys it there."""
         settings = settings_factory()
         with reported_errors(), open_api(settings) as api:
-            prj = pick(api, "project", "/v1/projects", project)
-            where = f" in project {prj['name']}"
-            svc = pick(api, "service", f"/v1/projects/{prj['id']}/services", service, where)
-            env = pick(api, "environment", f"/v1/projects/{prj['id']}/environments", environment, where)
-            save(path, _link(settings, prj, svc, env["name"]))
+            prj = pick(api, "project", "/v1/projects", PROJECTS, project)
+            where = f" in project {prj.name}"
+            svc = pick(api, "service", f"/v1/projects/{prj.id}/services", SERVICES, service, where)
+            env = pick(
+                api, "environment", f"/v1/projects/{prj.id}/environments", ENVIRONMENTS, environment, where
+            )
+            save(path, _link(settings, prj, svc, env.name))
 
     @app.command()
     def unlink(path: DirectoryArgument = Path(".")) -> None:
