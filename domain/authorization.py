@@ -92,6 +92,8 @@ async def authorize(session: AsyncSession, actor: Actor, permission: Permission,
     role = await project_role(session, actor, project_id)
     if role is None:
         raise NotFound("project", project_id)
+    if (actor.is_admin or actor.kind is ActorKind.CONTROL) and await session.get(Project, project_id) is None:
+        raise NotFound("project", project_id)  # owners everywhere, of the projects that exist
     if permission not in ROLE_PERMISSIONS[role]:
         raise Forbidden(f"a project {role} may not {permission} (ask an owner of the project)")
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, status
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.deps import AdminActor, SessionDep, SettingsDep, TemporalDep
@@ -35,7 +37,10 @@ async def create_node_pool(
     actor: AdminActor,
 ) -> NodePoolRead:
     """A pool of guests cloned from a Proxmox template; its workflow starts provisioning `size` of them."""
-    spec = NodePoolSpec.model_validate(body.model_dump(exclude={"size"}))
+    try:
+        spec = NodePoolSpec.model_validate(body.model_dump(exclude={"size"}))
+    except ValidationError as exc:  # what only the whole spec can tell (min_size above the default max_size)
+        raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]) from None
     return await _read(session, await pools.create(session, settings, temporal, spec, body.size, actor))
 
 

@@ -319,6 +319,19 @@ async def test_only_an_admin_manages_people(transport: httpx.ASGITransport, admi
             assert response.status_code == 403, (method, path, response.text)
 
 
+async def test_an_admin_asking_for_a_project_that_does_not_exist_is_told_so(admin: httpx.AsyncClient) -> None:
+    """Admins own every project, of the projects that exist: a deploy token, members or the audit of an
+    unknown project are a 404, not a half-made row."""
+    for method, path, body in (
+        ("POST", "/v1/projects/prj_none/deploy-tokens", {"name": "ci"}),
+        ("GET", "/v1/projects/prj_none/deploy-tokens", None),
+        ("GET", "/v1/projects/prj_none/members", None),
+    ):
+        response = await admin.request(method, path, json=body)
+        assert response.status_code == 404, (method, path, response.text)
+        assert response.json()["detail"] == "project 'prj_none' not found"
+
+
 # --- personal tokens ---------------------------------------------------------------------------------
 
 

@@ -309,6 +309,12 @@ async def test_a_removed_pool_is_listed_only_on_request_and_frees_its_name(
         ),
         pytest.param({"name": "Web_1"}, "name", "String should match pattern", id="bad-name"),
         pytest.param({"flavor": "large"}, "flavor", "Extra inputs are not permitted", id="unknown-field"),
+        pytest.param(
+            {"min_size": 7, "max_size": 3},
+            "max_size",
+            "Value error, must be at least min_size (7)",
+            id="max-below-min",
+        ),
     ],
 )
 async def test_a_bad_spec_is_refused_naming_the_field_and_nothing_is_recorded(
