@@ -21,6 +21,7 @@ from api.gateway import create_gateway_app
 from api.routes import (
     audit,
     auth,
+    autoscaling,
     build_logs,
     codec,
     deployments,
@@ -109,6 +110,8 @@ def create_app(settings: Settings, *, run_migrations: bool = True) -> FastAPI:
         audit.router,
         codec.router,
         metrics.router,
+        metrics.internal_router,
+        autoscaling.router,
     ):
         app.include_router(router)
 

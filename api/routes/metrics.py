@@ -19,7 +19,8 @@ from domain.authorization import Permission, require_internal, service_for
 from domain.metrics import MetricRange
 from domain.store import environment_by_name, get_or_404
 
-router = APIRouter(tags=["metrics"])
+router = APIRouter(prefix="/v1", tags=["metrics"])
+internal_router = APIRouter(prefix="/internal", tags=["internal"])
 
 RangeParam = Annotated[str, Query(alias="range", description="how far back: 30s, 15m, 6h, 7d (at most 31d)")]
 StepParam = Annotated[
@@ -27,7 +28,7 @@ StepParam = Annotated[
 ]
 
 
-@router.get("/v1/services/{service_id}/metrics", operation_id="get_service_metrics")
+@router.get("/services/{service_id}/metrics", operation_id="get_service_metrics")
 async def get_service_metrics(
     service_id: str,
     metric: ServiceMetric,
@@ -46,7 +47,7 @@ async def get_service_metrics(
     return _read(await metrics.service_metric(settings, service, env, metric, span))
 
 
-@router.get("/v1/nodes/{node_id}/metrics", operation_id="get_node_metrics")
+@router.get("/nodes/{node_id}/metrics", operation_id="get_node_metrics")
 async def get_node_metrics(
     node_id: str,
     metric: NodeMetric,
@@ -62,7 +63,7 @@ async def get_node_metrics(
     return _read(await metrics.node_metric(settings, node, metric, span))
 
 
-@router.get("/internal/prometheus/targets", operation_id="prometheus_targets", tags=["internal"])
+@internal_router.get("/prometheus/targets", operation_id="prometheus_targets")
 async def prometheus_targets(session: SessionDep, actor: CurrentActor) -> list[ScrapeTargets]:
     """The enrolled agents, for Prometheus' http_sd_config: every node not removed (a DOWN one too: its
     failed scrape is what `up` says)."""
