@@ -259,6 +259,42 @@ class AuditEvent(Base):
     result: Mapped[str] = mapped_column(String(16), default="ok", server_default="ok")
 
 
+# --- autoscaling ---------------------------------------------------------------------------------
+
+
+class Autoscaling(Base):
+    """A service's autoscaling in one environment (core/autoscaling.py AutoscalingPolicy, as JSON); its
+    AutoscalerWorkflow (`autoscale/<service>/<environment>`) runs while the row exists."""
+
+    __tablename__ = "autoscaling"
+
+    service_id: Mapped[str] = mapped_column(ForeignKey("services.id", ondelete="CASCADE"), primary_key=True)
+    environment_id: Mapped[str] = mapped_column(
+        ForeignKey("environments.id", ondelete="CASCADE"), primary_key=True
+    )
+    policy: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class ScalingEvent(Base):
+    """One decision of an autoscaler that changed, or wanted to change, the replicas: its inputs (the
+    metric values per target), what it recommended and decided, why, and what became of it."""
+
+    __tablename__ = "scaling_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    service_id: Mapped[str] = mapped_column(ForeignKey("services.id", ondelete="CASCADE"), index=True)
+    environment_id: Mapped[str] = mapped_column(ForeignKey("environments.id", ondelete="CASCADE"))
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    current: Mapped[int] = mapped_column(Integer)
+    recommendation: Mapped[int] = mapped_column(Integer)
+    desired: Mapped[int] = mapped_column(Integer)
+    reason: Mapped[str] = mapped_column(Text)
+    inputs: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    result: Mapped[str] = mapped_column(String(255))  # "scaled", "held", or why the scale did not run
+
+
 # --- people --------------------------------------------------------------------------------------
 
 

@@ -19,6 +19,10 @@ def teardown_workflow_id(environment_id: str) -> str:
     return f"teardown/{environment_id}"
 
 
+def autoscaler_workflow_id(service_id: str, environment_id: str) -> str:
+    return f"autoscale/{service_id}/{environment_id}"
+
+
 def pool_workflow_id(pool_id: str) -> str:
     return f"pool/{pool_id}"
 

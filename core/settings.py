@@ -112,6 +112,8 @@ class Settings(BaseSettings):
     prometheus_token: SecretStr | None = None  # Prometheus' service identity: discovers the agents
     prometheus_retention: str = Field(default="15d", pattern=r"^[1-9][0-9]*(ms|s|m|h|d|w|y)$")
     prometheus_scrape_interval_seconds: float = Field(default=15.0, ge=1, le=300)
+    # How often an autoscaler evaluates its service (the HPA's sync period).
+    autoscaling_interval_seconds: float = Field(default=15.0, ge=1, le=600)
 
     # People. A session (server-side, in Redis) ends after session_idle_seconds without a request, and
     # in any case session_max_seconds after the login. Failed logins: at most login_failures_per_user

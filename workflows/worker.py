@@ -9,6 +9,7 @@ to its source. `--role` splits them so builders can run on dedicated hosts.
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 from enum import StrEnum
 
@@ -17,6 +18,7 @@ from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.worker import Worker
 
 from activities.agents import AgentActivities
+from activities.autoscaling import AutoscalingActivities
 from activities.builds import BuildActivities
 from activities.deployments import DeploymentActivities
 from activities.environments import EnvironmentActivities
@@ -33,7 +35,10 @@ from core.naming import FLEET_WATCH_ID
 from core.planner import BaseImages
 from core.settings import Settings
 from core.temporal import connect
+from domain.autoscaling import ensure_autoscalers
+from domain.errors import DomainError
 from domain.temporal import TemporalConnection
+from workflows.autoscale import AutoscalerWorkflow
 from workflows.deploy import DeployWorkflow
 from workflows.fleet import FleetWatchInput, FleetWatchWorkflow
 from workflows.pools import DecommissionNodeWorkflow, NodePoolWorkflow, ProvisionNodeWorkflow
@@ -43,7 +48,7 @@ from workflows.teardown import TeardownWorkflow
 
 WORKFLOWS = [ServiceWorkflow, DeployWorkflow, TeardownWorkflow, FleetWatchWorkflow]
 WORKFLOWS += [NodePoolWorkflow, ProvisionNodeWorkflow, DecommissionNodeWorkflow]
-WORKFLOWS += [ScaleWorkflow]
+WORKFLOWS += [ScaleWorkflow, AutoscalerWorkflow]
 DEBIAN_BASE_REPOSITORY = "dockyard/debian:bookworm"  # pushed by infra/images/build-base-images.sh
 
 
@@ -65,7 +70,12 @@ def activities_for(settings: Settings, db: Database, client: Client) -> list[obj
     proxmox = ProxmoxActivities(settings)
     pools = PoolActivities(db, settings, temporal, proxmox)
     scale = ScaleActivities(db, settings)
+    autoscaling = AutoscalingActivities(db, settings, temporal)
     return [
+        autoscaling.load_autoscaling,
+        autoscaling.observe,
+        autoscaling.record_decision,
+        autoscaling.scale,
         proxmox.choose_pve_node,
         proxmox.allocate_guest,
         proxmox.wait_pve_task,
@@ -159,6 +169,7 @@ async def run_worker(settings: Settings, role: Role = Role.ALL) -> None:
     if role in (Role.ALL, Role.ORCHESTRATOR):
         workers.append(build_worker(client, settings, db))
         await start_fleet_watch(client, settings)
+        await start_autoscalers(client, settings, db)
     if role in (Role.ALL, Role.BUILDER):
         workers.extend(builder_workers(client, settings))
     stop = asyncio.Event()
@@ -180,6 +191,15 @@ async def start_fleet_watch(client: Client, settings: Settings) -> None:
         task_queue=settings.temporal_task_queue,
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
     )
+
+
+async def start_autoscalers(client: Client, settings: Settings, db: Database) -> None:
+    """An autoscaler for every recorded policy (a policy saved while Temporal was away has none yet)."""
+    try:
+        async with db.session() as session:
+            await ensure_autoscalers(session, client, settings)
+    except DomainError as exc:
+        logging.getLogger("dockyard.worker").warning("autoscalers not started: %s", exc.detail)
 
 
 async def _run_until(worker: Worker, stop: asyncio.Event) -> None:

@@ -57,6 +57,8 @@ TABLES = {
     "invitations",
     "api_tokens",
     "memberships",
+    "autoscaling",
+    "scaling_events",
 }
 
 

@@ -15,10 +15,13 @@ from typing import Any
 
 import httpx
 import pytest
+from temporalio.testing import ActivityEnvironment
 
+from activities.autoscaling import AutoscalingActivities, ObserveRequest
 from core.contracts import HealthCheck, ReplicaSpec
 from core.db import Database
-from core.models import Node, new_id, utcnow
+from core.models import Deployment, Node, Replica, new_id, utcnow
+from domain.temporal import TemporalConnection
 from tests.integration import test_agent as agent_tests
 from tests.support import DOCKER_HOST
 from tests.support.api import api_settings, running_api
@@ -215,6 +218,56 @@ async def test_bad_ranges_name_the_field(api: httpx.AsyncClient, burning: tuple[
     assert too_long.status_code == 422 and "at most 31d" in too_long.text
     unknown = await api.get(path, params={"metric": "temperature"})
     assert unknown.status_code == 422
+
+
+async def test_the_autoscaler_observes_each_replicas_share_of_what_it_reserves(
+    api: httpx.AsyncClient,
+    database: Database,
+    prometheus: PrometheusServer,
+    burning: tuple[dict[str, Any], str],
+) -> None:
+    service, replica_id = burning
+    (environment,) = await ok(await api.get(f"/v1/projects/{service['project_id']}/environments"))
+    async with database.transaction() as session:
+        session.add(
+            Deployment(
+                id="dep_metrics",
+                service_id=service["id"],
+                environment_id=environment["id"],
+                status="ACTIVE",
+                workflow_id="deploy/x/y/dep_metrics",
+            )
+        )
+        await session.flush()
+        session.add(Replica(id=replica_id, deployment_id="dep_metrics", node=NODE, state="running"))
+        session.add(Replica(id="dep-metrics-9", deployment_id="dep_metrics", node=NODE, state="removed"))
+    settings = api_settings(database, Path("/nonexistent"), "127.0.0.1:1").model_copy(
+        update={"prometheus_url": prometheus.url}
+    )
+    activities = AutoscalingActivities(database, settings, TemporalConnection(settings))
+    request = ObserveRequest(
+        service_id=service["id"],
+        environment_id=environment["id"],
+        deployment_id="dep_metrics",
+        replicas=1,
+        cpu_millis=250,
+        memory_mb=64,
+        window_seconds=10,
+    )
+
+    deadline = time.monotonic() + 30
+    while True:
+        seen = await ActivityEnvironment().run(activities.observe, request)
+        if seen.replicas and (seen.replicas[0].cpu or 0) > 0.6:
+            break
+        assert time.monotonic() < deadline, f"no CPU share observed: {seen}"
+        await asyncio.sleep(1)
+
+    (replica,) = seen.replicas  # the removed one is left out
+    assert replica.replica == replica_id and replica.ready
+    assert 0.6 < (replica.cpu or 0) < 1.4  # all of the quarter CPU it reserves
+    assert 0 < (replica.memory or 0) < 1
+    assert seen.current == 1 and seen.requests_per_second is None  # no Traefik here
 
 
 async def test_prometheus_down_is_a_503_with_the_reason(database: Database, tmp_path: Path) -> None:

@@ -252,6 +252,14 @@ TABLE: dict[tuple[str, str], Row] = {
     ("POST", "/v1/services/{service_id}/scale"): Row(project(Permission.DEPLOY), body={"replicas": 2}),
     ("GET", "/v1/deployments/{deployment_id}"): Row(project(Permission.READ)),
     ("GET", "/v1/deployments/{deployment_id}/build-logs"): Row(project(Permission.READ)),
+    # autoscaling (no Temporal here: an allowed PUT saves the policy and is answered 503)
+    ("PUT", "/v1/services/{service_id}/autoscaling"): Row(
+        project(Permission.CONFIGURE),
+        body={"min_replicas": 1, "max_replicas": 3, "targets": {"cpu_percent": 60}},
+    ),
+    ("GET", "/v1/services/{service_id}/autoscaling"): Row(project(Permission.READ)),
+    ("DELETE", "/v1/services/{service_id}/autoscaling"): Row(project(Permission.CONFIGURE)),
+    ("GET", "/v1/services/{service_id}/scaling-events"): Row(project(Permission.READ)),
     # metrics (no Prometheus here: an allowed read is answered 503)
     ("GET", "/v1/services/{service_id}/metrics"): Row(project(Permission.READ), params={"metric": "cpu"}),
     ("GET", "/v1/nodes/{node_id}/metrics"): Row(admin, params={"metric": "load"}),
