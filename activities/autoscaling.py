@@ -13,8 +13,6 @@ import math
 from datetime import datetime
 from typing import Any
 
-import requests
-from prometheus_api_client import PrometheusApiClientException, PrometheusConnect
 from sqlalchemy import select
 from temporalio import activity
 
@@ -24,13 +22,12 @@ from core.db import Database
 from core.models import LIVE_REPLICA_STATES, Autoscaling, Environment, Replica, ScalingEvent, Service
 from core.naming import route_name
 from core.settings import Settings
-from domain import deployments
+from domain import deployments, metrics
 from domain.actors import control_plane
-from domain.errors import DomainError
+from domain.errors import DomainError, Unavailable
 from domain.temporal import TemporalConnection
 
 ACTOR = control_plane("autoscaler")
-QUERY_TIMEOUT_SECONDS = 10
 
 
 class AutoscaleTarget(Contract):
@@ -190,10 +187,7 @@ class AutoscalingActivities:
         return float(results[0]["value"][1]) if results else None
 
     async def _query(self, promql: str) -> list[dict[str, Any]]:
-        prometheus = PrometheusConnect(
-            url=self.settings.prometheus_url, disable_ssl=True, timeout=QUERY_TIMEOUT_SECONDS
-        )
         try:
-            return list(await asyncio.to_thread(prometheus.custom_query, promql))
-        except (requests.RequestException, PrometheusApiClientException) as exc:
-            raise RuntimeError(f"Prometheus at {self.settings.prometheus_url}: {exc}") from None
+            return await metrics.instant(self.settings, promql)
+        except Unavailable as exc:  # retried by the workflow's policy; the round decides nothing meanwhile
+            raise RuntimeError(exc.detail) from None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -116,14 +117,30 @@ async def _read(settings: Settings, metric: str, queries: MetricQueries, span: W
 async def _range(
     prometheus: PrometheusConnect, settings: Settings, query: Query, span: Window
 ) -> list[dict[str, Any]]:
+    return await _ask(
+        settings,
+        prometheus.custom_query_range,
+        query.promql,
+        start_time=span.start,
+        end_time=span.end,
+        step=f"{span.step_seconds}s",
+    )
+
+
+async def instant(settings: Settings, promql: str) -> list[dict[str, Any]]:
+    """One instant query (what the autoscaler observes), answered or Unavailable as a range is."""
+    return await _ask(settings, _connect(settings).custom_query, promql)
+
+
+def _connect(settings: Settings) -> PrometheusConnect:
+    return PrometheusConnect(url=settings.prometheus_url, disable_ssl=True, timeout=QUERY_TIMEOUT_SECONDS)
+
+
+async def _ask(
+    settings: Settings, call: Callable[..., Any], *args: Any, **kwargs: Any
+) -> list[dict[str, Any]]:
     try:
-        answer = await asyncio.to_thread(
-            prometheus.custom_query_range,
-            query.promql,
-            start_time=span.start,
-            end_time=span.end,
-            step=f"{span.step_seconds}s",
-        )
+        answer = await asyncio.to_thread(call, *args, **kwargs)
     except requests.RequestException as exc:
         raise Unavailable(f"Prometheus at {settings.prometheus_url} did not answer: {_reason(exc)}") from None
     except PrometheusApiClientException as exc:

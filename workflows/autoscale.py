@@ -89,7 +89,14 @@ class AutoscalerWorkflow:
                 return
             if state.deployment_id is not None and state.replicas > 0:
                 await self._evaluate(args, state, recommendations, scales)
-            keep = timedelta(seconds=max(state.policy.behaviour.scale_down_window_seconds, 3600))
+            behaviour = state.policy.behaviour  # what decide() looks back over, and no further
+            keep = timedelta(
+                seconds=max(
+                    behaviour.scale_up_window_seconds,
+                    behaviour.scale_down_window_seconds,
+                    behaviour.period_seconds,
+                )
+            )
             recommendations = [r for r in recommendations if r.at > workflow.now() - keep]
             scales = [s for s in scales if s.at > workflow.now() - keep]
             try:

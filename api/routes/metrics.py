@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from api.deps import AdminActor, CurrentActor, SessionDep, SettingsDep
 from api.schemas.common import EnvironmentName
-from api.schemas.metrics import MetricRead, MetricSeries, ScrapeTargets
+from api.schemas.metrics import MetricRead, ScrapeTargets
 from core.metrics import NodeMetric, ServiceMetric
 from core.models import Node
 from domain import metrics
@@ -76,12 +76,4 @@ async def prometheus_targets(session: SessionDep, actor: CurrentActor) -> list[S
 
 
 def _read(found: MetricRange) -> MetricRead:
-    return MetricRead(
-        metric=found.metric,
-        unit=found.unit,
-        start=found.start,
-        end=found.end,
-        step_seconds=found.step_seconds,
-        total=found.total,
-        series=[MetricSeries(name=s.name, replica=s.replica, points=s.points) for s in found.series],
-    )
+    return MetricRead.model_validate(found, from_attributes=True)
