@@ -27,7 +27,7 @@ from core.contracts import (
     ReplicaState,
     ReplicaStatus,
 )
-from tests.support import DOCKER_HOST, connect_docker, missing_component
+from tests.support import DOCKER_HOST, missing_component
 from tests.support.images import build_http_image
 from tests.support.registry import PushedImage, Registry, push_image
 
@@ -39,15 +39,6 @@ BODY = "hello from a dockyard replica"
 
 
 # --- real components ------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def docker_client() -> Iterator[docker.DockerClient]:
-    client = connect_docker(DOCKER_HOST)
-    try:
-        yield client
-    finally:
-        client.close()
 
 
 @pytest.fixture(scope="module")

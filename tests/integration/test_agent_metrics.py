@@ -19,8 +19,8 @@ from tests.support.registry import Registry
 
 pytestmark = pytest.mark.timeout(120)
 
-# The agent tests' fixtures: a real registry, the test app in it, a bearer-token agent on the engine.
-docker_client = agent_tests.docker_client
+# The agent tests' fixtures (the engine is the session's, started if need be): a real registry, the test
+# app in it, a bearer-token agent on the engine.
 registry = agent_tests.registry
 app_image = agent_tests.app_image
 agent = agent_tests.agent

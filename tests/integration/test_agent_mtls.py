@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
+import docker
 import httpx
 import pytest
 from sqlalchemy import select
@@ -27,7 +28,7 @@ from activities.agent_client import AgentCallError, AgentClient, AgentTLS
 from core import mtls, pki
 from core.db import Database
 from core.models import RevokedCertificate
-from tests.support import DOCKER_HOST, connect_docker
+from tests.support import DOCKER_HOST
 from tests.support.components import REPO_ROOT
 from tests.support.process import LoopbackServer, LoopbackServerError, free_port
 
@@ -169,14 +170,9 @@ class ControlPlane:
 
 
 @pytest.fixture(scope="module")
-def docker_engine() -> Iterator[None]:
-    client = connect_docker(DOCKER_HOST)
-    client.close()
-    yield
-
-
-@pytest.fixture(scope="module")
-def control_plane(tmp_path_factory: pytest.TempPathFactory, docker_engine: None) -> Iterator[ControlPlane]:
+def control_plane(
+    tmp_path_factory: pytest.TempPathFactory, docker_client: docker.DockerClient
+) -> Iterator[ControlPlane]:
     root = tmp_path_factory.mktemp("mtls")
     (root / "api").mkdir()
     with ApiProcess(root / "api") as api:

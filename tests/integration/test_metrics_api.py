@@ -37,7 +37,6 @@ METRICS_TOKEN = "metrics-scrape-token"
 NODE = "metrics-node"
 BURN = "trap 'exit 0' TERM; (while :; do :; done) & busybox httpd -f -p $PORT -h /www & wait"
 
-docker_client = agent_tests.docker_client
 registry = agent_tests.registry
 app_image = agent_tests.app_image
 
