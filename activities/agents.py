@@ -12,10 +12,10 @@ from sqlalchemy import select
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.agent_client import AgentCallError, AgentClient, AgentTLS
 from activities.contracts import NodeRef, OrphanQuery, ReplicaBatch, ReplicaIds, ReplicaSet, StabilityWatch
 from activities.deploy_workflows import closed_deploys
 from activities.heartbeat import heartbeating
+from core.agent_client import AgentCallError, AgentClient, client_for
 from core.contracts import DeploymentStatus, ReplicaSpec, ReplicaState, ReplicaStatus
 from core.db import Database
 from core.models import Deployment, Node, RevokedCertificate
@@ -48,15 +48,10 @@ class AgentActivities:
 
     @asynccontextmanager
     async def agent_for(self, node: NodeRef) -> AsyncIterator[AgentClient]:
-        if node.node_id is None:
-            token = self.settings.agent_token.get_secret_value() if self.settings.agent_token else None
-            async with AgentClient(self.settings.agent_url, token) as agent:
-                yield agent
-            return
-        if node.address is None:
+        if node.node_id is not None and node.address is None:
             raise ApplicationError(f"node {node.node_id} has no agent address", non_retryable=True)
-        tls = AgentTLS.from_pki_dir(self.settings.pki_dir, node.node_id, await self._revoked_serials())
-        async with AgentClient.for_node(node.address, tls) as agent:
+        revoked = await self._revoked_serials() if node.node_id is not None else []
+        async with client_for(self.settings, node.node_id, node.address, revoked) as agent:
             yield agent
 
     async def _revoked_serials(self) -> list[int]:

@@ -12,10 +12,10 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import or_, select, update
 from temporalio import activity
 
-from activities.agent_client import AgentCallError
 from activities.agents import AgentActivities
 from activities.contracts import NodeRef
 from activities.routing import LOCAL_NODE
+from core.agent_client import AgentCallError
 from core.contracts import ReplicaState
 from core.db import Database
 from core.fleet import active_deployments_on, mark_missing, missing_replicas_of_active_deployments

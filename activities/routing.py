@@ -12,9 +12,9 @@ from sqlalchemy import delete, or_, select, update
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.agent_client import AgentCallError
 from activities.agents import AgentActivities
 from activities.contracts import NodeRef, RouteKey, RouteSpec
+from core.agent_client import AgentCallError
 from core.contracts import Contract, DeploymentStatus
 from core.db import Database
 from core.models import Deployment, Node, Replica, Route

@@ -8,11 +8,11 @@ from sqlalchemy import select, update
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.agent_client import AgentCallError
 from activities.agents import AgentActivities
 from activities.contracts import NodeRef, Placement, PlacementRequest
 from activities.nodes import NodeActivities
 from activities.routing import LOCAL_NODE
+from core.agent_client import AgentCallError
 from core.contracts import Contract, DeploymentStatus, DeployRequest
 from core.db import Database
 from core.models import LIVE_REPLICA_STATES, Deployment, Node, Replica

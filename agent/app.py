@@ -7,6 +7,7 @@ import contextlib
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -18,6 +19,7 @@ from agent.auth import AuthenticationFailed, Authenticator, BearerTokenAuthentic
 from agent.enrollment import NodeIdentity
 from agent.errors import AgentFailure
 from agent.heartbeats import HeartbeatSender
+from agent.logs import DockerLogs, LogArchive, ServiceLogs
 from agent.metrics import Metrics
 from agent.replicas import Replicas
 from agent.routes import router
@@ -70,12 +72,20 @@ def create_app(
                 with contextlib.suppress(asyncio.CancelledError):
                     await sending
             app.state.metrics.close()
+            await docker_logs.close()
             if owned:
                 docker_runtime.close()
 
     app = FastAPI(title="Dockyard node agent", version="1", lifespan=lifespan)
     app.state.settings = settings
-    app.state.replicas = Replicas(settings, docker_runtime)
+    docker_logs = DockerLogs(settings.docker_host)
+    archive = LogArchive(
+        settings.kept_logs_dir(),
+        timedelta(hours=settings.logs_retention_hours),
+        settings.logs_max_bytes_per_service,
+    )
+    app.state.logs = ServiceLogs(docker_runtime, docker_logs, archive, settings.node_name)
+    app.state.replicas = Replicas(settings, docker_runtime, app.state.logs)
     app.state.authenticator = authenticator or BearerTokenAuthenticator(settings.token)
     app.state.metrics = Metrics(docker_runtime, settings.node_name)
     app.state.metrics_authenticator = metrics_authenticator or (

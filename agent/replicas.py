@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 from agent import containers, host
 from agent.errors import AgentFailure
 from agent.health import probe
+from agent.logs import ServiceLogs
 from agent.runtime import Conflict, DockerError, DockerUnavailable, PullFailed, Refused, Runtime
 from agent.settings import AgentSettings
 from core.contracts import Heartbeat, NodeInfo, ReplicaLog, ReplicaSpec, ReplicaState, ReplicaStatus
@@ -33,9 +34,11 @@ _CONCURRENT_CREATE_SECONDS = 10.0
 
 
 class Replicas:
-    def __init__(self, settings: AgentSettings, runtime: Runtime) -> None:
+    def __init__(self, settings: AgentSettings, runtime: Runtime, logs: ServiceLogs | None = None) -> None:
         self.settings = settings
         self.runtime = runtime
+        # Where a removed container's logs are kept first (agent/logs.py); None: they go with it.
+        self.kept_logs = logs
         # One lock per replica id, alive only while some call holds or awaits it.
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
 
@@ -87,6 +90,8 @@ class Replicas:
         name = containers.container_name(replica_id)
         kwargs = containers.recreate_kwargs(attrs)
         log.warning("replica %s could not start again (%s): recreating its container", replica_id, why)
+        if self.kept_logs is not None:
+            await self.kept_logs.keep(attrs)
         await self._docker("remove", replica_id, self.runtime.remove, name, 0)
         await self._docker("create", replica_id, self.runtime.create, kwargs)
         await self._docker("start", replica_id, self.runtime.start, name)
@@ -111,9 +116,13 @@ class Replicas:
         return sorted(statuses, key=lambda status: status.replica_id)
 
     async def remove(self, replica_id: str, grace_seconds: int | None = None) -> None:
-        """Stop and remove; with no grace given, the replica's own (its service's draining seconds)."""
+        """Stop, keep its logs, and remove; with no grace given, the replica's own (its service's draining
+        seconds)."""
         async with self._lock(replica_id):
             name = containers.container_name(replica_id)
+            if self.kept_logs is not None and (attrs := await self._inspect(replica_id)) is not None:
+                await self._docker("remove", replica_id, self.runtime.stop, name, grace_seconds)
+                await self.kept_logs.keep(attrs)
             await self._docker("remove", replica_id, self.runtime.remove, name, grace_seconds)
 
     async def logs(self, replica_id: str, tail: int) -> ReplicaLog:

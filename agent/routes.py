@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
+from fastapi.responses import StreamingResponse
 
 from agent.auth import Authenticator
 from agent.errors import AgentFailure
+from agent.logs import LogQuery, ServiceLogs, TooManyFollowers
 from agent.replicas import Replicas
 from core.contracts import (
     REPLICA_ID_PATTERN,
@@ -18,6 +22,7 @@ from core.contracts import (
     ReplicaSpec,
     ReplicaStatus,
 )
+from core.logs import SEARCH_LIMIT, InvalidLogQuery, parse_search
 
 
 def authenticated(request: Request) -> str:
@@ -32,6 +37,9 @@ def get_replicas(request: Request) -> Replicas:
 ReplicasDep = Annotated[Replicas, Depends(get_replicas)]
 ReplicaId = Annotated[str, Path(pattern=REPLICA_ID_PATTERN)]
 
+NDJSON = "application/x-ndjson"
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
+LOG_LINES_LIMIT = 10_000  # lines of one answer
 LOG_TAIL_LIMIT = 200  # lines: a log tail explains a failure; the whole log is Docker's to keep
 
 ERRORS: dict[int | str, dict[str, object]] = {
@@ -74,6 +82,56 @@ async def get_replica_logs(
 ) -> ReplicaLog:
     """The last `tail` lines the replica wrote (stdout and stderr), each cut to 500 characters."""
     return await replicas.logs(replica_id, tail)
+
+
+@router.get(
+    "/logs",
+    operation_id="get_logs",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"application/x-ndjson": {}}}},
+)
+async def get_logs(
+    request: Request,
+    service_id: Annotated[str, Query(pattern=ID_PATTERN)],
+    environment_id: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
+    replica_id: Annotated[str | None, Query(pattern=REPLICA_ID_PATTERN)] = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    search: Annotated[str | None, Query(max_length=SEARCH_LIMIT)] = None,
+    tail: Annotated[int, Query(ge=1, le=LOG_LINES_LIMIT)] = 200,
+    follow: bool = False,
+) -> StreamingResponse:
+    """A service's runtime logs on this node as NDJSON (`LogLine`s, oldest first; `LogNotice`s for
+    dropped lines): the last `tail` lines matching the query, from its containers and the kept logs of
+    removed ones. With `follow`, then every new line until the reader goes (a blank line now and then)."""
+    try:
+        parsed = parse_search(search)
+    except InvalidLogQuery as exc:
+        raise AgentFailure(422, "validate", f"search: {exc}") from None
+    query = LogQuery(service_id, environment_id, replica_id, _aware(since), _aware(until), parsed, tail)
+    logs: ServiceLogs = request.app.state.logs
+    if not follow:
+        lines = await logs.history(query)
+        body = "".join(line.model_dump_json() + "\n" for line in lines)
+        return StreamingResponse(iter([body]), media_type=NDJSON)
+    try:
+        logs.check_room()
+    except TooManyFollowers as exc:
+        raise AgentFailure(503, "follow", str(exc)) from None
+    return StreamingResponse(_followed(logs, query), media_type=NDJSON)
+
+
+async def _followed(logs: ServiceLogs, query: LogQuery) -> AsyncIterator[str]:
+    followed = logs.follow(query)
+    try:
+        async for item in followed:
+            yield "\n" if item is None else item.model_dump_json() + "\n"
+    finally:
+        await followed.aclose()
+
+
+def _aware(moment: datetime | None) -> datetime | None:
+    return moment.replace(tzinfo=UTC) if moment is not None and moment.tzinfo is None else moment
 
 
 @router.get("/replicas", operation_id="list_replicas")

@@ -58,6 +58,7 @@ class Runtime(Protocol):
     def create(self, kwargs: dict[str, Any]) -> dict[str, Any]: ...
     def start(self, name: str) -> None: ...
     def list(self, filters: dict[str, list[str]]) -> list[dict[str, Any]]: ...
+    def stop(self, name: str, grace_seconds: int | None) -> None: ...
     def remove(self, name: str, grace_seconds: int | None) -> None: ...
     def logs(self, name: str, tail: int) -> tuple[str, ...]: ...
     def stats(self, name: str) -> dict[str, Any]: ...
@@ -168,6 +169,18 @@ class DockerRuntime:
     def list(self, filters: dict[str, list[str]]) -> list[dict[str, Any]]:
         containers = self.client.containers.list(all=True, filters=filters, ignore_removed=True)
         return [container.attrs for container in containers]
+
+    @_translated
+    def stop(self, name: str, grace_seconds: int | None) -> None:
+        """SIGTERM, SIGKILL after `grace_seconds` (None: the replica's own, from its label). A missing
+        container is already stopped."""
+        try:
+            if grace_seconds is None:
+                attrs = self.client.api.inspect_container(name)
+                grace_seconds = containers.stop_grace_of(attrs, DEFAULT_STOP_TIMEOUT_SECONDS)
+            self.client.api.stop(name, timeout=grace_seconds)
+        except docker.errors.NotFound:
+            return
 
     @_translated
     def remove(self, name: str, grace_seconds: int | None) -> None:

@@ -68,6 +68,12 @@ class AgentSettings(BaseSettings):
     registry_username: str | None = None
     registry_password: SecretStr | None = None
 
+    # The logs of removed replicas: where they are kept (default `state_dir/logs`), for how long, and at
+    # most how many bytes per service (the oldest go first).
+    logs_dir: Path | None = None
+    logs_retention_hours: float = Field(default=168, gt=0)
+    logs_max_bytes_per_service: int = Field(default=64 * 1024 * 1024, ge=1024)
+
     # Default grace between SIGTERM and SIGKILL when a replica is removed.
     stop_timeout_seconds: int = Field(default=10, ge=0, le=3600)
 
@@ -82,6 +88,9 @@ class AgentSettings(BaseSettings):
         hosts = [self.node_address, self.listen_host, self.api_address().rpartition(":")[0], *self.tls_hosts]
         unspecified = {"", "0.0.0.0", "::", "[::]"}
         return list(dict.fromkeys(host.strip("[]") for host in hosts if host not in unspecified))
+
+    def kept_logs_dir(self) -> Path:
+        return self.logs_dir if self.logs_dir is not None else self.state_dir / "logs"
 
     def registry_auth(self) -> dict[str, str] | None:
         """The docker SDK `auth_config` for the platform registry, or None without credentials."""

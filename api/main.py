@@ -25,6 +25,7 @@ from api.routes import (
     build_logs,
     codec,
     deployments,
+    logs,
     members,
     metrics,
     nodes,
@@ -112,6 +113,7 @@ def create_app(settings: Settings, *, run_migrations: bool = True) -> FastAPI:
         metrics.router,
         metrics.internal_router,
         autoscaling.router,
+        logs.router,
     ):
         app.include_router(router)
 

@@ -15,6 +15,7 @@ import typer
 from cli import deploy as deploy_command
 from cli import link as link_command
 from cli import login as login_command
+from cli import logs as logs_command
 from cli import plan as plan_command
 from cli import pools as pools_command
 from cli.platform import load_or_create_secrets
@@ -209,5 +210,6 @@ def migrate() -> None:
 deploy_command.register(app, _settings)
 link_command.register(app, _settings)
 login_command.register(app, _settings)
+logs_command.register(app, _settings)
 plan_command.register(app)
 pools_command.register(app, _settings)

@@ -5,6 +5,7 @@ These are the only shapes that cross a process boundary (HTTP or Temporal payloa
 
 from __future__ import annotations
 
+from datetime import datetime
 from enum import StrEnum
 from typing import Literal
 
@@ -112,6 +113,27 @@ class ReplicaLog(Contract):
 
     replica_id: str
     lines: list[str]
+
+
+class LogLine(Contract):
+    """One line a replica wrote, with the time Docker received it."""
+
+    time: datetime
+    stream: Literal["stdout", "stderr"]
+    message: str
+    replica_id: str
+    deployment_id: str | None = None
+    node: str = Field(description="the node the replica ran on")
+
+
+class LogNotice(Contract):
+    """Something a log reader should know besides the lines: lines dropped because it read too slowly,
+    or a node whose logs could not be read (`reason`)."""
+
+    kind: Literal["dropped", "unavailable"]
+    node: str
+    reason: str
+    count: int = 0
 
 
 class NodeInfo(Contract):

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from activities.agent_client import AgentCallError
+from core.agent_client import AgentCallError
 from tests.support import missing_component
 from tests.support.fleet import EnrolledFleet
 from tests.support.nodes import NodeEngine

@@ -21,11 +21,11 @@ import pytest
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
-from activities.agent_client import AgentClient
 from activities.agents import AgentActivities
 from activities.contracts import NodeRef, ReplicaBatch, StabilityWatch
 from agent.app import create_app
 from agent.runtime import DockerRuntime
+from core.agent_client import AgentClient
 from core.contracts import HealthCheck, ReplicaSpec, ReplicaState
 from core.settings import Settings, load_settings
 from tests.integration.test_agent import (  # noqa: F401 - fixtures

@@ -24,8 +24,8 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from activities.agent_client import AgentCallError, AgentClient, AgentTLS
 from core import mtls, pki
+from core.agent_client import AgentCallError, AgentClient, AgentTLS
 from core.db import Database
 from core.models import RevokedCertificate
 from tests.support import DOCKER_HOST

@@ -34,8 +34,8 @@ from typing import Any, ClassVar, Self
 
 import pytest
 
-from activities.agent_client import AgentClient, AgentTLS
 from core import pki
+from core.agent_client import AgentClient, AgentTLS
 from tests.support import missing_component
 from tests.support.components import REPO_ROOT
 from tests.support.nodes import Fleet, NodeEngine

@@ -22,7 +22,6 @@ FORBIDDEN = {
 }
 # The activities that talk HTTP, and to whom (never to Dockyard's own API but from a builder's host).
 HTTP_CLIENTS = {
-    "activities/agent_client.py": "the node agents (mTLS)",
     "activities/registry.py": "the OCI registry",
     "activities/routing.py": "Traefik's API (is a route served?)",
     "activities/control_plane.py": "Dockyard's own API, from a builder's host (uploads, credentials)",

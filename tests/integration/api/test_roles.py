@@ -263,6 +263,8 @@ TABLE: dict[tuple[str, str], Row] = {
     # metrics (no Prometheus here: an allowed read is answered 503)
     ("GET", "/v1/services/{service_id}/metrics"): Row(project(Permission.READ), params={"metric": "cpu"}),
     ("GET", "/v1/nodes/{node_id}/metrics"): Row(admin, params={"metric": "load"}),
+    # runtime logs (no replicas here: an allowed read answers no lines)
+    ("GET", "/v1/services/{service_id}/logs"): Row(project(Permission.READ)),
     # the audit log: a project's owners read their project's
     ("GET", "/v1/audit"): Row(project(Permission.MANAGE), params={"project_id": "{project_id}"}),
     # Temporal's payload codec, for the Web UI (no payload key here: an allowed call is answered 503)

@@ -8,9 +8,10 @@ identity that was meant (dockyard://node/<id>), and no revoked serial.
 
 from __future__ import annotations
 
+import json
 import math
 import ssl
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,8 @@ from typing import Any
 import httpx
 
 from core import mtls, pki
-from core.contracts import Heartbeat, NodeInfo, ReplicaLog, ReplicaSpec, ReplicaStatus
+from core.contracts import Heartbeat, LogLine, LogNotice, NodeInfo, ReplicaLog, ReplicaSpec, ReplicaStatus
+from core.settings import Settings
 
 
 class AgentCallError(Exception):
@@ -69,6 +71,19 @@ class AgentTLS:
                 f"the control plane's certificate cannot be loaded ({exc}); the API creates it in its "
                 "state directory (pki/) when it starts",
             ) from None
+
+
+def client_for(
+    settings: Settings, node_id: str | None, address: str | None, revoked_serials: Iterable[int] = ()
+) -> AgentClient:
+    """The client of an enrolled node (mutual TLS, at the address it enrolled with), or with no node id,
+    of the local `dockyard up` agent (its bearer token)."""
+    if node_id is None:
+        token = settings.agent_token.get_secret_value() if settings.agent_token else None
+        return AgentClient(settings.agent_url, token)
+    if address is None:
+        raise AgentCallError(node_id, "connect", f"node {node_id} has no agent address")
+    return AgentClient.for_node(address, AgentTLS.from_pki_dir(settings.pki_dir, node_id, revoked_serials))
 
 
 class AgentClient:
@@ -134,6 +149,35 @@ class AgentClient:
         """Stop and remove; with no grace, the replica's own (its service's draining seconds)."""
         params = {} if grace_seconds is None else {"grace_seconds": math.ceil(grace_seconds)}
         await self._call("remove", "DELETE", f"/v1/replicas/{replica_id}", params=params)
+
+    async def logs(
+        self, params: dict[str, str | int], follow: bool = False
+    ) -> AsyncIterator[LogLine | LogNotice]:
+        """A service's logs on the node (`GET /v1/logs`), as the agent streams them; with `follow`, until
+        the caller stops reading (closing this iterator closes the stream)."""
+        timeout = httpx.Timeout(30.0, read=None) if follow else httpx.Timeout(60.0)
+        query = {**params, "follow": "true" if follow else "false"}
+        try:
+            async with self._http.stream("GET", "/v1/logs", params=query, timeout=timeout) as response:
+                if response.status_code >= 400:
+                    await response.aread()
+                    step, reason = _error_detail("logs", response)
+                    raise AgentCallError(self.node, step, reason, status_code=response.status_code)
+                async for text in response.aiter_lines():
+                    if not text:
+                        continue  # the agent's keepalive
+                    data = json.loads(text)
+                    yield LogNotice.model_validate(data) if "kind" in data else LogLine.model_validate(data)
+        except httpx.TransportError as exc:
+            if (tls_error := _tls_error(exc)) is not None:
+                raise AgentCallError(self.node, "tls", tls_error) from None
+            raise AgentCallError(
+                self.node, "logs", f"agent unreachable at {self._http.base_url}: {exc!r}"
+            ) from None
+        except ValueError as exc:
+            raise AgentCallError(
+                self.node, "logs", f"the agent sent a line that is not a log line: {exc}"
+            ) from None
 
     async def heartbeat(self) -> Heartbeat:
         return Heartbeat.model_validate(await self._call("heartbeat", "GET", "/v1/heartbeat"))
