@@ -33,7 +33,6 @@ from tests.integration.test_agent import (  # noqa: F401 - fixtures
     agent_error,
     agent_settings,
     app_image,
-    docker_client,
     ensure,
     ensured,
     environment_id,
