@@ -126,6 +126,10 @@ class DockerLogs:
             raise DockerUnavailable(f"docker engine unreachable for logs: {exc!r}") from None
 
 
+def _time(line: LogLine) -> datetime:
+    return line.time
+
+
 def _line(text: str, stream: str, replica_id: str, deployment_id: str | None, node: str) -> LogLine | None:
     if not text:
         return None
@@ -270,7 +274,10 @@ class ServiceLogs:
         for path in self.archive.files(query.environment_id, query.service_id):
             if LogArchive.container_id(path) not in live_ids:
                 per_source.append(last((x for x in LogArchive.read(path) if query.wants(x)), query.tail))
-        return last(heapq.merge(*per_source, key=lambda line: line.time), query.tail)
+        # Docker stamps stdout and stderr as it reads each, so one container's lines (in the order they
+        # were written) may be a little out of time order across its two streams.
+        in_order = [sorted(lines, key=_time) for lines in per_source]
+        return last(heapq.merge(*in_order, key=_time), query.tail)
 
     async def _container_lines(self, attrs: dict[str, Any], query: LogQuery) -> list[LogLine]:
         # Without a search Docker cuts the tail itself; with one, every line in the window is looked at.
