@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -109,6 +110,26 @@ def api() -> None:
     from api.main import run
 
     run(_settings())
+
+
+@app.command()
+def prometheus(
+    run_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="where its configuration is written (default: $RUNTIME_DIRECTORY, else <state dir>/run)"
+        ),
+    ] = None,
+) -> None:
+    """Run Prometheus as `dockyard up` does (its configuration from the settings, its data in the state
+    directory): the systemd unit's command."""
+    from cli.platform import prometheus_argv
+
+    settings = _settings(with_local_secrets=False)
+    directory = run_dir or Path(os.environ.get("RUNTIME_DIRECTORY") or settings.state_dir / "run")
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    argv = prometheus_argv(settings, directory)
+    os.execv(argv[0], argv)
 
 
 @app.command("codec-server")

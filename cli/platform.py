@@ -140,6 +140,18 @@ def render_prometheus_config(settings: Settings, run_dir: Path) -> Path:
     )
 
 
+def prometheus_argv(settings: Settings, run_dir: Path) -> list[str]:
+    """Prometheus with its configuration written to `run_dir`, its data in the state directory."""
+    host, port = _hostport(settings.prometheus_url)
+    return [
+        _binary("prometheus"),
+        f"--config.file={render_prometheus_config(settings, run_dir)}",
+        f"--storage.tsdb.path={settings.state_dir / 'prometheus'}",
+        f"--storage.tsdb.retention.time={settings.prometheus_retention}",
+        f"--web.listen-address={host}:{port}",
+    ]
+
+
 def traefik_serves_the_routes(settings: Settings) -> Callable[[int], bool]:
     """Whether the Traefik whose "instance" entrypoint is on this port may take traffic: it has loaded
     every router the API publishes (/internal/traefik/config), or, while the API is away, every router
@@ -248,13 +260,7 @@ def platform_processes(settings: Settings, run_dir: Path, *, start_docker: bool)
         ProcessSpec("api", [*dockyard, "api"], ready_url=f"{settings.public_api_url}/healthz"),
         ProcessSpec(
             "prometheus",
-            [
-                _binary("prometheus"),
-                f"--config.file={render_prometheus_config(settings, run_dir)}",
-                f"--storage.tsdb.path={settings.state_dir / 'prometheus'}",
-                f"--storage.tsdb.retention.time={settings.prometheus_retention}",
-                f"--web.listen-address={prometheus_host}:{prometheus_port}",
-            ],
+            prometheus_argv(settings, run_dir),
             ready_url=f"{settings.prometheus_url}/-/ready",
             ready_tcp=(prometheus_host, prometheus_port),
         ),

@@ -23,7 +23,8 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 UNITS_DIR = REPO_ROOT / "infra" / "systemd"
 INSTALL_ROOT = "/opt/dockyard"  # where infra/systemd/README.md installs the checkout
 EXTERNAL_UNITS = {"network-online.target", "multi-user.target", "postgresql.service", "docker.service"}
-EXTERNAL_UNITS |= {"docker-registry.service", "redis-server.service"}  # Debian's, in Conflicts=
+# Debian's own, in Conflicts=
+EXTERNAL_UNITS |= {"docker-registry.service", "redis-server.service", "prometheus.service"}
 AGENT = "dockyard-agent.service"
 
 Unit = dict[str, list[tuple[str, str]]]
@@ -58,7 +59,7 @@ SERVICES = {name: unit for name, unit in UNITS.items() if name.endswith(".servic
 
 
 def test_there_is_a_unit_for_each_process_dockyard_up_runs() -> None:
-    expected = {"api", "worker", "agent", "temporal", "traefik", "registry", "redis"}
+    expected = {"api", "worker", "agent", "temporal", "traefik", "registry", "redis", "prometheus"}
     assert set(SERVICES) == {f"dockyard-{name}.service" for name in expected}
     assert "dockyard.target" in UNITS
 
