@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import docker
+import docker.errors
 import httpx
 import pytest
 from temporalio.client import Client, WorkflowFailureError
@@ -250,7 +251,33 @@ def platform_with(
     try:
         yield platform
     finally:
+        made = set(platform.service_ids) | every_service(api)
         api.close()
         stopped = run_dockyard(env, "down")
         assert stopped.returncode == 0, stopped.stderr
-    assert_nothing_left_running(state_dir, docker_client, platform.service_ids)
+    assert_nothing_left_running(state_dir, docker_client, sorted(made))
+    remove_replicas(docker_client, made)
+
+
+def every_service(api: httpx.Client) -> set[str]:
+    """The ids of every service the platform has, as far as its API answers."""
+    try:
+        projects = api.get("/v1/projects").json()
+        return {
+            service["id"]
+            for project in projects
+            for service in api.get(f"/v1/projects/{project['id']}/services").json()
+        }
+    except (httpx.HTTPError, TypeError, KeyError, ValueError):
+        return set()
+
+
+def remove_replicas(client: docker.DockerClient, service_ids: set[str]) -> None:
+    """The stopped containers of a platform that is down: `dockyard down` keeps them for the next `up`;
+    the tests that made them are over."""
+    for service_id in service_ids:
+        for container in client.containers.list(
+            all=True, filters={"label": f"dockyard.service={service_id}"}
+        ):
+            with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
+                container.remove(force=True)
