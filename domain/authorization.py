@@ -25,6 +25,7 @@ from core.models import Deployment, Environment, Membership, Project, Service
 from domain.actors import Actor, ActorKind, ProjectRole
 from domain.context import note_project
 from domain.errors import Forbidden, NotFound
+from domain.store import environment_by_name
 
 
 class Permission(StrEnum):
@@ -132,6 +133,14 @@ async def service_for(
         raise NotFound("service", service_id)
     await _authorize_or_hide(session, actor, permission, service.project_id, "service", service_id)
     return service
+
+
+async def service_in_environment(
+    session: AsyncSession, actor: Actor, permission: Permission, service_id: str, environment: str
+) -> tuple[Service, Environment]:
+    """The service (if the actor may) and its project's environment of that name."""
+    service = await service_for(session, actor, permission, service_id)
+    return service, await environment_by_name(session, service.project_id, environment)
 
 
 async def environment_for(

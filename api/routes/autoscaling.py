@@ -12,8 +12,7 @@ from api.schemas.common import EnvironmentName
 from core.autoscaling import AutoscalingPolicy
 from core.models import Autoscaling, Environment
 from domain import autoscaling
-from domain.authorization import Permission, service_for
-from domain.store import environment_by_name
+from domain.authorization import Permission, service_in_environment
 
 router = APIRouter(prefix="/v1/services/{service_id}", tags=["autoscaling"])
 
@@ -30,8 +29,7 @@ async def set_autoscaling(
 ) -> AutoscalingRead:
     """Scale the service's replicas in the environment on CPU, memory and requests per second (any of
     them), between min and max, the HPA's way; its autoscaler evaluates every 15 s."""
-    service = await service_for(session, actor, Permission.CONFIGURE, service_id)
-    env = await environment_by_name(session, service.project_id, environment)
+    service, env = await service_in_environment(session, actor, Permission.CONFIGURE, service_id, environment)
     row = await autoscaling.set_policy(session, settings, temporal, actor, service, env, body)
     return _read(row, env)
 
@@ -40,8 +38,7 @@ async def set_autoscaling(
 async def get_autoscaling(
     service_id: str, session: SessionDep, actor: CurrentActor, environment: EnvironmentName = "production"
 ) -> AutoscalingRead:
-    service = await service_for(session, actor, Permission.READ, service_id)
-    env = await environment_by_name(session, service.project_id, environment)
+    service, env = await service_in_environment(session, actor, Permission.READ, service_id, environment)
     return _read(await autoscaling.get_policy(session, service, env), env)
 
 
@@ -54,8 +51,7 @@ async def remove_autoscaling(
     environment: EnvironmentName = "production",
 ) -> Response:
     """Autoscaling off: the replicas stay as they are."""
-    service = await service_for(session, actor, Permission.CONFIGURE, service_id)
-    env = await environment_by_name(session, service.project_id, environment)
+    service, env = await service_in_environment(session, actor, Permission.CONFIGURE, service_id, environment)
     await autoscaling.remove_policy(session, temporal, actor, service, env)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
@@ -69,8 +65,7 @@ async def list_scaling_events(
     limit: Annotated[int, Query(ge=1, le=autoscaling.EVENTS_MAX)] = 50,
 ) -> list[ScalingEventRead]:
     """The autoscaler's decisions that changed, or wanted to change, the replicas; newest first."""
-    service = await service_for(session, actor, Permission.READ, service_id)
-    env = await environment_by_name(session, service.project_id, environment)
+    service, env = await service_in_environment(session, actor, Permission.READ, service_id, environment)
     events = await autoscaling.scaling_events(session, service, env, limit)
     return [ScalingEventRead.model_validate(event, from_attributes=True) for event in events]
 

@@ -12,7 +12,7 @@ from api.uploads import store_upload
 from core.contracts import SourceSpec
 from core.models import Deployment
 from domain import deployments
-from domain.authorization import Permission, deployment_for, service_for
+from domain.authorization import Permission, deployment_for, service_for, service_in_environment
 from domain.store import environment_by_name
 
 router = APIRouter(prefix="/v1/deployments", tags=["deployments"])
@@ -36,8 +36,9 @@ async def create_deployment(
     image), or its repository at `ref` (default: the service's branch), built first.
 
     Answers at once with the QUEUED deployment; follow it with `GET /v1/deployments/{id}`."""
-    service = await service_for(session, actor, Permission.DEPLOY, service_id)
-    environment = await environment_by_name(session, service.project_id, body.environment)
+    service, environment = await service_in_environment(
+        session, actor, Permission.DEPLOY, service_id, body.environment
+    )
     if body.image:
         service.image, service.repo_url, service.repo_branch = body.image, None, None
     source = deployments.source_of(service, body.ref)
@@ -67,8 +68,7 @@ async def upload_deployment(
 ) -> DeploymentRead:
     """Deploy a directory (a gzipped tarball in the body), built like a repository: what
     `dockyard deploy PATH` does, like `railway up`."""
-    service = await service_for(session, actor, Permission.DEPLOY, service_id)
-    env = await environment_by_name(session, service.project_id, environment)
+    service, env = await service_in_environment(session, actor, Permission.DEPLOY, service_id, environment)
     upload = await store_upload(request, settings, service.id)
     session.add(upload)
     source = SourceSpec(kind="upload", upload_id=upload.id)
@@ -111,8 +111,9 @@ async def scale_service(
     (the scale runs on; its replica count changes when it is done), and later deploys keep the count.
     Refused (409) while a deploy of the service is in progress. A deployment recorded before scaling
     in place existed is redeployed with the new count instead (a new deployment is answered)."""
-    service = await service_for(session, actor, Permission.DEPLOY, service_id)
-    environment = await environment_by_name(session, service.project_id, body.environment)
+    service, environment = await service_in_environment(
+        session, actor, Permission.DEPLOY, service_id, body.environment
+    )
     deployment = await deployments.scale(
         session, settings, temporal, actor, service, environment, body.replicas
     )

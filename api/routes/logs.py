@@ -19,9 +19,8 @@ from core.logs import SEARCH_LIMIT
 from core.models import Environment, Service
 from core.settings import Settings
 from domain import logs
-from domain.authorization import Permission, service_for
+from domain.authorization import Permission, service_in_environment
 from domain.errors import Invalid
-from domain.store import environment_by_name
 
 router = APIRouter(prefix="/v1/services", tags=["logs"])
 
@@ -66,8 +65,7 @@ async def get_service_logs(
     oldest first: the last `tail` lines matching. A node that cannot be read is a notice, not an error.
     With `follow=true`, a `text/event-stream`: the same lines, then each new one as it is written
     (`data:` a line; `event: notice` a node unavailable or lines dropped; a comment as keepalive)."""
-    service = await service_for(session, actor, Permission.READ, service_id)
-    env = await environment_by_name(session, service.project_id, environment)
+    service, env = await service_in_environment(session, actor, Permission.READ, service_id, environment)
     query = logs.log_request(since, until, search, replica, tail)
     if not follow:
         found = await logs.read_logs(settings, session, service, env, query)

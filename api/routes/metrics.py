@@ -15,9 +15,9 @@ from api.schemas.metrics import MetricRead, ScrapeTargets
 from core.metrics import NodeMetric, ServiceMetric
 from core.models import Node
 from domain import metrics
-from domain.authorization import Permission, require_internal, service_for
+from domain.authorization import Permission, require_internal, service_in_environment
 from domain.metrics import MetricRange
-from domain.store import environment_by_name, get_or_404
+from domain.store import get_or_404
 
 router = APIRouter(prefix="/v1", tags=["metrics"])
 internal_router = APIRouter(prefix="/internal", tags=["internal"])
@@ -41,8 +41,7 @@ async def get_service_metrics(
 ) -> MetricRead:
     """One metric of the service in an environment: summed over its replicas, and per replica (CPU,
     memory, network, disk) — or its requests, 5xx errors and latency quantiles as Traefik saw them."""
-    service = await service_for(session, actor, Permission.READ, service_id)
-    env = await environment_by_name(session, service.project_id, environment)
+    service, env = await service_in_environment(session, actor, Permission.READ, service_id, environment)
     span = metrics.window(settings, period, step)
     return _read(await metrics.service_metric(settings, service, env, metric, span))
 

@@ -10,9 +10,9 @@ from api.schemas.services import ServiceCreate, ServiceRead, ServiceUpdate, Serv
 from core.models import Service
 from core.settings import Settings
 from domain import services
-from domain.authorization import Permission, project_for, service_for
+from domain.authorization import Permission, project_for, service_for, service_in_environment
 from domain.services import CREDENTIAL_FIELDS
-from domain.store import environment_by_name, routed_deployment, service_url, service_urls
+from domain.store import routed_deployment, service_url, service_urls
 
 router = APIRouter(prefix="/v1/services", tags=["services"])
 project_router = APIRouter(prefix="/v1/projects/{project_id}/services", tags=["services"])
@@ -86,8 +86,7 @@ async def get_service_url(
     actor: CurrentActor,
     environment: str = "production",
 ) -> ServiceUrl:
-    service = await service_for(session, actor, Permission.READ, service_id)
-    env = await environment_by_name(session, service.project_id, environment)
+    service, env = await service_in_environment(session, actor, Permission.READ, service_id, environment)
     return ServiceUrl(
         service_id=service.id,
         environment=env.name,

@@ -17,11 +17,9 @@ from api.deps import CurrentActor, SessionDep, SettingsDep
 from api.schemas.variables import VariablesRead, VariablesUpdate
 from core.models import Environment, Service, Variable
 from core.secrets import SecretBox, secret_box
-from domain.actors import Actor
 from domain.audit import audit
-from domain.authorization import Permission, service_for
+from domain.authorization import Permission, service_in_environment
 from domain.errors import Conflict
-from domain.store import environment_by_name
 from domain.variables import invalid_variables, variable_layers
 
 router = APIRouter(prefix="/v1/services/{service_id}/variables", tags=["variables"])
@@ -34,13 +32,6 @@ async def _read(
     return VariablesRead(
         environment=environment.name, variables=dict(sorted(layers.own.items())), inherited=layers.inherited
     )
-
-
-async def _target(
-    session: SessionDep, actor: Actor, permission: Permission, service_id: str, environment: str
-) -> tuple[Service, Environment]:
-    service = await service_for(session, actor, permission, service_id)
-    return service, await environment_by_name(session, service.project_id, environment)
 
 
 async def _stored(session: SessionDep, service: Service, environment: Environment) -> dict[str, Variable]:
@@ -60,7 +51,9 @@ async def get_variables(
 ) -> VariablesRead:
     """The service's variables in `environment`, and those it inherits from its base environments
     (their values: a project's viewers may not read them)."""
-    service, env = await _target(session, actor, Permission.READ_SECRETS, service_id, environment)
+    service, env = await service_in_environment(
+        session, actor, Permission.READ_SECRETS, service_id, environment
+    )
     return await _read(session, secret_box(settings), service, env)
 
 
@@ -84,7 +77,9 @@ async def update_variables(
                 for name, reason in problems.items()
             ]
         )
-    service, env = await _target(session, actor, Permission.WRITE_VARIABLES, service_id, environment)
+    service, env = await service_in_environment(
+        session, actor, Permission.WRITE_VARIABLES, service_id, environment
+    )
     box = secret_box(settings)
     stored = await _stored(session, service, env)
     written, deleted = [], []
@@ -128,7 +123,9 @@ async def delete_variable(
 
     Nothing is redeployed: the change is staged, and the next deployment picks it up.
     """
-    service, env = await _target(session, actor, Permission.WRITE_VARIABLES, service_id, environment)
+    service, env = await service_in_environment(
+        session, actor, Permission.WRITE_VARIABLES, service_id, environment
+    )
     row = (await _stored(session, service, env)).get(name)
     if row is None:
         raise HTTPException(404, f"variable {name!r} is not set in environment {env.name!r}")
