@@ -51,10 +51,12 @@ class LogQuery:
     until: datetime | None = None
     search: Search = field(default_factory=Search)
     tail: int = 200
+    deployment_id: str | None = None
 
     def wants(self, line: LogLine) -> bool:
         return (
             (self.replica_id is None or line.replica_id == self.replica_id)
+            and (self.deployment_id is None or line.deployment_id == self.deployment_id)
             and (self.since is None or line.time >= self.since)
             and (self.until is None or line.time <= self.until)
             and self.search.matches(line.message)

@@ -95,6 +95,7 @@ async def get_logs(
     service_id: Annotated[str, Query(pattern=ID_PATTERN)],
     environment_id: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
     replica_id: Annotated[str | None, Query(pattern=REPLICA_ID_PATTERN)] = None,
+    deployment_id: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
     since: datetime | None = None,
     until: datetime | None = None,
     search: Annotated[str | None, Query(max_length=SEARCH_LIMIT)] = None,
@@ -108,7 +109,9 @@ async def get_logs(
         parsed = parse_search(search)
     except InvalidLogQuery as exc:
         raise AgentFailure(422, "validate", f"search: {exc}") from None
-    query = LogQuery(service_id, environment_id, replica_id, _aware(since), _aware(until), parsed, tail)
+    query = LogQuery(
+        service_id, environment_id, replica_id, _aware(since), _aware(until), parsed, tail, deployment_id
+    )
     logs: ServiceLogs = request.app.state.logs
     if not follow:
         lines = await logs.history(query)

@@ -68,6 +68,9 @@ def register(app: typer.Typer, settings_factory: Any) -> None:
         since: Annotated[str | None, typer.Option(help="15m, 2h, 7d, or a time (RFC 3339)")] = None,
         until: Annotated[str | None, typer.Option(help="15m, 2h, 7d, or a time (RFC 3339)")] = None,
         replica: Annotated[str | None, typer.Option(help="one replica's lines only (its id)")] = None,
+        deployment: Annotated[
+            str | None, typer.Option("--deployment", "-d", help="one deployment's lines only (its id)")
+        ] = None,
         search: Annotated[
             str | None,
             typer.Option(
@@ -82,9 +85,9 @@ def register(app: typer.Typer, settings_factory: Any) -> None:
         with reported_errors():
             target = deploy_target(None, service, environment, settings, Path.cwd())
             params: dict[str, Any] = {"environment": target.environment, "tail": tail}
-            for name, value in (("since", since), ("until", until), ("replica", replica), ("search", search)):
-                if value:
-                    params[name] = value
+            given = {"since": since, "until": until, "replica": replica, "search": search}
+            given["deployment"] = deployment
+            params.update({name: value for name, value in given.items() if value})
             path = f"/v1/services/{target.service_id}/logs"
             with open_api(settings) as api:
                 if follow_:

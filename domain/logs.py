@@ -44,6 +44,7 @@ class LogRequest:
     until: datetime | None
     search: str | None
     tail: int
+    deployment_id: str | None = None
 
     def params(self, service_id: str, environment_id: str) -> dict[str, str | int]:
         params: dict[str, str | int] = {
@@ -53,6 +54,8 @@ class LogRequest:
         }
         if self.replica_id:
             params["replica_id"] = self.replica_id
+        if self.deployment_id:
+            params["deployment_id"] = self.deployment_id
         if self.since is not None:
             params["since"] = self.since.isoformat()
         if self.until is not None:
@@ -63,7 +66,12 @@ class LogRequest:
 
 
 def log_request(
-    since: str | None, until: str | None, search: str | None, replica: str | None, tail: int
+    since: str | None,
+    until: str | None,
+    search: str | None,
+    replica: str | None,
+    tail: int,
+    deployment: str | None = None,
 ) -> LogRequest:
     """The reader's query, checked: Invalid names the parameter that cannot be understood."""
     now = datetime.now(UTC)
@@ -82,7 +90,7 @@ def log_request(
         raise Invalid("until", f"{end.isoformat()} is before since ({start.isoformat()})")
     if not 1 <= tail <= MAX_LINES:
         raise Invalid("tail", f"between 1 and {MAX_LINES} lines")
-    return LogRequest(replica or None, start, end, search or None, tail)
+    return LogRequest(replica or None, start, end, search or None, tail, deployment or None)
 
 
 @dataclass(frozen=True)

@@ -48,6 +48,9 @@ async def get_service_logs(
     since: TimeParam = None,
     until: TimeParam = None,
     replica: Annotated[str | None, Query(max_length=128, description="one replica's lines only")] = None,
+    deployment: Annotated[
+        str | None, Query(max_length=32, description="one deployment's lines only (its id)")
+    ] = None,
     search: Annotated[
         str | None,
         Query(
@@ -66,7 +69,7 @@ async def get_service_logs(
     With `follow=true`, a `text/event-stream`: the same lines, then each new one as it is written
     (`data:` a line; `event: notice` a node unavailable or lines dropped; a comment as keepalive)."""
     service, env = await service_in_environment(session, actor, Permission.READ, service_id, environment)
-    query = logs.log_request(since, until, search, replica, tail)
+    query = logs.log_request(since, until, search, replica, tail, deployment)
     if not follow:
         found = await logs.read_logs(settings, session, service, env, query)
         return ServiceLogsRead(

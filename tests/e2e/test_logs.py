@@ -121,3 +121,5 @@ def test_two_replicas_on_two_nodes_merged_filtered_followed_and_kept(
     assert {line.replica_id for line in old} == {line.replica_id for line in lines}
     assert sum(1 for line in old if line.message == "bye") == 2
     assert any(line.deployment_id == second["id"] for line in kept)
+    only_first = lines_of(read_logs(platform, service, deployment=first["id"], tail=5000))
+    assert only_first == old
