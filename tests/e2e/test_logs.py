@@ -14,7 +14,7 @@ import pytest
 
 from core.contracts import LogLine
 from tests.support.fleet import EnrolledFleet
-from tests.support.platform import AppImages, Platform
+from tests.support.platform import AppImages, Platform, run_dockyard
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -80,6 +80,15 @@ def test_two_replicas_on_two_nodes_merged_filtered_followed_and_kept(
     assert {line.replica_id for line in lines_of(read_logs(platform, service, replica=one))} == {one}
     assert len(lines_of(read_logs(platform, service, tail=5))) == 5
     print(f"\n[logs] {len(lines)} lines from nodes {sorted(nodes)}, merged in time order")
+
+    # The CLI prints the same lines, one per line, with their node; a search it cannot read says why.
+    printed = run_dockyard(platform.env, "logs", "-s", service["id"], "-n", "4", "-q", "-tick", timeout=60)
+    assert printed.returncode == 0, printed.stderr
+    shown = printed.stdout.splitlines()
+    assert len(shown) == 4 and any("oops on stderr" in text for text in shown), shown
+    assert all(any(name in text for name in nodes) for text in shown), shown
+    refused = run_dockyard(platform.env, "logs", "-s", service["id"], "--since", "yesterday", timeout=60)
+    assert refused.returncode != 0 and "since" in refused.stderr, refused
 
     # A follower: the history, then new ticks from both nodes, each within a second of being written.
     lags: dict[str, list[float]] = {}
