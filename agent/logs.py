@@ -53,6 +53,9 @@ class LogQuery:
     tail: int = 200
     deployment_id: str | None = None
 
+    def matches_everything(self) -> bool:
+        return not (self.replica_id or self.deployment_id or self.since or self.until or self.search.terms)
+
     def wants(self, line: LogLine) -> bool:
         return (
             (self.replica_id is None or line.replica_id == self.replica_id)
@@ -228,15 +231,40 @@ class LogArchive:
     def container_id(path: Path) -> str:
         return path.name.removesuffix(".ndjson").rpartition(".")[2]
 
+    def last_lines(self, path: Path, query: LogQuery) -> list[LogLine]:
+        """The last `query.tail` lines of a kept file that match. A file written before `since` is
+        skipped whole (it was written as its container was removed); with nothing to match, only the
+        last lines are read as lines."""
+        try:
+            if query.since is not None and path.stat().st_mtime < query.since.timestamp():
+                return []
+        except FileNotFoundError:
+            return []
+        if query.matches_everything():
+            try:
+                with path.open(encoding="utf-8") as texts:
+                    tail = last(texts, query.tail)
+            except FileNotFoundError:
+                return []
+            return [line for text in tail if (line := _parsed(text)) is not None]
+        return last((line for line in self.read(path) if query.wants(line)), query.tail)
+
     @staticmethod
     def read(path: Path) -> Iterator[LogLine]:
         try:
-            with path.open(encoding="utf-8") as lines:
-                for text in lines:
-                    with contextlib.suppress(ValueError):
-                        yield LogLine.model_validate_json(text)
+            with path.open(encoding="utf-8") as texts:
+                for text in texts:
+                    if (line := _parsed(text)) is not None:
+                        yield line
         except FileNotFoundError:
             return
+
+
+def _parsed(text: str) -> LogLine | None:
+    try:
+        return LogLine.model_validate_json(text)
+    except ValueError:
+        return None
 
 
 def _keep_tail(path: Path, limit: int) -> None:
@@ -275,7 +303,7 @@ class ServiceLogs:
         live_ids = {str(attrs.get("Id", ""))[:12] for attrs in live}
         for path in self.archive.files(query.environment_id, query.service_id):
             if LogArchive.container_id(path) not in live_ids:
-                per_source.append(last((x for x in LogArchive.read(path) if query.wants(x)), query.tail))
+                per_source.append(self.archive.last_lines(path, query))
         # Docker stamps stdout and stderr as it reads each, so one container's lines (in the order they
         # were written) may be a little out of time order across its two streams.
         in_order = [sorted(lines, key=_time) for lines in per_source]

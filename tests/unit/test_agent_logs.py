@@ -15,6 +15,7 @@ from typing import Any
 from agent import logs as agent_logs
 from agent.logs import FOLLOW_BUFFER, LogArchive, LogQuery, ServiceLogs
 from core.contracts import LogLine, LogNotice
+from core.logs import parse_search
 
 SERVICE, ENVIRONMENT = "svc_1", "env_1"
 # Lines written before a follower came, and after: a follower reads the history up to the moment it
@@ -159,3 +160,24 @@ async def test_a_kept_log_larger_than_the_bound_keeps_its_tail_at_a_line_boundar
     assert lines[-1].message == "line 199"
     assert [item.message for item in lines] == [f"line {i}" for i in range(200 - len(lines), 200)]
     assert archive.directory("../escape", SERVICE) is None
+
+
+async def test_a_kept_file_answers_its_last_matching_lines(tmp_path: Path) -> None:
+    archive = LogArchive(tmp_path, timedelta(days=1), max_bytes_per_service=1 << 20)
+
+    async def some() -> AsyncIterator[LogLine]:
+        for index in range(50):
+            yield line("r1", index)
+
+    kept = await archive.keep(container("r1"), some())
+    assert kept is not None
+
+    plain = archive.last_lines(kept, LogQuery(SERVICE, ENVIRONMENT, tail=3))
+    assert [item.message for item in plain] == ["line 47", "line 48", "line 49"]
+    searched = archive.last_lines(
+        kept, LogQuery(SERVICE, ENVIRONMENT, tail=2, search=parse_search('"line 1"'))
+    )
+    assert [item.message for item in searched] == ["line 18", "line 19"]
+    # Written (as its container was removed) before `since`: nothing in it is newer.
+    later = LogQuery(SERVICE, ENVIRONMENT, since=datetime.now(UTC) + timedelta(minutes=1))
+    assert archive.last_lines(kept, later) == []
