@@ -31,7 +31,7 @@ import httpx
 from agent import containers
 from agent.runtime import DockerError, DockerUnavailable, Runtime
 from core.contracts import LogLine, LogNotice
-from core.logs import FrameReader, InvalidLogQuery, Search, last, split_timestamp, unix_seconds
+from core.logs import FrameReader, InvalidLogQuery, LogFeed, Search, last, split_timestamp, unix_seconds
 
 log = logging.getLogger(__name__)
 
@@ -355,42 +355,25 @@ class TooManyFollowers(Exception):
 
 
 class _Follow:
-    """One follower: a watcher that starts a pump per running container, and a bounded queue."""
+    """One follower: a watcher that starts a pump per running container, all feeding one LogFeed."""
 
     def __init__(self, logs: ServiceLogs, query: LogQuery, since: datetime) -> None:
         self.logs = logs
         self.query = query
         self.since = since
-        self.queue: asyncio.Queue[LogLine] = asyncio.Queue(maxsize=FOLLOW_BUFFER)
-        self.dropped = 0
-        self.pumps: dict[str, asyncio.Task[None]] = {}
+        self.feed: LogFeed[LogLine] = LogFeed(logs.node, FOLLOW_BUFFER)
         self.seen: dict[str, datetime] = {}
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
-        watcher = asyncio.create_task(self._watch())
+        self.feed.start("watch", self._watch())
         try:
             yield
         finally:
-            tasks = [watcher, *self.pumps.values()]
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await self.feed.close()
 
     async def next(self, wait_seconds: float) -> LogLine | LogNotice | None:
-        if self.dropped:
-            notice = LogNotice(
-                kind="dropped",
-                node=self.logs.node,
-                reason=f"{self.dropped} lines dropped: the reader was slower than the replicas wrote",
-                count=self.dropped,
-            )
-            self.dropped = 0
-            return notice
-        try:
-            return await asyncio.wait_for(self.queue.get(), wait_seconds)
-        except TimeoutError:
-            return None
+        return await self.feed.next(wait_seconds)
 
     async def _watch(self) -> None:
         while True:
@@ -401,10 +384,9 @@ class _Follow:
                 found = []
             for attrs in found:
                 container_id = str(attrs.get("Id", ""))
-                pump = self.pumps.get(container_id)
                 running = (attrs.get("State") or {}).get("Status") in ("running", "restarting")
-                if running and (pump is None or pump.done()):
-                    self.pumps[container_id] = asyncio.create_task(self._pump(attrs))
+                if running and not self.feed.running(container_id):
+                    self.feed.start(container_id, self._pump(attrs))
             await asyncio.sleep(WATCH_SECONDS)
 
     async def _pump(self, attrs: dict[str, Any]) -> None:
@@ -415,11 +397,7 @@ class _Follow:
                 if line.time <= since:
                     continue  # Docker's `since` is inclusive: the last line seen comes again
                 since = self.seen[container_id] = line.time
-                if not self.query.wants(line):
-                    continue
-                try:
-                    self.queue.put_nowait(line)
-                except asyncio.QueueFull:
-                    self.dropped += 1
+                if self.query.wants(line):
+                    self.feed.put(line)
         except DockerError as exc:
             log.warning("log follower: container %s: %s", container_id[:12], exc)

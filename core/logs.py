@@ -10,16 +10,18 @@ Search (like Railway's filter): terms separated by spaces, every one must match 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import shlex
 import struct
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Coroutine, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
+from core.contracts import LogNotice
 from core.metrics import DURATION, parse_duration
 
 # Docker's multiplexed stream (a container without a TTY): each frame is an 8-byte header (stream type,
@@ -212,3 +214,46 @@ def _field(fields: dict[str, Any], path: str) -> Any:
 def last(lines: Iterable[T], count: int) -> list[T]:
     """The last `count` items, holding no more than that many at once."""
     return list(deque(lines, maxlen=count))
+
+
+class LogFeed(Generic[T]):
+    """What is on its way to one log follower: a bounded queue that counts the items it had no room
+    for (a reader slower than the writers loses lines, never memory), and the tasks that fill it,
+    cancelled together by `close` when the follower goes. The agent (a task per container) and the API
+    (a task per node) follow with one each."""
+
+    def __init__(self, node: str, capacity: int) -> None:
+        self.node = node
+        self.queue: asyncio.Queue[T] = asyncio.Queue(maxsize=capacity)
+        self.dropped = 0
+        self.tasks: dict[str, asyncio.Task[None]] = {}
+
+    def put(self, item: T) -> None:
+        try:
+            self.queue.put_nowait(item)
+        except asyncio.QueueFull:
+            self.dropped += 1
+
+    def running(self, key: str) -> bool:
+        task = self.tasks.get(key)
+        return task is not None and not task.done()
+
+    def start(self, key: str, work: Coroutine[Any, Any, None]) -> None:
+        self.tasks[key] = asyncio.create_task(work)
+
+    async def next(self, wait_seconds: float) -> T | LogNotice | None:
+        """The next item; first a `dropped` notice if some were; None after `wait_seconds` of nothing."""
+        if self.dropped:
+            count, self.dropped = self.dropped, 0
+            reason = f"{count} lines dropped: the reader was slower than they came"
+            return LogNotice(kind="dropped", node=self.node, reason=reason, count=count)
+        try:
+            return await asyncio.wait_for(self.queue.get(), wait_seconds)
+        except TimeoutError:
+            return None
+
+    async def close(self) -> None:
+        tasks = list(self.tasks.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core.agent_client import AgentCallError, client_for
 from core.contracts import LogLine, LogNotice
 from core.db import Database
-from core.logs import InvalidLogQuery, last, parse_moment, parse_search
+from core.logs import InvalidLogQuery, LogFeed, last, parse_moment, parse_search
 from core.models import Deployment, Environment, Node, Replica, RevokedCertificate, Service
 from core.settings import Settings
 from domain.errors import Invalid
@@ -199,36 +199,18 @@ class _Follower:
         self.service = service
         self.environment = environment
         self.request = request
-        self.queue: asyncio.Queue[LogLine | LogNotice] = asyncio.Queue(maxsize=FOLLOW_BUFFER)
-        self.dropped = 0
-        self.streams: dict[str, asyncio.Task[None]] = {}
+        self.feed: LogFeed[LogLine | LogNotice] = LogFeed("control-plane", FOLLOW_BUFFER)
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
-        watcher = asyncio.create_task(self._watch())
+        self.feed.start("watch", self._watch())
         try:
             yield
         finally:
-            tasks = [watcher, *self.streams.values()]
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await self.feed.close()
 
     async def next(self) -> LogLine | LogNotice | None:
-        if self.dropped:
-            count, self.dropped = self.dropped, 0
-            reason = f"{count} lines dropped: the reader was slower than the nodes sent them"
-            return LogNotice(kind="dropped", node="control-plane", reason=reason, count=count)
-        try:
-            return await asyncio.wait_for(self.queue.get(), KEEPALIVE_SECONDS)
-        except TimeoutError:
-            return None
-
-    def _put(self, item: LogLine | LogNotice) -> None:
-        try:
-            self.queue.put_nowait(item)
-        except asyncio.QueueFull:
-            self.dropped += 1
+        return await self.feed.next(KEEPALIVE_SECONDS)
 
     async def _watch(self) -> None:
         while True:
@@ -236,8 +218,8 @@ class _Follower:
                 sources = await log_sources(session, self.service, self.environment)
             for source in sources:
                 key = source.node_id or LOCAL_NODE
-                if key not in self.streams:
-                    self.streams[key] = asyncio.create_task(self._stream(source))
+                if key not in self.feed.tasks:
+                    self.feed.start(key, self._stream(source))
             await asyncio.sleep(RESCAN_SECONDS)
 
     async def _stream(self, source: LogSource) -> None:
@@ -256,13 +238,13 @@ class _Follower:
                             if since is not None and item.time <= since:
                                 continue  # sent again after a reconnect
                             since = item.time
-                        self._put(_from(source, item))
+                        self.feed.put(_from(source, item))
                 reason = "the node ended the stream"
             except AgentCallError as exc:
                 reason = f"{exc.step}: {exc.reason}"
             delay = RECONNECT_SECONDS[min(failures, len(RECONNECT_SECONDS) - 1)]
             failures += 1
-            self._put(_unavailable(source, f"{reason}; reading again in {delay:g} s"))
+            self.feed.put(_unavailable(source, f"{reason}; reading again in {delay:g} s"))
             await asyncio.sleep(delay)
 
 
